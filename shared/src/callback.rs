@@ -1,0 +1,237 @@
+//! A parsed status callback: the fields the pipeline reasons about, typed,
+//! plus every parameter Twilio sent, untouched.
+
+use serde_json::Value;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::form::{FormError, FormParams};
+use crate::status::{MessageStatus, UnknownStatus};
+
+/// A Twilio message SID: two letters (`SM`, `MM`, ...) and 32 hex digits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageSid(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed message SID {0:?}: expected two letters and 32 hex digits")]
+pub struct MalformedSid(pub String);
+
+impl MessageSid {
+    pub fn parse(raw: &str) -> Result<Self, MalformedSid> {
+        let bytes = raw.as_bytes();
+        let well_formed = bytes.len() == 34
+            && bytes[..2].iter().all(u8::is_ascii_uppercase)
+            && bytes[2..].iter().all(u8::is_ascii_hexdigit);
+        if well_formed {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(MalformedSid(raw.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for MessageSid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for MessageSid {
+    type Err = MalformedSid;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallbackError {
+    #[error("body is not a valid form: {0}")]
+    Form(#[from] FormError),
+    #[error("body is not a JSON object of parameters")]
+    Json,
+    #[error("missing parameter {0}")]
+    Missing(&'static str),
+    #[error("parameter {0} was sent more than once")]
+    Repeated(&'static str),
+    #[error(transparent)]
+    Sid(#[from] MalformedSid),
+    #[error(transparent)]
+    Status(#[from] UnknownStatus),
+    #[error("ErrorCode {0:?} is not an integer")]
+    ErrorCode(String),
+}
+
+/// A status callback whose required fields are present and well-formed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusCallback {
+    pub message_sid: MessageSid,
+    pub status: MessageStatus,
+    pub error_code: Option<i32>,
+    /// Every parameter as sent, in order, repeated names kept.
+    pub params: FormParams,
+}
+
+impl StatusCallback {
+    /// Parses a form-encoded body.
+    pub fn from_form(body: &[u8]) -> Result<Self, CallbackError> {
+        Self::from_params(FormParams::parse(body)?)
+    }
+
+    /// Parses a JSON body: an object whose values are strings (or numbers and
+    /// booleans, kept as their text), arrays of those for repeated names.
+    pub fn from_json(body: &[u8]) -> Result<Self, CallbackError> {
+        let value: Value = serde_json::from_slice(body).map_err(|_| CallbackError::Json)?;
+        let Value::Object(object) = value else {
+            return Err(CallbackError::Json);
+        };
+        let mut pairs = Vec::with_capacity(object.len());
+        for (name, value) in object {
+            match value {
+                Value::Array(values) => {
+                    for v in values {
+                        pairs.push((name.clone(), scalar_text(v)?));
+                    }
+                }
+                v => pairs.push((name, scalar_text(v)?)),
+            }
+        }
+        Self::from_params(FormParams::from_pairs(pairs))
+    }
+
+    pub fn from_params(params: FormParams) -> Result<Self, CallbackError> {
+        let message_sid = MessageSid::parse(single(&params, "MessageSid")?)?;
+        let status: MessageStatus = single(&params, "MessageStatus")?.parse()?;
+        let error_code = match params.get("ErrorCode") {
+            None | Some("") => None,
+            Some(code) => Some(
+                code.parse::<i32>()
+                    .map_err(|_| CallbackError::ErrorCode(code.to_owned()))?,
+            ),
+        };
+        Ok(Self {
+            message_sid,
+            status,
+            error_code,
+            params,
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).filter(|v| !v.is_empty())
+    }
+}
+
+/// A required field must be sent exactly once: two different `MessageSid`s in
+/// one callback would make it ambiguous which message it is about.
+fn single<'a>(params: &'a FormParams, name: &'static str) -> Result<&'a str, CallbackError> {
+    match params.count(name) {
+        0 => Err(CallbackError::Missing(name)),
+        1 => params.get(name).ok_or(CallbackError::Missing(name)),
+        _ => Err(CallbackError::Repeated(name)),
+    }
+}
+
+fn scalar_text(value: Value) -> Result<String, CallbackError> {
+    match value {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        Value::Null => Ok(String::new()),
+        Value::Array(_) | Value::Object(_) => Err(CallbackError::Json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TV4_BODY: &[u8] = b"AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&ApiVersion=2010-04-01&ErrorCode=30003&From=%2B15017122661&MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=undelivered&SmsSid=SM1234567890abcdef1234567890abcdef&SmsStatus=undelivered&To=%2B15558675310";
+
+    #[test]
+    fn parses_an_undelivered_callback() {
+        let cb = StatusCallback::from_form(TV4_BODY).unwrap();
+        assert_eq!(
+            cb.message_sid.as_str(),
+            "SM1234567890abcdef1234567890abcdef"
+        );
+        assert_eq!(cb.status, MessageStatus::Undelivered);
+        assert_eq!(cb.error_code, Some(30003));
+        assert_eq!(cb.param("To"), Some("+15558675310"));
+        assert_eq!(cb.params.len(), 9);
+    }
+
+    #[test]
+    fn keeps_unknown_parameters() {
+        let body = [TV4_BODY, b"&BrandNewParam=x&MediaUrl=1&MediaUrl=2"].concat();
+        let cb = StatusCallback::from_form(&body).unwrap();
+        assert_eq!(cb.params.get("BrandNewParam"), Some("x"));
+        assert_eq!(cb.params.count("MediaUrl"), 2);
+    }
+
+    #[test]
+    fn refuses_missing_or_repeated_required_fields() {
+        assert_eq!(
+            StatusCallback::from_form(b"MessageStatus=sent"),
+            Err(CallbackError::Missing("MessageSid"))
+        );
+        assert_eq!(
+            StatusCallback::from_form(b"MessageSid=SM1234567890abcdef1234567890abcdef"),
+            Err(CallbackError::Missing("MessageStatus"))
+        );
+        let twice = b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageSid=SM1234567890abcdef1234567890abcdee&MessageStatus=sent";
+        assert_eq!(
+            StatusCallback::from_form(twice),
+            Err(CallbackError::Repeated("MessageSid"))
+        );
+    }
+
+    #[test]
+    fn refuses_malformed_values() {
+        let bad_sid = StatusCallback::from_form(b"MessageSid=SM123&MessageStatus=sent");
+        assert!(matches!(bad_sid, Err(CallbackError::Sid(_))));
+        let bad_status = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=exploded",
+        );
+        assert!(matches!(bad_status, Err(CallbackError::Status(_))));
+        let bad_code = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=failed&ErrorCode=x",
+        );
+        assert!(matches!(bad_code, Err(CallbackError::ErrorCode(_))));
+    }
+
+    #[test]
+    fn empty_error_code_means_none() {
+        let cb = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent&ErrorCode=",
+        )
+        .unwrap();
+        assert_eq!(cb.error_code, None);
+    }
+
+    #[test]
+    fn parses_json_bodies() {
+        let cb = StatusCallback::from_json(
+            br#"{"MessageSid":"MM1234567890abcdef1234567890abcdef","MessageStatus":"read","ErrorCode":63016,"MediaUrl":["a","b"]}"#,
+        )
+        .unwrap();
+        assert_eq!(cb.status, MessageStatus::Read);
+        assert_eq!(cb.error_code, Some(63016));
+        assert_eq!(cb.params.count("MediaUrl"), 2);
+        assert_eq!(StatusCallback::from_json(b"[1]"), Err(CallbackError::Json));
+        assert_eq!(StatusCallback::from_json(b"{"), Err(CallbackError::Json));
+    }
+
+    #[test]
+    fn sid_shape() {
+        assert!(MessageSid::parse("SM1234567890abcdef1234567890abcdef").is_ok());
+        assert!(MessageSid::parse("MM1234567890ABCDEF1234567890abcdef").is_ok());
+        assert!(MessageSid::parse("sm1234567890abcdef1234567890abcdef").is_err());
+        assert!(MessageSid::parse("SM1234567890abcdef1234567890abcdeg").is_err());
+        assert!(MessageSid::parse("SM1234567890abcdef1234567890abcdef0").is_err());
+        assert!(MessageSid::parse("").is_err());
+    }
+}

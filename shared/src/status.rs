@@ -1,0 +1,198 @@
+//! Twilio message statuses and their place in the lifecycle.
+//!
+//! Callbacks arrive in any order, so the current status of a message is the
+//! one with the highest [`MessageStatus::precedence`] seen so far: the
+//! lifecycle rank first, then a fixed tie-break between terminal statuses so
+//! that the outcome does not depend on arrival order.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Accepted,
+    Scheduled,
+    Canceled,
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    Delivered,
+    Undelivered,
+    Read,
+    PartiallyDelivered,
+    Receiving,
+    Received,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown message status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 13] = [
+        Self::Accepted,
+        Self::Scheduled,
+        Self::Canceled,
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Failed,
+        Self::Delivered,
+        Self::Undelivered,
+        Self::Read,
+        Self::PartiallyDelivered,
+        Self::Receiving,
+        Self::Received,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::Canceled => "canceled",
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Read => "read",
+            Self::PartiallyDelivered => "partially_delivered",
+            Self::Receiving => "receiving",
+            Self::Received => "received",
+        }
+    }
+
+    /// Lifecycle rank from the protocol notes: a message never moves to a lower one.
+    pub fn rank(self) -> i16 {
+        match self {
+            Self::Accepted | Self::Scheduled | Self::Receiving => 0,
+            Self::Queued => 1,
+            Self::Sending => 2,
+            Self::Sent => 3,
+            Self::Delivered
+            | Self::Undelivered
+            | Self::Failed
+            | Self::Canceled
+            | Self::PartiallyDelivered
+            | Self::Received => 4,
+            Self::Read => 5,
+        }
+    }
+
+    /// Rank, then a fixed tie-break within a rank. Between contradictory
+    /// terminal receipts `delivered` wins: a handset receipt is the strongest
+    /// evidence, and the contradiction is flagged separately.
+    pub fn precedence(self) -> i16 {
+        let tie_break = match self {
+            Self::Delivered => 5,
+            Self::PartiallyDelivered => 4,
+            Self::Undelivered => 3,
+            Self::Failed => 2,
+            Self::Canceled => 1,
+            Self::Scheduled => 1,
+            _ => 0,
+        };
+        self.rank() * 10 + tie_break
+    }
+
+    /// The bit this status sets in a message's set of terminal outcomes, if
+    /// it is an outcome that can contradict another one.
+    pub fn terminal_outcome_bit(self) -> i16 {
+        match self {
+            Self::Delivered | Self::Read => 1,
+            Self::Undelivered => 2,
+            Self::Failed => 4,
+            _ => 0,
+        }
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a set of terminal outcome bits holds a contradiction.
+pub fn outcomes_contradict(bits: i16) -> bool {
+    bits & (bits - 1) != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_status_and_round_trips() {
+        for status in MessageStatus::ALL {
+            assert_eq!(status.as_str().parse::<MessageStatus>(), Ok(status));
+        }
+        assert!("DELIVERED".parse::<MessageStatus>().is_err());
+        assert!("".parse::<MessageStatus>().is_err());
+    }
+
+    #[test]
+    fn lifecycle_ranks_follow_the_protocol_notes() {
+        use MessageStatus::*;
+        let order = [Queued, Sending, Sent, Delivered, Read];
+        for pair in order.windows(2) {
+            assert!(pair[0].rank() < pair[1].rank(), "{:?}", pair);
+        }
+        assert_eq!(Accepted.rank(), Scheduled.rank());
+        assert!(Queued.rank() < Failed.rank());
+        assert_eq!(Delivered.rank(), Undelivered.rank());
+    }
+
+    #[test]
+    fn precedence_is_a_total_order_over_lifecycle_statuses() {
+        use MessageStatus::*;
+        let lifecycle = [
+            Accepted,
+            Scheduled,
+            Queued,
+            Sending,
+            Sent,
+            Failed,
+            Delivered,
+            Undelivered,
+            Canceled,
+            Read,
+        ];
+        let mut values: Vec<i16> = lifecycle.iter().map(|s| s.precedence()).collect();
+        values.sort_unstable();
+        values.dedup();
+        assert_eq!(values.len(), lifecycle.len());
+        assert!(Delivered.precedence() > Undelivered.precedence());
+        assert!(Read.precedence() > Delivered.precedence());
+    }
+
+    #[test]
+    fn contradiction_needs_two_different_outcomes() {
+        use MessageStatus::*;
+        assert!(!outcomes_contradict(0));
+        assert!(!outcomes_contradict(
+            Delivered.terminal_outcome_bit() | Read.terminal_outcome_bit()
+        ));
+        assert!(outcomes_contradict(
+            Delivered.terminal_outcome_bit() | Undelivered.terminal_outcome_bit()
+        ));
+        assert!(outcomes_contradict(
+            Failed.terminal_outcome_bit() | Delivered.terminal_outcome_bit()
+        ));
+    }
+}
