@@ -7,6 +7,7 @@ pub mod callback;
 pub mod envelope;
 pub mod error_codes;
 pub mod form;
+pub mod metrics;
 pub mod signature;
 pub mod status;
 pub mod telemetry;

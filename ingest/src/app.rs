@@ -1,0 +1,83 @@
+//! Building and running the ingest service: bind, wire the routes, serve
+//! until stopped, then close the broker connection.
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use shared::signature::SignatureVerifier;
+use std::net::TcpListener;
+
+use crate::config::IngestConfig;
+use crate::publisher::CallbackPublisher;
+use crate::routes::{probes, status};
+
+/// What every request handler needs.
+pub struct IngestState {
+    pub verifier: SignatureVerifier,
+    pub public_base_url: Option<String>,
+    pub body_limit_bytes: usize,
+    pub publisher: CallbackPublisher,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    publisher: CallbackPublisher,
+}
+
+impl Application {
+    /// Binds `config.addr` (port 0 picks a free port) and starts connecting
+    /// to RabbitMQ in the background; the server serves from the start.
+    pub fn build(config: IngestConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.addr)?;
+        let port = listener.local_addr()?.port();
+        // Install the recorder before the first request records anything.
+        let _ = shared::metrics::prometheus_handle();
+        let publisher = CallbackPublisher::start(
+            config.amqp_url.clone(),
+            config.topology.clone(),
+            config.confirm_timeout,
+        );
+        let state = web::Data::new(IngestState {
+            verifier: SignatureVerifier::new(config.auth_tokens.clone()),
+            public_base_url: config.public_base_url.clone(),
+            body_limit_bytes: config.body_limit_bytes,
+            publisher: publisher.clone(),
+        });
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/twilio/status", web::post().to(status::receive_status))
+                .route("/healthz", web::get().to(probes::healthz))
+                .route("/readyz", web::get().to(probes::readyz))
+                .route("/metrics", web::get().to(probes::metrics))
+        })
+        .shutdown_timeout(config.shutdown_timeout.as_secs());
+        if let Some(workers) = config.workers {
+            server = server.workers(workers);
+        }
+        let server = server.listen(listener)?.run();
+        Ok(Self {
+            port,
+            server,
+            publisher,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT or `handle().stop(true)`: stops accepting,
+    /// lets in-flight requests (and their publishes) finish, then closes the
+    /// broker connection.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.publisher.shutdown().await;
+        served
+    }
+}

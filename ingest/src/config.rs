@@ -1,0 +1,189 @@
+//! Ingest configuration: read once from flags and environment variables
+//! (names fixed by the contract), validated before anything starts.
+
+use clap::Parser;
+use shared::signature::AuthToken;
+use shared::telemetry::LogFormat;
+use shared::topology::{Topology, DEFAULT_PREFIX};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ingest",
+    version,
+    about = "Receives Twilio message status callbacks, verifies X-Twilio-Signature and publishes them to RabbitMQ",
+    long_about = "Receives Twilio message status callbacks on POST /twilio/status, verifies \
+X-Twilio-Signature exactly as Twilio's SDKs do, publishes the raw callback to a durable \
+RabbitMQ quorum queue and answers 200 only once the broker has confirmed it.\n\n\
+Also serves GET /healthz, GET /readyz and GET /metrics. Stops gracefully on SIGTERM/SIGINT."
+)]
+pub struct IngestArgs {
+    /// Auth token(s) that sign callbacks; comma-separated to rotate without downtime.
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
+    /// scheme://host[:port] Twilio calls; the signed URL is this + path + query.
+    /// Unset: rebuilt from the request as http://<Host header>.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
+
+    /// Listen address.
+    #[arg(long, env = "INGEST_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// RabbitMQ connection URL.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "INGEST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// How long to wait for the broker's publisher confirm before answering 503.
+    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
+    pub confirm_timeout_ms: u64,
+
+    /// How long in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    pub shutdown_timeout_secs: u64,
+
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "INGEST_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Name prefix of the exchange and queues.
+    #[arg(long, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub topology_prefix: String,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("TWILIO_AUTH_TOKEN is not set")]
+    NoAuthToken,
+    #[error("PUBLIC_BASE_URL {0:?} is not an http(s)://host[:port] URL")]
+    PublicBaseUrl(String),
+    #[error("AMQP_URL is not a valid AMQP URL: {0}")]
+    AmqpUrl(String),
+    #[error("INGEST_BODY_LIMIT_BYTES must be above zero")]
+    BodyLimit,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    pub auth_tokens: Vec<AuthToken>,
+    /// Without a trailing slash.
+    pub public_base_url: Option<String>,
+    pub addr: SocketAddr,
+    pub amqp_url: String,
+    pub body_limit_bytes: usize,
+    pub confirm_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub workers: Option<usize>,
+    pub topology: Topology,
+    pub log_format: LogFormat,
+}
+
+impl TryFrom<IngestArgs> for IngestConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: IngestArgs) -> Result<Self, ConfigError> {
+        let auth_tokens: Vec<AuthToken> = args
+            .auth_token
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(AuthToken::new)
+            .collect();
+        if auth_tokens.is_empty() {
+            return Err(ConfigError::NoAuthToken);
+        }
+        let public_base_url = args
+            .public_base_url
+            .filter(|url| !url.trim().is_empty())
+            .map(|url| parse_base_url(&url))
+            .transpose()?;
+        shared::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
+        if args.body_limit_bytes == 0 {
+            return Err(ConfigError::BodyLimit);
+        }
+        Ok(Self {
+            auth_tokens,
+            public_base_url,
+            addr: args.addr,
+            amqp_url: args.amqp_url,
+            body_limit_bytes: args.body_limit_bytes,
+            confirm_timeout: Duration::from_millis(args.confirm_timeout_ms),
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            workers: args.workers,
+            topology: Topology::new(args.topology_prefix),
+            log_format: args.log_format,
+        })
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let invalid = || ConfigError::PublicBaseUrl(raw.to_owned());
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(invalid)?;
+    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if !scheme_ok || host.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(invalid());
+    }
+    Ok(trimmed.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> IngestArgs {
+        let mut argv = vec!["ingest", "--auth-token", "a, b"];
+        argv.extend_from_slice(extra);
+        IngestArgs::parse_from(argv)
+    }
+
+    #[test]
+    fn splits_rotated_tokens() {
+        let config = IngestConfig::try_from(args(&[])).unwrap();
+        assert_eq!(config.auth_tokens.len(), 2);
+    }
+
+    #[test]
+    fn normalises_and_checks_the_public_base_url() {
+        let ok = IngestConfig::try_from(args(&[
+            "--public-base-url",
+            "https://hooks.example.com:8443/",
+        ]))
+        .unwrap();
+        assert_eq!(
+            ok.public_base_url.as_deref(),
+            Some("https://hooks.example.com:8443")
+        );
+        for bad in ["hooks.example.com", "ftp://x", "https://", "https://h?x=1"] {
+            let err = IngestConfig::try_from(args(&["--public-base-url", bad])).unwrap_err();
+            assert_eq!(err, ConfigError::PublicBaseUrl(bad.to_owned()));
+        }
+    }
+
+    #[test]
+    fn refuses_empty_token_and_bad_amqp_url() {
+        let no_token = IngestArgs::parse_from(["ingest", "--auth-token", " , "]);
+        assert_eq!(
+            IngestConfig::try_from(no_token).unwrap_err(),
+            ConfigError::NoAuthToken
+        );
+        let bad_url = IngestConfig::try_from(args(&["--amqp-url", "not a url"])).unwrap_err();
+        assert!(matches!(bad_url, ConfigError::AmqpUrl(_)));
+    }
+}

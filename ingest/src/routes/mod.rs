@@ -1,0 +1,4 @@
+//! HTTP routes of the ingest service.
+
+pub mod probes;
+pub mod status;

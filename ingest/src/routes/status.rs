@@ -1,0 +1,148 @@
+//! `POST /twilio/status`: request → verify → publish → confirm → answer.
+
+use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use futures_util::StreamExt;
+use shared::callback::StatusCallback;
+use shared::envelope::{BodyKind, CallbackEnvelope};
+use shared::form::FormParams;
+use std::time::Instant;
+
+use crate::app::IngestState;
+use crate::rejection::Rejection;
+
+const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
+const IDEMPOTENCY_HEADER: &str = "I-Twilio-Idempotency-Token";
+
+pub async fn receive_status(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = accept(&request, payload, &state, &request_id).await;
+    let latency = started.elapsed();
+
+    let (outcome, response) = match &result {
+        Ok(_) => ("accepted", HttpResponse::Ok().finish()),
+        Err(rejection) => (
+            rejection.outcome(),
+            actix_web::ResponseError::error_response(rejection),
+        ),
+    };
+    metrics::counter!("ingest_callbacks_received_total", "outcome" => outcome).increment(1);
+    metrics::histogram!("ingest_request_duration_seconds", "outcome" => outcome)
+        .record(latency.as_secs_f64());
+
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    match &result {
+        Ok(callback) => tracing::info!(
+            message_sid = %callback.message_sid,
+            status = %callback.status,
+            outcome,
+            latency_ms,
+            request_id,
+            "callback accepted"
+        ),
+        Err(rejection) => tracing::warn!(
+            outcome,
+            latency_ms,
+            request_id,
+            reason = %rejection,
+            "callback rejected"
+        ),
+    }
+    let mut response = response;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+async fn accept(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &IngestState,
+    request_id: &str,
+) -> Result<StatusCallback, Rejection> {
+    let body_kind = header(request, CONTENT_TYPE.as_str())
+        .and_then(BodyKind::from_content_type)
+        .ok_or(Rejection::UnsupportedMediaType)?;
+    let body = read_body(request, payload, state.body_limit_bytes).await?;
+    let signature = header(request, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
+    let url = signed_url(request, state.public_base_url.as_deref());
+
+    let callback = match body_kind {
+        BodyKind::Form => {
+            let params = FormParams::parse(&body).map_err(|e| Rejection::Malformed(e.into()))?;
+            if !state.verifier.verify_form(&url, &params, signature) {
+                return Err(Rejection::BadSignature);
+            }
+            StatusCallback::from_params(params)?
+        }
+        BodyKind::Json => {
+            if !state.verifier.verify_json(&url, &body, signature) {
+                return Err(Rejection::BadSignature);
+            }
+            StatusCallback::from_json(&body)?
+        }
+    };
+
+    let envelope = CallbackEnvelope {
+        body: body.to_vec(),
+        body_kind,
+        received_at: Utc::now(),
+        request_id: request_id.to_owned(),
+        idempotency_token: header(request, IDEMPOTENCY_HEADER).map(str::to_owned),
+        failures: None,
+    };
+    metrics::gauge!("ingest_publishes_in_flight").increment(1.0);
+    let published = state.publisher.publish(&envelope, Vec::new()).await;
+    metrics::gauge!("ingest_publishes_in_flight").decrement(1.0);
+    let confirm_latency = published?;
+    metrics::histogram!("ingest_publish_confirm_duration_seconds")
+        .record(confirm_latency.as_secs_f64());
+    Ok(callback)
+}
+
+fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    request.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Reads the whole body, refusing it as soon as it passes `limit`.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, Rejection> {
+    let declared = header(request, CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(Rejection::TooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| Rejection::BodyRead(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The URL Twilio signed: the configured public base (or `http://` + the
+/// Host header) followed by the path and query exactly as received.
+fn signed_url(request: &HttpRequest, public_base_url: Option<&str>) -> String {
+    let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    match public_base_url {
+        Some(base) => format!("{base}{path_and_query}"),
+        None => {
+            let host = header(request, HOST.as_str()).unwrap_or("localhost");
+            format!("http://{host}{path_and_query}")
+        }
+    }
+}

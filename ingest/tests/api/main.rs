@@ -1,0 +1,10 @@
+//! Ingest against the real RabbitMQ: the app runs in-process on port 0,
+//! each test on a topology of its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+mod process;
+mod publishing;
+mod rejections;
+mod resilience;
+mod vectors;

@@ -1,0 +1,36 @@
+//! The process-wide Prometheus recorder behind both services' `/metrics`.
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+/// Latency buckets in seconds: sub-millisecond to Twilio's 15 s timeout.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    15.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder on first call and returns its handle. `None` only if
+/// another recorder was installed first (then metrics go there).
+pub fn prometheus_handle() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .and_then(|builder| builder.install_recorder())
+                .ok()
+        })
+        .clone()
+}
+
+/// The text exposition, after the upkeep the exporter leaves to its caller.
+pub fn render() -> String {
+    match prometheus_handle() {
+        Some(handle) => {
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}

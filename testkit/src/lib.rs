@@ -1,0 +1,283 @@
+//! Test support shared by the services' integration tests: each test gets
+//! its own RabbitMQ topology (a unique name prefix) and its own Postgres
+//! database, both removed when the test ends, so tests run in parallel
+//! against the real local services.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use shared::form::FormParams;
+use shared::signature::{compute_signature, AuthToken};
+use shared::topology::Topology;
+use std::future::Future;
+use std::time::Duration;
+
+/// The auth token every test app is configured with.
+pub const TEST_TOKEN: &str = "12345";
+
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A Postgres server URL without a database name.
+pub fn postgres_server_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+pub fn unique_name(kind: &str) -> String {
+    format!("{kind}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after
+/// `timeout` with `what`. For waiting on asynchronous outcomes, not timing them.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A topology of its own on the real broker, deleted on drop.
+pub struct TestBroker {
+    pub topology: Topology,
+    pub connection: Connection,
+    pub channel: Channel,
+}
+
+/// Short retry delays so retry paths finish quickly in tests.
+pub fn test_retry_delays() -> Vec<Duration> {
+    vec![Duration::from_millis(200), Duration::from_millis(400)]
+}
+
+impl TestBroker {
+    pub async fn new() -> Self {
+        let prefix = unique_name("test").replace('_', ".");
+        let topology = Topology::new(prefix).with_retry_delays(test_retry_delays());
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ must run on 127.0.0.1:5672 for these tests");
+        let channel = connection.create_channel().await.unwrap();
+        topology.declare(&channel).await.unwrap();
+        Self {
+            topology,
+            connection,
+            channel,
+        }
+    }
+
+    /// Messages ready in `queue` (not counting unacknowledged ones).
+    pub async fn ready_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    /// Takes (and acknowledges) every message in `queue`.
+    pub async fn take_all(&self, queue: &str) -> Vec<(BasicProperties, Vec<u8>)> {
+        let mut taken = Vec::new();
+        while let Some(message) = self
+            .channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            let delivery = message.delivery;
+            delivery
+                .acker
+                .ack(BasicAckOptions::default())
+                .await
+                .unwrap();
+            taken.push((delivery.properties, delivery.data));
+        }
+        taken
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        delete_topology(self.topology.clone());
+    }
+}
+
+/// Deletes a topology's queues and exchange from synchronous code (a `Drop`,
+/// or a test that started a binary which declared it).
+pub fn delete_topology(topology: Topology) {
+    // Drop cannot await; clean up on a runtime of its own.
+    {
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(connection) =
+                    Connection::connect(&amqp_url(), ConnectionProperties::default()).await
+                {
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = topology.delete(&channel).await;
+                    }
+                    let _ = connection.close(200, "test cleanup".into()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh, empty database of its own, dropped on drop.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn new() -> Self {
+        let name = unique_name("test");
+        let admin = admin_connection().await;
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let url = format!("{}/{name}", postgres_server_url());
+        Self { name, url }
+    }
+
+    pub async fn connect(&self) -> DatabaseConnection {
+        Database::connect(&self.url).await.unwrap()
+    }
+}
+
+async fn admin_connection() -> DatabaseConnection {
+    Database::connect(format!("{}/postgres", postgres_server_url()))
+        .await
+        .expect("Postgres must run on 127.0.0.1:5432 for these tests")
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let admin = admin_connection().await;
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            });
+        })
+        .join();
+    }
+}
+
+/// The parameters Twilio sends for one status of one message.
+pub fn status_params(message_sid: &str, status: &str, error_code: Option<i32>) -> FormParams {
+    let mut pairs = vec![
+        (
+            "AccountSid",
+            "AC00000000000000000000000000000000".to_owned(),
+        ),
+        ("ApiVersion", "2010-04-01".to_owned()),
+    ];
+    if let Some(code) = error_code {
+        pairs.push(("ErrorCode", code.to_string()));
+    }
+    pairs.extend([
+        ("From", "+15017122661".to_owned()),
+        ("MessageSid", message_sid.to_owned()),
+        ("MessageStatus", status.to_owned()),
+        ("SmsSid", message_sid.to_owned()),
+        ("SmsStatus", status.to_owned()),
+        ("To", "+15558675310".to_owned()),
+    ]);
+    FormParams::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
+}
+
+/// A message SID for test message number `n`.
+pub fn message_sid(n: u64) -> String {
+    format!("SM{:032x}", u128::from(n) | (0xabcdef << 64))
+}
+
+/// Signs `params` for `url` with the test token, as Twilio would.
+pub fn sign(url: &str, params: &FormParams) -> String {
+    compute_signature(&AuthToken::new(TEST_TOKEN), url, params)
+}
+
+/// Posts a signed form callback to `base` (e.g. `http://127.0.0.1:1234`).
+pub async fn post_signed(
+    client: &reqwest::Client,
+    base: &str,
+    params: &FormParams,
+) -> reqwest::Response {
+    let url = format!("{base}/twilio/status");
+    client
+        .post(&url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", sign(&url, params))
+        .body(params.encode())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Parses a JSON response body.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.unwrap()
+}
+
+/// Closes, from the broker's side, the connection whose client named itself
+/// `connection_name`, as a broker restart or a network cut would.
+pub fn close_broker_connection(connection_name: &str) {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "-q"])
+        .output()
+        .expect("rabbitmqctl must be installed");
+    let listing = String::from_utf8_lossy(&output.stdout);
+    let needle = format!("{{\"connection_name\",\"{connection_name}\"}}");
+    let pids: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.contains(&needle))
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected one connection named {connection_name:?} in:\n{listing}"
+    );
+    let status = std::process::Command::new("rabbitmqctl")
+        .args([
+            "close_connection",
+            pids[0],
+            "test: simulated broker failure",
+        ])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+}
