@@ -178,8 +178,12 @@ impl CallbackPublisher {
 }
 
 async fn open_link(amqp_url: &str, topology: &Topology) -> lapin::Result<Link> {
-    let connection =
-        shared::broker::connect(amqp_url, &format!("ingest {}", topology.prefix())).await?;
+    let connection = shared::broker::connect(
+        amqp_url,
+        &format!("ingest {}", topology.prefix()),
+        shared::broker::Recovery::Automatic,
+    )
+    .await?;
     let channel = connection.create_channel().await?;
     topology.declare(&channel).await?;
     channel

@@ -1,1 +1,15 @@
+//! The Postgres schema, applied by `worker migrate` (and by the worker at
+//! start unless `WORKER_AUTO_MIGRATE=false`).
 
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_status_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_status_tables::Migration)]
+    }
+}

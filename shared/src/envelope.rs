@@ -3,7 +3,7 @@
 //! headers. The worker's retry and dead-letter bookkeeping rides in the same
 //! headers.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 
@@ -172,34 +172,86 @@ impl CallbackEnvelope {
     pub fn attempts(&self) -> u32 {
         self.failures.as_ref().map_or(0, |f| f.attempts)
     }
+}
 
-    /// This envelope after one more failed attempt.
-    pub fn with_failure(&self, reason: &str, now: DateTime<Utc>) -> Self {
-        let failures = match &self.failures {
-            Some(previous) => FailureHistory {
-                attempts: previous.attempts + 1,
-                first_failure_at: previous.first_failure_at,
-                last_reason: reason.to_owned(),
-            },
-            None => FailureHistory {
-                attempts: 1,
-                first_failure_at: now,
-                last_reason: reason.to_owned(),
-            },
-        };
-        Self {
-            failures: Some(failures),
-            ..self.clone()
+/// Reads the failure history recorded in a message's headers, if any.
+pub fn read_failures(properties: &BasicProperties) -> Option<FailureHistory> {
+    let headers = properties.headers().as_ref()?;
+    let attempts = u32::try_from(header_int(headers, HEADER_ATTEMPTS)?).ok()?;
+    Some(FailureHistory {
+        attempts,
+        first_failure_at: header_time(headers, HEADER_FIRST_FAILURE_AT)
+            .ok()
+            .flatten()?,
+        last_reason: header_text(headers, HEADER_FAILURE_REASON).unwrap_or_default(),
+    })
+}
+
+/// A copy of `properties` with one more failed attempt recorded in its
+/// headers. Works on any message, even one whose envelope is unreadable.
+pub fn record_failure(
+    properties: &BasicProperties,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> (BasicProperties, FailureHistory) {
+    let history = match read_failures(properties) {
+        Some(previous) => FailureHistory {
+            attempts: previous.attempts + 1,
+            first_failure_at: previous.first_failure_at,
+            last_reason: reason.to_owned(),
+        },
+        None => FailureHistory {
+            attempts: 1,
+            // Headers carry microseconds.
+            first_failure_at: now.trunc_subsecs(6),
+            last_reason: reason.to_owned(),
+        },
+    };
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    write_failure_headers(&mut headers, &history);
+    (properties.clone().with_headers(headers), history)
+}
+
+/// A copy of `properties` without failure history, for a replay.
+pub fn clear_failures(properties: &BasicProperties) -> BasicProperties {
+    let mut kept = FieldTable::default();
+    if let Some(headers) = properties.headers() {
+        for (name, value) in headers {
+            let failure_header = [
+                HEADER_ATTEMPTS,
+                HEADER_FIRST_FAILURE_AT,
+                HEADER_FAILURE_REASON,
+            ]
+            .contains(&name.as_str())
+                || name.as_str().starts_with("x-death")
+                || name.as_str().starts_with("x-first-death")
+                || name.as_str().starts_with("x-last-death");
+            if !failure_header {
+                kept.insert(name.clone(), value.clone());
+            }
         }
     }
+    properties.clone().with_headers(kept)
+}
 
-    /// This envelope with its failure history cleared, for a replay.
-    pub fn without_failures(&self) -> Self {
-        Self {
-            failures: None,
-            ..self.clone()
-        }
-    }
+fn write_failure_headers(headers: &mut FieldTable, history: &FailureHistory) {
+    headers.insert(
+        ShortString::from(HEADER_FIRST_FAILURE_AT),
+        AMQPValue::LongString(LongString::from(
+            history
+                .first_failure_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true)
+                .into_bytes(),
+        )),
+    );
+    headers.insert(
+        ShortString::from(HEADER_FAILURE_REASON),
+        AMQPValue::LongString(LongString::from(history.last_reason.as_bytes())),
+    );
+    headers.insert(
+        ShortString::from(HEADER_ATTEMPTS),
+        AMQPValue::LongLongInt(i64::from(history.attempts)),
+    );
 }
 
 /// A string header, if present and text.
@@ -266,18 +318,38 @@ mod tests {
     }
 
     #[test]
-    fn failures_accumulate_and_survive_the_round_trip() {
-        let now = Utc::now();
-        let once = envelope().with_failure("db timeout", now);
-        let twice = once.with_failure("deadlock", now + chrono::Duration::seconds(5));
-        assert_eq!(twice.attempts(), 2);
-        let failures = twice.failures.clone().unwrap();
-        assert_eq!(failures.first_failure_at, now);
-        assert_eq!(failures.last_reason, "deadlock");
-        let properties = twice.to_properties([]);
-        let decoded = CallbackEnvelope::from_message(&properties, twice.body.clone()).unwrap();
+    fn failures_accumulate_in_headers_and_can_be_cleared() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T21:00:01.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let original = envelope().to_properties([("traceparent".to_owned(), "00-x".to_owned())]);
+        let (once, _) = record_failure(&original, "db timeout", now);
+        let (twice, history) =
+            record_failure(&once, "deadlock", now + chrono::Duration::seconds(5));
+        assert_eq!(history.attempts, 2);
+        assert_eq!(history.first_failure_at, now);
+        assert_eq!(history.last_reason, "deadlock");
+        let decoded = CallbackEnvelope::from_message(&twice, envelope().body).unwrap();
         assert_eq!(decoded.attempts(), 2);
-        assert_eq!(decoded.without_failures().attempts(), 0);
+        let cleared = clear_failures(&twice);
+        assert_eq!(read_failures(&cleared), None);
+        let headers = cleared.headers().clone().unwrap();
+        assert_eq!(
+            header_text(&headers, "traceparent").as_deref(),
+            Some("00-x")
+        );
+        assert_eq!(
+            CallbackEnvelope::from_message(&cleared, envelope().body).unwrap(),
+            envelope()
+        );
+    }
+
+    #[test]
+    fn failures_can_be_recorded_on_a_message_without_metadata() {
+        let (properties, history) =
+            record_failure(&BasicProperties::default(), "undecodable", Utc::now());
+        assert_eq!(history.attempts, 1);
+        assert_eq!(read_failures(&properties), Some(history));
     }
 
     #[test]

@@ -1,1 +1,161 @@
-fn main() {}
+use clap::Parser;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use worker::app::{self, Application};
+use worker::config::{Command, CommonConfig, DlqCommand, WorkerCli, WorkerConfig};
+use worker::dlq;
+
+/// Exit code for bad configuration, as the contract requires.
+const EXIT_BAD_CONFIG: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match WorkerCli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => return bad_config(&one_line(&e.to_string())),
+    };
+    let common = match CommonConfig::try_from(cli.common) {
+        Ok(common) => common,
+        Err(e) => return bad_config(&e.to_string()),
+    };
+    shared::telemetry::init_logging(common.log_format);
+    match cli.command {
+        None => match WorkerConfig::new(common, cli.consume) {
+            Ok(config) => consume(config).await,
+            Err(e) => bad_config(&e.to_string()),
+        },
+        Some(Command::Migrate) => migrate(&common).await,
+        Some(Command::Dlq(command)) => dead_letters(&common, command).await,
+    }
+}
+
+fn bad_config(message: &str) -> ExitCode {
+    eprintln!("worker: configuration error: {message}");
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// clap's message without its usage block, on one line.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+async fn consume(config: WorkerConfig) -> ExitCode {
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(error) => {
+            tracing::error!(%error, "worker cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(port = app.port(), "worker listening");
+    let shutdown = app.shutdown_handle();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing the current batch");
+        shutdown.shutdown().await;
+    });
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("worker stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "worker failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}
+
+async fn migrate(common: &CommonConfig) -> ExitCode {
+    let result = async {
+        let db = app::connect_database(&common.database_url, 1).await?;
+        app::migrate(&db).await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!(%error, "migrations failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
+    let result = match command {
+        DlqCommand::List => dlq::list(&common.amqp_url, &common.topology)
+            .await
+            .map(|letters| {
+                let mut stdout = std::io::stdout().lock();
+                for letter in letters {
+                    if let Ok(line) = serde_json::to_string(&letter) {
+                        let _ = writeln!(stdout, "{line}");
+                    }
+                }
+            }),
+        DlqCommand::Replay { limit } => dlq::replay(&common.amqp_url, &common.topology, limit)
+            .await
+            .map(|n| eprintln!("replayed {n} dead letter(s)")),
+        DlqCommand::Purge { yes } => {
+            if !yes && !confirm("Delete every message in the dead-letter queue? [y/N] ") {
+                eprintln!("not purged");
+                return ExitCode::FAILURE;
+            }
+            dlq::purge(&common.amqp_url, &common.topology)
+                .await
+                .map(|n| eprintln!("purged {n} dead letter(s)"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("worker dlq: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn confirm(prompt: &str) -> bool {
+    eprint!("{prompt}");
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}

@@ -1,0 +1,120 @@
+//! Building and running the worker: database (migrated), consumer task and
+//! HTTP port, with one shutdown path for all of them.
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::WorkerConfig;
+use crate::consumer;
+use crate::health::WorkerHealth;
+use crate::http::{self, HttpState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+/// A pool that connects on demand, so a database outage never stops the
+/// process, only pauses consumption.
+pub async fn connect_database(url: &str, pool_size: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(pool_size)
+        .min_connections(0)
+        .connect_timeout(Duration::from_secs(3))
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy(true)
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    consumer: JoinHandle<()>,
+    shutdown: ShutdownHandle,
+}
+
+/// Stops the consumer (after its current batch) and the HTTP port.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    signal: Arc<watch::Sender<bool>>,
+    server: ServerHandle,
+}
+
+impl ShutdownHandle {
+    pub async fn shutdown(&self) {
+        self.signal.send_replace(true);
+        self.server.stop(true).await;
+    }
+}
+
+impl Application {
+    pub async fn build(config: WorkerConfig) -> Result<Self, StartError> {
+        let db = connect_database(&config.common.database_url, config.database_pool_size).await?;
+        if config.auto_migrate {
+            migrate(&db).await?;
+        }
+        let listener = TcpListener::bind(config.addr)?;
+        let port = listener.local_addr()?.port();
+        let _ = shared::metrics::prometheus_handle();
+        let health = Arc::new(WorkerHealth::default());
+        let (signal, shutdown_rx) = watch::channel(false);
+        let consumer = tokio::spawn(consumer::run(
+            config.clone(),
+            db.clone(),
+            health.clone(),
+            shutdown_rx,
+        ));
+        let state = web::Data::new(HttpState { db, health });
+        let server =
+            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)?
+                .run();
+        let shutdown = ShutdownHandle {
+            signal: Arc::new(signal),
+            server: server.handle(),
+        };
+        Ok(Self {
+            port,
+            server,
+            consumer,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown handle is used, then waits for the consumer
+    /// to finish its batch and close its session.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let served = self.server.await;
+        self.shutdown.signal.send_replace(true);
+        if let Err(error) = self.consumer.await {
+            tracing::error!(%error, "consumer task failed");
+        }
+        served
+    }
+}

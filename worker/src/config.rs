@@ -1,0 +1,246 @@
+//! Worker configuration and command line: read once, validated before
+//! anything starts.
+
+use clap::{Args, Parser, Subcommand};
+use shared::telemetry::LogFormat;
+use shared::topology::{Topology, DEFAULT_PREFIX};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "worker",
+    version,
+    about = "Consumes Twilio status callbacks from RabbitMQ and records them in Postgres",
+    long_about = "Consumes Twilio status callbacks from RabbitMQ, de-duplicates them and records \
+every status event in Postgres (message_status_events) with a current state per message \
+(messages) that never moves backwards. Transient failures are retried with growing delays; \
+what cannot be processed goes to the dead-letter queue.\n\n\
+With no subcommand it consumes, serving GET /healthz, /readyz, /metrics and \
+/messages/{MessageSid} on WORKER_ADDR. Stops gracefully on SIGTERM/SIGINT."
+)]
+pub struct WorkerCli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub consume: ConsumeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// Inspect and replay the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Print each dead letter as one JSON line: reason, attempts, MessageSid, first failure time.
+    List,
+    /// Move dead letters back to the main queue to be processed again.
+    Replay {
+        /// Replay at most this many.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Delete every dead letter.
+    Purge {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// RabbitMQ connection URL.
+    #[arg(
+        long,
+        global = true,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    pub amqp_url: String,
+
+    /// Postgres connection URL.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/twilio_status"
+    )]
+    pub database_url: String,
+
+    /// Name prefix of the exchange and queues.
+    #[arg(long, global = true, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
+    pub topology_prefix: String,
+
+    /// Delays between processing attempts after a transient failure, in ms;
+    /// after the last one a callback is dead-lettered.
+    #[arg(
+        long,
+        global = true,
+        env = "WORKER_RETRY_DELAYS_MS",
+        default_value = "1000,5000,30000,120000",
+        value_delimiter = ','
+    )]
+    pub retry_delays_ms: Vec<u64>,
+
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Settings only the consumer (no subcommand) uses.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Listen address of the health, metrics and read API port.
+    #[arg(long, env = "WORKER_ADDR", default_value = "127.0.0.1:8081")]
+    pub addr: SocketAddr,
+
+    /// Unacknowledged deliveries the broker may hand this worker at once.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]
+    pub prefetch: u16,
+
+    /// Most deliveries persisted in one transaction.
+    #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 256)]
+    pub max_batch: usize,
+
+    /// Apply migrations at start (`false` when `worker migrate` runs separately).
+    #[arg(long, env = "WORKER_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_migrate: bool,
+
+    /// Database connection pool size.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
+    pub database_pool_size: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("AMQP_URL is not a valid AMQP URL: {0}")]
+    AmqpUrl(String),
+    #[error("DATABASE_URL must be a postgres:// URL")]
+    DatabaseUrl,
+    #[error("WORKER_RETRY_DELAYS_MS needs at least one delay above zero")]
+    RetryDelays,
+    #[error("WORKER_PREFETCH and WORKER_MAX_BATCH must be above zero")]
+    Batching,
+}
+
+/// What every subcommand needs.
+#[derive(Clone, Debug)]
+pub struct CommonConfig {
+    pub amqp_url: String,
+    pub database_url: String,
+    pub topology: Topology,
+    pub log_format: LogFormat,
+}
+
+impl TryFrom<CommonArgs> for CommonConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: CommonArgs) -> Result<Self, ConfigError> {
+        shared::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
+        let scheme_ok = args.database_url.starts_with("postgres://")
+            || args.database_url.starts_with("postgresql://");
+        if !scheme_ok || args.database_url.len() <= "postgres://".len() {
+            return Err(ConfigError::DatabaseUrl);
+        }
+        if args.retry_delays_ms.is_empty() || args.retry_delays_ms.contains(&0) {
+            return Err(ConfigError::RetryDelays);
+        }
+        let delays = args
+            .retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect();
+        Ok(Self {
+            amqp_url: args.amqp_url,
+            database_url: args.database_url,
+            topology: Topology::new(args.topology_prefix).with_retry_delays(delays),
+            log_format: args.log_format,
+        })
+    }
+}
+
+/// The consumer's full configuration.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub common: CommonConfig,
+    pub addr: SocketAddr,
+    pub prefetch: u16,
+    pub max_batch: usize,
+    pub auto_migrate: bool,
+    pub database_pool_size: u32,
+}
+
+impl WorkerConfig {
+    pub fn new(common: CommonConfig, args: ConsumeArgs) -> Result<Self, ConfigError> {
+        if args.prefetch == 0 || args.max_batch == 0 {
+            return Err(ConfigError::Batching);
+        }
+        Ok(Self {
+            common,
+            addr: args.addr,
+            prefetch: args.prefetch,
+            max_batch: args.max_batch,
+            auto_migrate: args.auto_migrate,
+            database_pool_size: args.database_pool_size.max(1),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common(extra: &[&str]) -> Result<CommonConfig, ConfigError> {
+        let mut argv = vec!["worker"];
+        argv.extend_from_slice(extra);
+        CommonConfig::try_from(WorkerCli::parse_from(argv).common)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = common(&[]).unwrap();
+        assert_eq!(config.topology.retry_delays().len(), 4);
+        assert_eq!(config.topology.main_queue(), "twilio.status.events");
+    }
+
+    #[test]
+    fn refuses_bad_urls_and_delays() {
+        assert!(matches!(
+            common(&["--amqp-url", "x"]),
+            Err(ConfigError::AmqpUrl(_))
+        ));
+        assert_eq!(
+            common(&["--database-url", "mysql://x"]).unwrap_err(),
+            ConfigError::DatabaseUrl
+        );
+        assert_eq!(
+            common(&["--retry-delays-ms", "0"]).unwrap_err(),
+            ConfigError::RetryDelays
+        );
+    }
+
+    #[test]
+    fn subcommands_parse() {
+        let cli = WorkerCli::parse_from(["worker", "dlq", "purge", "--yes"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Dlq(DlqCommand::Purge { yes: true }))
+        ));
+        let cli = WorkerCli::parse_from(["worker", "migrate"]);
+        assert!(matches!(cli.command, Some(Command::Migrate)));
+    }
+}

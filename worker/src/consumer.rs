@@ -1,0 +1,334 @@
+//! The consuming loop: delivery → decode → dedupe → store → ack.
+//!
+//! Deliveries that are ready together are stored together in one
+//! transaction, then acknowledged; nothing is acknowledged before its commit,
+//! so a crash in between means a redelivery, which the dedup key absorbs.
+//! When the database is unreachable the worker closes its broker session
+//! (unacknowledged deliveries go back to the queue untouched) and waits for
+//! the database instead of burning retries.
+
+use futures_util::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, Consumer};
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+use crate::config::WorkerConfig;
+use crate::decode::{decode, DecodedCallback};
+use crate::failure_router::{FailureRouter, Routed};
+use crate::health::WorkerHealth;
+use crate::store;
+
+/// Why a broker session ended.
+enum SessionEnd {
+    Shutdown,
+    DatabaseDown,
+    BrokerLost(String),
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` turns true; then finishes the batch in hand and returns.
+pub async fn run(
+    config: WorkerConfig,
+    db: DatabaseConnection,
+    health: Arc<WorkerHealth>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    while !*shutdown.borrow() {
+        if !store::database_reachable(&db).await {
+            health.set_database_up(false);
+            tracing::warn!("database unreachable; not consuming until it answers");
+            wait_for_database(&db, &mut shutdown).await;
+            continue;
+        }
+        health.set_database_up(true);
+        let session = match Session::open(&config).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "cannot start consuming from RabbitMQ");
+                sleep_unless_shutdown(backoff, &mut shutdown).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        health.set_consuming(true);
+        tracing::info!(queue = %config.common.topology.main_queue(), "consuming");
+        let end = session.consume(&config, &db, &mut shutdown).await;
+        health.set_consuming(false);
+        session.close().await;
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::DatabaseDown => {
+                health.set_database_up(false);
+                tracing::warn!(
+                    "database unreachable; stopped consuming, deliveries returned to the queue"
+                );
+            }
+            SessionEnd::BrokerLost(error) => {
+                tracing::warn!(%error, "RabbitMQ session lost; reconnecting");
+                sleep_unless_shutdown(backoff, &mut shutdown).await;
+            }
+        }
+    }
+    tracing::info!("consumer stopped");
+}
+
+async fn wait_for_database(db: &DatabaseConnection, shutdown: &mut watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(250);
+    while !*shutdown.borrow() && !store::database_reachable(db).await {
+        sleep_unless_shutdown(delay, shutdown).await;
+        delay = (delay * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn sleep_unless_shutdown(delay: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = shutdown.changed() => {}
+    }
+}
+
+/// One broker connection with its consumer and the channel failures are routed on.
+struct Session {
+    connection: Connection,
+    consumer: Consumer,
+    router: FailureRouter,
+}
+
+impl Session {
+    async fn open(config: &WorkerConfig) -> lapin::Result<Self> {
+        let topology = &config.common.topology;
+        let connection = shared::broker::connect(
+            &config.common.amqp_url,
+            &format!("worker {}", topology.prefix()),
+            shared::broker::Recovery::Manual,
+        )
+        .await?;
+        let consume_channel = connection.create_channel().await?;
+        topology.declare(&consume_channel).await?;
+        consume_channel
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = consume_channel
+            .basic_consume(
+                topology.main_queue().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let route_channel = connection.create_channel().await?;
+        route_channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            connection,
+            consumer,
+            router: FailureRouter::new(route_channel, topology.clone()),
+        })
+    }
+
+    async fn close(self) {
+        // Unacknowledged deliveries return to the queue when the connection closes.
+        let _ = self
+            .connection
+            .close(200, "worker session ending".into())
+            .await;
+    }
+
+    async fn consume(
+        &self,
+        config: &WorkerConfig,
+        db: &DatabaseConnection,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        let mut consumer = self.consumer.clone();
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = shutdown.changed() => return SessionEnd::Shutdown,
+                next = consumer.next() => next,
+            };
+            let first = match first {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => return SessionEnd::BrokerLost(error.to_string()),
+                None => return SessionEnd::BrokerLost("consumer cancelled by the broker".into()),
+            };
+            // Take whatever else is already here, without waiting for more.
+            let mut batch = vec![first];
+            let mut pending_end = None;
+            while batch.len() < config.max_batch {
+                match consumer.next().now_or_never() {
+                    Some(Some(Ok(delivery))) => batch.push(delivery),
+                    Some(Some(Err(error))) => {
+                        pending_end = Some(SessionEnd::BrokerLost(error.to_string()));
+                        break;
+                    }
+                    Some(None) => {
+                        pending_end = Some(SessionEnd::BrokerLost(
+                            "consumer cancelled by the broker".into(),
+                        ));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if let Err(end) = self.process(batch, db).await {
+                return end;
+            }
+            if let Some(end) = pending_end {
+                return end;
+            }
+        }
+    }
+
+    /// Stores a batch and acknowledges it. `Err` ends the session; whatever
+    /// was not acknowledged is redelivered later.
+    async fn process(
+        &self,
+        batch: Vec<Delivery>,
+        db: &DatabaseConnection,
+    ) -> Result<(), SessionEnd> {
+        metrics::histogram!("worker_batch_size").record(batch.len() as f64);
+        let mut decoded: Vec<(Delivery, DecodedCallback)> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match decode(&delivery.properties, delivery.data.clone()) {
+                Ok(callback) => decoded.push((delivery, callback)),
+                Err(poison) => {
+                    let reason = poison.to_string();
+                    tracing::warn!(%reason, "dead-lettering a message that cannot be processed");
+                    self.route(
+                        &delivery,
+                        self.router.dead_letter(
+                            &delivery.properties,
+                            &delivery.data,
+                            &reason,
+                            "poison",
+                        ),
+                    )
+                    .await?;
+                }
+            }
+        }
+        if decoded.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<DecodedCallback> = decoded.iter().map(|(_, event)| event.clone()).collect();
+        match timed_persist(db, &events).await {
+            Ok(outcome) => {
+                record_stored(&events, outcome);
+                for (delivery, _) in &decoded {
+                    ack(delivery).await?;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                if !store::database_reachable(db).await {
+                    return Err(SessionEnd::DatabaseDown);
+                }
+                tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
+                self.process_one_by_one(decoded, db).await
+            }
+        }
+    }
+
+    /// After a batch failed with the database up: isolate the failing
+    /// callbacks, store the rest, send the failing ones to retry.
+    async fn process_one_by_one(
+        &self,
+        decoded: Vec<(Delivery, DecodedCallback)>,
+        db: &DatabaseConnection,
+    ) -> Result<(), SessionEnd> {
+        for (delivery, event) in decoded {
+            let single = [event];
+            match timed_persist(db, &single).await {
+                Ok(outcome) => {
+                    record_stored(&single, outcome);
+                    ack(&delivery).await?;
+                }
+                Err(error) => {
+                    if !store::database_reachable(db).await {
+                        return Err(SessionEnd::DatabaseDown);
+                    }
+                    let reason = format!("database error: {error}");
+                    let routed = self
+                        .route(
+                            &delivery,
+                            self.router.retry_or_dead_letter(
+                                &delivery.properties,
+                                &delivery.data,
+                                &reason,
+                            ),
+                        )
+                        .await?;
+                    tracing::warn!(
+                        message_sid = %single[0].callback.message_sid,
+                        status = %single[0].callback.status,
+                        ?routed,
+                        %reason,
+                        "callback not stored"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for a failure route to be confirmed, then acks the original.
+    async fn route(
+        &self,
+        delivery: &Delivery,
+        routing: impl std::future::Future<Output = Result<Routed, crate::failure_router::RouteError>>,
+    ) -> Result<Routed, SessionEnd> {
+        let routed = routing
+            .await
+            .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+        ack(delivery).await?;
+        Ok(routed)
+    }
+}
+
+async fn timed_persist(
+    db: &DatabaseConnection,
+    events: &[DecodedCallback],
+) -> Result<store::BatchOutcome, sea_orm::DbErr> {
+    let started = Instant::now();
+    let result = store::persist_batch(db, events).await;
+    let outcome = if result.is_ok() {
+        "committed"
+    } else {
+        "failed"
+    };
+    metrics::histogram!("worker_db_batch_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+fn record_stored(events: &[DecodedCallback], outcome: store::BatchOutcome) {
+    metrics::counter!("worker_events_persisted_total").increment(outcome.inserted as u64);
+    metrics::counter!("worker_duplicates_skipped_total").increment(outcome.duplicates as u64);
+    for event in events {
+        tracing::info!(
+            message_sid = %event.callback.message_sid,
+            status = %event.callback.status,
+            request_id = %event.envelope.request_id,
+            "callback processed"
+        );
+    }
+}
+
+async fn ack(delivery: &Delivery) -> Result<(), SessionEnd> {
+    delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| SessionEnd::BrokerLost(format!("ack failed: {e}")))
+}

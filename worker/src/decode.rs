@@ -1,0 +1,95 @@
+//! Turning a queue message back into a callback the store can take, or
+//! deciding it can never be processed.
+
+use lapin::BasicProperties;
+use sha2::{Digest, Sha256};
+use shared::callback::StatusCallback;
+use shared::envelope::{BodyKind, CallbackEnvelope};
+
+/// A callback ready to be stored.
+#[derive(Clone, Debug)]
+pub struct DecodedCallback {
+    pub envelope: CallbackEnvelope,
+    pub callback: StatusCallback,
+    pub dedup_key: String,
+}
+
+/// Why a message can never be processed, however often it is retried.
+#[derive(Debug, thiserror::Error)]
+pub enum Poison {
+    #[error("undecodable queue message: {0}")]
+    Envelope(#[from] shared::envelope::EnvelopeError),
+    #[error("invalid callback: {0}")]
+    Callback(#[from] shared::callback::CallbackError),
+}
+
+pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedCallback, Poison> {
+    let envelope = CallbackEnvelope::from_message(properties, body)?;
+    let callback = match envelope.body_kind {
+        BodyKind::Form => StatusCallback::from_form(&envelope.body)?,
+        BodyKind::Json => StatusCallback::from_json(&envelope.body)?,
+    };
+    let dedup_key = dedup_key(&callback);
+    Ok(DecodedCallback {
+        envelope,
+        callback,
+        dedup_key,
+    })
+}
+
+/// Identifies a status event by what Twilio sent, not by how or when it
+/// arrived: SHA-256 over the message SID and every parameter, sorted. A
+/// redelivery or a Twilio retry of the same callback has the same key; a
+/// different status (or any other differing parameter) is a different event.
+/// The idempotency token is not part of it: Twilio does not promise it is
+/// stable across retries.
+pub fn dedup_key(callback: &StatusCallback) -> String {
+    let mut pairs: Vec<(&str, &str)> = callback.params.iter().collect();
+    pairs.sort_unstable();
+    let mut hasher = Sha256::new();
+    hasher.update(callback.message_sid.as_str().as_bytes());
+    for (name, value) in pairs {
+        // Length-prefixed so no two different parameter lists hash the same input.
+        for part in [name, value] {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+    }
+    hex::encode(hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callback(body: &str) -> StatusCallback {
+        StatusCallback::from_form(body.as_bytes()).unwrap()
+    }
+
+    const SID: &str = "SM1234567890abcdef1234567890abcdef";
+
+    #[test]
+    fn same_parameters_in_another_order_are_the_same_event() {
+        let a = callback(&format!("MessageSid={SID}&MessageStatus=sent&To=%2B1"));
+        let b = callback(&format!("To=%2B1&MessageStatus=sent&MessageSid={SID}"));
+        assert_eq!(dedup_key(&a), dedup_key(&b));
+    }
+
+    #[test]
+    fn another_status_or_parameter_is_another_event() {
+        let sent = callback(&format!("MessageSid={SID}&MessageStatus=sent"));
+        let delivered = callback(&format!("MessageSid={SID}&MessageStatus=delivered"));
+        let extra = callback(&format!(
+            "MessageSid={SID}&MessageStatus=sent&EventType=READ"
+        ));
+        assert_ne!(dedup_key(&sent), dedup_key(&delivered));
+        assert_ne!(dedup_key(&sent), dedup_key(&extra));
+    }
+
+    #[test]
+    fn parameter_boundaries_matter() {
+        let a = callback(&format!("MessageSid={SID}&MessageStatus=sent&ab=c"));
+        let b = callback(&format!("MessageSid={SID}&MessageStatus=sent&a=bc"));
+        assert_ne!(dedup_key(&a), dedup_key(&b));
+    }
+}

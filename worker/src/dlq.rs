@@ -1,0 +1,221 @@
+//! `worker dlq list | replay | purge`: operating the dead-letter queue.
+
+use chrono::{DateTime, Utc};
+use lapin::options::{
+    BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use serde::Serialize;
+use shared::broker::Recovery;
+use shared::envelope::{clear_failures, header_text, read_failures, CallbackEnvelope};
+use shared::form::FormParams;
+use shared::topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    #[error("RabbitMQ error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("RabbitMQ did not confirm a replayed message; it stays in the dead-letter queue")]
+    NotConfirmed,
+}
+
+/// One dead letter, as `dlq list` prints it.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct DeadLetterSummary {
+    pub reason: String,
+    pub attempts: u32,
+    #[serde(rename = "MessageSid")]
+    pub message_sid: Option<String>,
+    pub first_failure_at: Option<DateTime<Utc>>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub request_id: Option<String>,
+}
+
+async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channel), DlqError> {
+    let connection = shared::broker::connect(
+        amqp_url,
+        &format!("worker dlq {}", topology.prefix()),
+        Recovery::Manual,
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    topology.declare(&channel).await?;
+    Ok((connection, channel))
+}
+
+async fn dead_letter_count(channel: &Channel, topology: &Topology) -> Result<u32, DlqError> {
+    let queue = channel
+        .queue_declare(
+            topology.dead_letter_queue().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(queue.message_count())
+}
+
+/// Reads every dead letter without removing any.
+pub async fn list(amqp_url: &str, topology: &Topology) -> Result<Vec<DeadLetterSummary>, DlqError> {
+    let (connection, channel) = open(amqp_url, topology).await?;
+    let count = dead_letter_count(&channel, topology).await?;
+    let mut summaries = Vec::new();
+    let mut last_tag = None;
+    for _ in 0..count {
+        let Some(message) = channel
+            .basic_get(
+                topology.dead_letter_queue().into(),
+                BasicGetOptions::default(),
+            )
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        last_tag = Some(delivery.delivery_tag);
+        summaries.push(summarize(&delivery.properties, &delivery.data));
+    }
+    if let Some(tag) = last_tag {
+        // Everything goes back, untouched.
+        channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: true,
+                    requeue: true,
+                },
+            )
+            .await?;
+    }
+    let _ = connection.close(200, "dlq list done".into()).await;
+    Ok(summaries)
+}
+
+/// Moves up to `limit` dead letters back to the main queue, failure history
+/// cleared; each leaves the dead-letter queue only once its copy is confirmed.
+pub async fn replay(
+    amqp_url: &str,
+    topology: &Topology,
+    limit: Option<usize>,
+) -> Result<usize, DlqError> {
+    let (connection, channel) = open(amqp_url, topology).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    // Counted first, so messages that fail again during the replay are not replayed twice.
+    let count = dead_letter_count(&channel, topology).await? as usize;
+    let mut replayed = 0;
+    for _ in 0..limit.map_or(count, |l| l.min(count)) {
+        let Some(message) = channel
+            .basic_get(
+                topology.dead_letter_queue().into(),
+                BasicGetOptions::default(),
+            )
+            .await?
+        else {
+            break;
+        };
+        let delivery = message.delivery;
+        let confirmation = channel
+            .basic_publish(
+                topology.exchange().into(),
+                topology.routing_key().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &delivery.data,
+                clear_failures(&delivery.properties),
+            )
+            .await?
+            .await?;
+        if !matches!(confirmation, Confirmation::Ack(None)) {
+            return Err(DlqError::NotConfirmed);
+        }
+        delivery
+            .acker
+            .ack(lapin::options::BasicAckOptions::default())
+            .await?;
+        replayed += 1;
+    }
+    let _ = connection.close(200, "dlq replay done".into()).await;
+    Ok(replayed)
+}
+
+/// Deletes every dead letter; returns how many.
+pub async fn purge(amqp_url: &str, topology: &Topology) -> Result<u32, DlqError> {
+    let (connection, channel) = open(amqp_url, topology).await?;
+    let purged = channel
+        .queue_purge(
+            topology.dead_letter_queue().into(),
+            QueuePurgeOptions::default(),
+        )
+        .await?;
+    let _ = connection.close(200, "dlq purge done".into()).await;
+    Ok(purged)
+}
+
+fn summarize(properties: &BasicProperties, body: &[u8]) -> DeadLetterSummary {
+    let history = read_failures(properties);
+    let headers = properties.headers().clone().unwrap_or_default();
+    // Dead-lettered by the broker itself (delivery limit) rather than by a worker.
+    let broker_reason =
+        header_text(&headers, "x-first-death-reason").map(|r| format!("broker: {r}"));
+    let envelope = CallbackEnvelope::from_message(properties, body.to_vec()).ok();
+    DeadLetterSummary {
+        reason: history
+            .as_ref()
+            .map(|h| h.last_reason.clone())
+            .or(broker_reason)
+            .unwrap_or_else(|| "unknown".into()),
+        attempts: history.as_ref().map_or(0, |h| h.attempts),
+        message_sid: message_sid_of(body),
+        first_failure_at: history.map(|h| h.first_failure_at),
+        received_at: envelope.as_ref().map(|e| e.received_at),
+        request_id: envelope.map(|e| e.request_id),
+    }
+}
+
+/// The MessageSid in a body, however broken the rest of it is.
+fn message_sid_of(body: &[u8]) -> Option<String> {
+    if let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(body)
+    {
+        return object
+            .get("MessageSid")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+    }
+    let params = FormParams::parse(body).ok()?;
+    params.get("MessageSid").map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sid_in_form_and_json_bodies() {
+        assert_eq!(message_sid_of(b"MessageSid=SM1&x=%ZZ").as_deref(), None);
+        assert_eq!(
+            message_sid_of(b"MessageStatus=sent&MessageSid=SM1").as_deref(),
+            Some("SM1")
+        );
+        assert_eq!(
+            message_sid_of(br#"{"MessageSid":"SM2"}"#).as_deref(),
+            Some("SM2")
+        );
+        assert_eq!(message_sid_of(b"\xff\xfe"), None);
+    }
+
+    #[test]
+    fn summarizes_a_message_without_any_metadata() {
+        let summary = summarize(&BasicProperties::default(), b"garbage");
+        assert_eq!(summary.reason, "unknown");
+        assert_eq!(summary.attempts, 0);
+        assert_eq!(summary.message_sid, None);
+    }
+}
