@@ -8,6 +8,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use shared::envelope::{BodyKind, CallbackEnvelope};
 use shared::form::FormParams;
 use shared::signature::{compute_signature, AuthToken};
 use shared::topology::Topology;
@@ -56,6 +57,8 @@ pub struct TestBroker {
     pub topology: Topology,
     pub connection: Connection,
     pub channel: Channel,
+    /// In confirm mode, for publishing like ingest does.
+    pub publisher: Channel,
 }
 
 /// Short retry delays so retry paths finish quickly in tests.
@@ -72,11 +75,45 @@ impl TestBroker {
             .expect("RabbitMQ must run on 127.0.0.1:5672 for these tests");
         let channel = connection.create_channel().await.unwrap();
         topology.declare(&channel).await.unwrap();
+        let publisher = connection.create_channel().await.unwrap();
+        publisher
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
         Self {
             topology,
             connection,
             channel,
+            publisher,
         }
+    }
+
+    /// Publishes a raw message to the main exchange, as ingest does, and
+    /// waits for the broker's confirm.
+    pub async fn publish(&self, properties: BasicProperties, body: &[u8]) {
+        let confirmation = self
+            .publisher
+            .basic_publish(
+                self.topology.exchange().into(),
+                self.topology.routing_key().into(),
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(confirmation, lapin::Confirmation::Ack(None));
+    }
+
+    /// Publishes a form callback as ingest would have, received at `received_at`.
+    pub async fn publish_callback(&self, params: &FormParams, received_at: chrono::DateTime<chrono::Utc>) {
+        let envelope = callback_envelope(params, received_at);
+        self.publish(envelope.to_properties([]), &envelope.body).await;
     }
 
     /// Messages ready in `queue` (not counting unacknowledged ones).
@@ -144,6 +181,18 @@ pub fn delete_topology(topology: Topology) {
             });
         })
         .join();
+    }
+}
+
+/// The envelope ingest would publish for a form callback.
+pub fn callback_envelope(params: &FormParams, received_at: chrono::DateTime<chrono::Utc>) -> CallbackEnvelope {
+    CallbackEnvelope {
+        body: params.encode().into_bytes(),
+        body_kind: BodyKind::Form,
+        received_at,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        idempotency_token: None,
+        failures: None,
     }
 }
 
@@ -280,4 +329,53 @@ pub fn close_broker_connection(connection_name: &str) {
         .output()
         .unwrap();
     assert!(status.status.success(), "{status:?}");
+}
+
+/// A TCP proxy in front of a server that a test can cut (dropping every
+/// connection and refusing new ones) and restore: a database outage on demand.
+pub struct ToggleProxy {
+    pub port: u16,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cuts: tokio::sync::watch::Sender<u64>,
+}
+
+impl ToggleProxy {
+    pub async fn start(upstream: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cuts, _) = tokio::sync::watch::channel(0u64);
+        let upstream = upstream.to_owned();
+        let accept_open = open.clone();
+        let accept_cuts = cuts.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accept_open.load(Ordering::SeqCst) {
+                    continue; // dropped: connection refused in effect
+                }
+                let upstream = upstream.clone();
+                let mut cut = accept_cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, open, cuts }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cuts.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }

@@ -1,0 +1,61 @@
+//! Ingest and worker together, in-process: signed HTTP callbacks in, rows out.
+
+use crate::helpers::{message_row, wait_for_event_rows, TestPipeline};
+use clap::Parser;
+use ingest::app::Application as Ingest;
+use ingest::config::{IngestArgs, IngestConfig};
+use std::time::Duration;
+use testkit::{message_sid, post_signed, status_params, wait_for};
+
+#[tokio::test]
+async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
+    let pipeline = TestPipeline::start().await;
+    let mut config = IngestConfig::try_from(IngestArgs::parse_from([
+        "ingest",
+        "--auth-token",
+        testkit::TEST_TOKEN,
+        "--addr",
+        "127.0.0.1:0",
+        "--amqp-url",
+        &testkit::amqp_url(),
+    ]))
+    .unwrap();
+    config.topology = pipeline.broker.topology.clone();
+    let ingest = Ingest::build(config).unwrap();
+    let ingest_address = format!("http://127.0.0.1:{}", ingest.port());
+    tokio::spawn(ingest.run_until_stopped());
+    let client = reqwest::Client::new();
+    wait_for("ingest to be ready", Duration::from_secs(30), || async {
+        let status = client.get(format!("{ingest_address}/readyz")).send().await.ok()?.status();
+        (status == 200).then_some(())
+    })
+    .await;
+
+    let statuses = ["queued", "sent", "delivered"];
+    let mut posted = 0;
+    for n in 0..20u64 {
+        for status in statuses {
+            let response = post_signed(&client, &ingest_address, &status_params(&message_sid(n), status, None)).await;
+            assert_eq!(response.status(), 200);
+            posted += 1;
+        }
+    }
+    // A duplicate delivery from Twilio: accepted, but no new row.
+    let duplicate = post_signed(&client, &ingest_address, &status_params(&message_sid(0), "sent", None)).await;
+    assert_eq!(duplicate.status(), 200);
+
+    wait_for_event_rows(&pipeline.db, posted).await;
+    for n in 0..20u64 {
+        let row = message_row(&pipeline.db, &message_sid(n)).await;
+        assert_eq!(row.status, "delivered");
+        assert_eq!(row.event_count, 3);
+    }
+    let view: serde_json::Value = reqwest::get(format!("{}/messages/{}", pipeline.worker.address, message_sid(7)))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let history: Vec<&str> = view["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+    assert_eq!(history, statuses);
+}

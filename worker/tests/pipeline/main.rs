@@ -1,0 +1,10 @@
+//! The worker against the real RabbitMQ and Postgres: each test has its own
+//! topology and its own freshly migrated database.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod dedup;
+mod end_to_end;
+mod failures;
+mod helpers;
+mod ordering;
