@@ -111,9 +111,14 @@ impl TestBroker {
     }
 
     /// Publishes a form callback as ingest would have, received at `received_at`.
-    pub async fn publish_callback(&self, params: &FormParams, received_at: chrono::DateTime<chrono::Utc>) {
+    pub async fn publish_callback(
+        &self,
+        params: &FormParams,
+        received_at: chrono::DateTime<chrono::Utc>,
+    ) {
         let envelope = callback_envelope(params, received_at);
-        self.publish(envelope.to_properties([]), &envelope.body).await;
+        self.publish(envelope.to_properties([]), &envelope.body)
+            .await;
     }
 
     /// Messages ready in `queue` (not counting unacknowledged ones).
@@ -185,7 +190,10 @@ pub fn delete_topology(topology: Topology) {
 }
 
 /// The envelope ingest would publish for a form callback.
-pub fn callback_envelope(params: &FormParams, received_at: chrono::DateTime<chrono::Utc>) -> CallbackEnvelope {
+pub fn callback_envelope(
+    params: &FormParams,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> CallbackEnvelope {
     CallbackEnvelope {
         body: params.encode().into_bytes(),
         body_kind: BodyKind::Form,

@@ -26,7 +26,12 @@ async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
     tokio::spawn(ingest.run_until_stopped());
     let client = reqwest::Client::new();
     wait_for("ingest to be ready", Duration::from_secs(30), || async {
-        let status = client.get(format!("{ingest_address}/readyz")).send().await.ok()?.status();
+        let status = client
+            .get(format!("{ingest_address}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status();
         (status == 200).then_some(())
     })
     .await;
@@ -35,13 +40,23 @@ async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
     let mut posted = 0;
     for n in 0..20u64 {
         for status in statuses {
-            let response = post_signed(&client, &ingest_address, &status_params(&message_sid(n), status, None)).await;
+            let response = post_signed(
+                &client,
+                &ingest_address,
+                &status_params(&message_sid(n), status, None),
+            )
+            .await;
             assert_eq!(response.status(), 200);
             posted += 1;
         }
     }
     // A duplicate delivery from Twilio: accepted, but no new row.
-    let duplicate = post_signed(&client, &ingest_address, &status_params(&message_sid(0), "sent", None)).await;
+    let duplicate = post_signed(
+        &client,
+        &ingest_address,
+        &status_params(&message_sid(0), "sent", None),
+    )
+    .await;
     assert_eq!(duplicate.status(), 200);
 
     wait_for_event_rows(&pipeline.db, posted).await;
@@ -50,12 +65,21 @@ async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
         assert_eq!(row.status, "delivered");
         assert_eq!(row.event_count, 3);
     }
-    let view: serde_json::Value = reqwest::get(format!("{}/messages/{}", pipeline.worker.address, message_sid(7)))
-        .await
+    let view: serde_json::Value = reqwest::get(format!(
+        "{}/messages/{}",
+        pipeline.worker.address,
+        message_sid(7)
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let history: Vec<&str> = view["events"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let history: Vec<&str> = view["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
     assert_eq!(history, statuses);
 }

@@ -46,13 +46,19 @@ impl RunningWorker {
     }
 
     pub async fn readyz(&self) -> u16 {
-        reqwest::get(format!("{}/readyz", self.address)).await.unwrap().status().as_u16()
+        reqwest::get(format!("{}/readyz", self.address))
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     pub async fn wait_ready(&self) {
-        wait_for("the worker to be ready", Duration::from_secs(30), || async {
-            (self.readyz().await == 200).then_some(())
-        })
+        wait_for(
+            "the worker to be ready",
+            Duration::from_secs(30),
+            || async { (self.readyz().await == 200).then_some(()) },
+        )
         .await;
     }
 
@@ -87,20 +93,34 @@ impl TestPipeline {
 }
 
 pub async fn event_rows(db: &DatabaseConnection) -> u64 {
-    message_status_event::Entity::find().count(db).await.unwrap()
+    message_status_event::Entity::find()
+        .count(db)
+        .await
+        .unwrap()
 }
 
 pub async fn wait_for_event_rows(db: &DatabaseConnection, expected: u64) {
-    wait_for(&format!("{expected} event rows"), Duration::from_secs(60), || async {
-        let rows = event_rows(db).await;
-        assert!(rows <= expected, "more rows than callbacks: {rows} > {expected}");
-        (rows == expected).then_some(())
-    })
+    wait_for(
+        &format!("{expected} event rows"),
+        Duration::from_secs(60),
+        || async {
+            let rows = event_rows(db).await;
+            assert!(
+                rows <= expected,
+                "more rows than callbacks: {rows} > {expected}"
+            );
+            (rows == expected).then_some(())
+        },
+    )
     .await;
 }
 
 pub async fn message_row(db: &DatabaseConnection, sid: &str) -> message::Model {
-    message::Entity::find_by_id(sid.to_owned()).one(db).await.unwrap().unwrap()
+    message::Entity::find_by_id(sid.to_owned())
+        .one(db)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// Waits until the main and retry queues are empty and nothing is in flight.

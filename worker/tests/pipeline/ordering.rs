@@ -26,7 +26,10 @@ async fn every_arrival_order_gives_the_same_current_status_and_full_history() {
         (&["queued", "sent", "delivered", "read"], "read"),
         (&["queued", "failed"], "failed"),
         (&["sent", "undelivered"], "undelivered"),
-        (&["accepted", "queued", "sending", "sent", "delivered"], "delivered"),
+        (
+            &["accepted", "queued", "sending", "sent", "delivered"],
+            "delivered",
+        ),
     ];
     let mut cases = Vec::new();
     let mut sid_number = 0;
@@ -60,13 +63,19 @@ async fn every_arrival_order_gives_the_same_current_status_and_full_history() {
     }
     // The history comes back in the order received.
     let (sid, order, _) = &cases[5];
-    let view: serde_json::Value = reqwest::get(format!("{}/messages/{sid}", pipeline.worker.address))
-        .await
+    let view: serde_json::Value =
+        reqwest::get(format!("{}/messages/{sid}", pipeline.worker.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let history: Vec<&str> = view["events"]
+        .as_array()
         .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let history: Vec<&str> = view["events"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
     assert_eq!(&history, order);
 }
 
@@ -74,8 +83,14 @@ async fn every_arrival_order_gives_the_same_current_status_and_full_history() {
 async fn contradictory_receipts_are_both_kept_and_flagged() {
     let pipeline = TestPipeline::start().await;
     let sid = message_sid(1);
-    pipeline.broker.publish_callback(&status_params(&sid, "undelivered", Some(30005)), at(2)).await;
-    pipeline.broker.publish_callback(&status_params(&sid, "delivered", None), at(1)).await;
+    pipeline
+        .broker
+        .publish_callback(&status_params(&sid, "undelivered", Some(30005)), at(2))
+        .await;
+    pipeline
+        .broker
+        .publish_callback(&status_params(&sid, "delivered", None), at(1))
+        .await;
     wait_for_event_rows(&pipeline.db, 2).await;
     let row = message_row(&pipeline.db, &sid).await;
     assert_eq!(row.status, "delivered");
