@@ -16,6 +16,8 @@ pub struct IngestState {
     pub public_base_url: Option<String>,
     pub body_limit_bytes: usize,
     pub publisher: CallbackPublisher,
+    /// Where callbacks are published (for span attributes).
+    pub exchange: String,
 }
 
 pub struct Application {
@@ -42,6 +44,7 @@ impl Application {
             public_base_url: config.public_base_url.clone(),
             body_limit_bytes: config.body_limit_bytes,
             publisher: publisher.clone(),
+            exchange: config.topology.exchange(),
         });
         let mut server = HttpServer::new(move || {
             App::new()

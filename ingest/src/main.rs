@@ -24,7 +24,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
-    shared::telemetry::init_logging(config.log_format);
+    let telemetry = match shared::telemetry::init("ingest", config.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("ingest: configuration error: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
     let addr = config.addr;
     let app = match Application::build(config) {
         Ok(app) => app,
@@ -34,7 +40,9 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), "ingest listening");
-    match app.run_until_stopped().await {
+    let served = app.run_until_stopped().await;
+    telemetry.shutdown();
+    match served {
         Ok(()) => {
             tracing::info!("ingest stopped");
             ExitCode::SUCCESS

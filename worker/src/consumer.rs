@@ -13,9 +13,12 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, Conf
 use lapin::types::FieldTable;
 use lapin::{Connection, Consumer};
 use sea_orm::DatabaseConnection;
+use shared::envelope::header_text;
+use shared::telemetry::{parent_from_headers, record_trace_ids};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::WorkerConfig;
 use crate::decode::{decode, DecodedCallback};
@@ -100,6 +103,7 @@ struct Session {
     connection: Connection,
     consumer: Consumer,
     router: FailureRouter,
+    queue: String,
 }
 
 impl Session {
@@ -132,6 +136,7 @@ impl Session {
             connection,
             consumer,
             router: FailureRouter::new(route_channel, topology.clone()),
+            queue: topology.main_queue(),
         })
     }
 
@@ -198,9 +203,13 @@ impl Session {
     ) -> Result<(), SessionEnd> {
         metrics::histogram!("worker_batch_size").record(batch.len() as f64);
         let mut decoded: Vec<(Delivery, DecodedCallback)> = Vec::with_capacity(batch.len());
+        let mut spans: Vec<tracing::Span> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match decode(&delivery.properties, delivery.data.clone()) {
-                Ok(callback) => decoded.push((delivery, callback)),
+                Ok(callback) => {
+                    spans.push(process_span(&delivery, &callback, &self.queue));
+                    decoded.push((delivery, callback));
+                }
                 Err(poison) => {
                     let reason = poison.to_string();
                     tracing::warn!(%reason, "dead-lettering a message that cannot be processed");
@@ -221,9 +230,26 @@ impl Session {
             return Ok(());
         }
         let events: Vec<DecodedCallback> = decoded.iter().map(|(_, event)| event.clone()).collect();
-        match timed_persist(db, &events).await {
+        // One persist span per callback, each a child of that callback's
+        // trace, all open for the one transaction that stores them together.
+        let persist_spans: Vec<tracing::Span> = spans
+            .iter()
+            .map(|parent| {
+                tracing::info_span!(
+                    parent: parent,
+                    "twilio.status persist",
+                    db.system.name = "postgresql",
+                    db.operation.name = "INSERT",
+                    db.collection.name = "message_status_events",
+                    batch.size = events.len(),
+                )
+            })
+            .collect();
+        let persisted = timed_persist(db, &events).await;
+        drop(persist_spans);
+        match persisted {
             Ok(outcome) => {
-                record_stored(&events, outcome);
+                record_stored(&events, &spans, outcome);
                 for (delivery, _) in &decoded {
                     ack(delivery).await?;
                 }
@@ -234,7 +260,8 @@ impl Session {
                     return Err(SessionEnd::DatabaseDown);
                 }
                 tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
-                self.process_one_by_one(decoded, db).await
+                self.process_one_by_one(decoded.into_iter().zip(spans).collect(), db)
+                    .await
             }
         }
     }
@@ -243,14 +270,17 @@ impl Session {
     /// callbacks, store the rest, send the failing ones to retry.
     async fn process_one_by_one(
         &self,
-        decoded: Vec<(Delivery, DecodedCallback)>,
+        decoded: Vec<((Delivery, DecodedCallback), tracing::Span)>,
         db: &DatabaseConnection,
     ) -> Result<(), SessionEnd> {
-        for (delivery, event) in decoded {
+        for ((delivery, event), span) in decoded {
             let single = [event];
-            match timed_persist(db, &single).await {
+            let persist_span = tracing::info_span!(parent: &span, "twilio.status persist", db.system.name = "postgresql");
+            let persisted = timed_persist(db, &single).await;
+            drop(persist_span);
+            match persisted {
                 Ok(outcome) => {
-                    record_stored(&single, outcome);
+                    record_stored(&single, std::slice::from_ref(&span), outcome);
                     ack(&delivery).await?;
                 }
                 Err(error) => {
@@ -311,17 +341,45 @@ async fn timed_persist(
     result
 }
 
-fn record_stored(events: &[DecodedCallback], outcome: store::BatchOutcome) {
+fn record_stored(
+    events: &[DecodedCallback],
+    spans: &[tracing::Span],
+    outcome: store::BatchOutcome,
+) {
     metrics::counter!("worker_events_persisted_total").increment(outcome.inserted as u64);
     metrics::counter!("worker_duplicates_skipped_total").increment(outcome.duplicates as u64);
-    for event in events {
-        tracing::info!(
-            message_sid = %event.callback.message_sid,
-            status = %event.callback.status,
-            request_id = %event.envelope.request_id,
-            "callback processed"
-        );
+    for (event, span) in events.iter().zip(spans) {
+        span.in_scope(|| {
+            tracing::info!(
+                status = %event.callback.status,
+                request_id = %event.envelope.request_id,
+                "callback processed"
+            );
+        });
     }
+}
+
+/// The consumer span of one callback, continuing the trace ingest started.
+fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        parent: None,
+        "twilio.status process",
+        otel.kind = "consumer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %queue,
+        messaging.message.id = %event.envelope.request_id,
+        messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag,
+        message_sid = %event.callback.message_sid,
+        twilio.message_sid = %event.callback.message_sid,
+        twilio.message_status = %event.callback.status,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let headers = delivery.properties.headers().clone().unwrap_or_default();
+    let _ = span.set_parent(parent_from_headers(|name| header_text(&headers, name)));
+    record_trace_ids(&span);
+    span
 }
 
 async fn ack(delivery: &Delivery) -> Result<(), SessionEnd> {

@@ -22,15 +22,20 @@ async fn main() -> ExitCode {
         Ok(common) => common,
         Err(e) => return bad_config(&e.to_string()),
     };
-    shared::telemetry::init_logging(common.log_format);
-    match cli.command {
+    let telemetry = match shared::telemetry::init("worker", common.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(e) => return bad_config(&e.to_string()),
+    };
+    let code = match cli.command {
         None => match WorkerConfig::new(common, cli.consume) {
             Ok(config) => consume(config).await,
             Err(e) => bad_config(&e.to_string()),
         },
         Some(Command::Migrate) => migrate(&common).await,
         Some(Command::Dlq(command)) => dead_letters(&common, command).await,
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 fn bad_config(message: &str) -> ExitCode {

@@ -7,7 +7,10 @@ use futures_util::StreamExt;
 use shared::callback::StatusCallback;
 use shared::envelope::{BodyKind, CallbackEnvelope};
 use shared::form::FormParams;
+use shared::telemetry::{parent_from_headers, record_trace_ids, trace_headers};
 use std::time::Instant;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::app::IngestState;
 use crate::rejection::Rejection;
@@ -20,8 +23,36 @@ pub async fn receive_status(
     payload: web::Payload,
     state: web::Data<IngestState>,
 ) -> HttpResponse {
-    let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "POST /twilio/status",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/twilio/status",
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        message_sid = tracing::field::Empty,
+        twilio.message_sid = tracing::field::Empty,
+        twilio.message_status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    // Continue the caller's trace when it sent a traceparent.
+    let parent = parent_from_headers(|name| header(&request, name).map(str::to_owned));
+    let _ = span.set_parent(parent);
+    record_trace_ids(&span);
+    handle(request, payload, state, request_id)
+        .instrument(span)
+        .await
+}
+
+async fn handle(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<IngestState>,
+    request_id: String,
+) -> HttpResponse {
+    let started = Instant::now();
     let result = accept(&request, payload, &state, &request_id).await;
     let latency = started.elapsed();
 
@@ -54,6 +85,7 @@ pub async fn receive_status(
             "callback rejected"
         ),
     }
+    tracing::Span::current().record("http.response.status_code", response.status().as_u16());
     let mut response = response;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response
@@ -92,6 +124,11 @@ async fn accept(
         }
     };
 
+    let span = tracing::Span::current();
+    span.record("message_sid", callback.message_sid.as_str());
+    span.record("twilio.message_sid", callback.message_sid.as_str());
+    span.record("twilio.message_status", callback.status.as_str());
+
     let envelope = CallbackEnvelope {
         body: body.to_vec(),
         body_kind,
@@ -100,8 +137,24 @@ async fn accept(
         idempotency_token: header(request, IDEMPOTENCY_HEADER).map(str::to_owned),
         failures: None,
     };
+    let publish_span = tracing::info_span!(
+        "twilio.status publish",
+        otel.kind = "producer",
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = %state.exchange,
+        messaging.message.id = %request_id,
+        twilio.message_sid = %callback.message_sid,
+        twilio.message_status = %callback.status,
+    );
+    // The worker's spans continue from the publish span.
+    let trace_context = trace_headers(&publish_span);
     metrics::gauge!("ingest_publishes_in_flight").increment(1.0);
-    let published = state.publisher.publish(&envelope, Vec::new()).await;
+    let published = state
+        .publisher
+        .publish(&envelope, trace_context)
+        .instrument(publish_span)
+        .await;
     metrics::gauge!("ingest_publishes_in_flight").decrement(1.0);
     let confirm_latency = published?;
     metrics::histogram!("ingest_publish_confirm_duration_seconds")

@@ -1,0 +1,157 @@
+//! One trace per callback, across the broker: the worker's spans are
+//! children of ingest's publish span, which continues the caller's trace.
+//! Its own test binary, because it installs the process-wide subscriber.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "pipeline/helpers.rs"]
+#[allow(dead_code)]
+mod helpers;
+
+use clap::Parser;
+use helpers::{wait_for_event_rows, TestPipeline};
+use ingest::app::Application as Ingest;
+use ingest::config::{IngestArgs, IngestConfig};
+use opentelemetry::trace::{SpanKind, TraceId};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use std::time::Duration;
+use testkit::{message_sid, sign, status_params, wait_for};
+
+fn attribute(span: &SpanData, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| kv.value.as_str().into_owned())
+}
+
+#[tokio::test]
+async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let _telemetry =
+        shared::telemetry::init_with_provider(provider, shared::telemetry::LogFormat::Json);
+
+    let pipeline = TestPipeline::start().await;
+    let mut config = IngestConfig::try_from(IngestArgs::parse_from([
+        "ingest",
+        "--auth-token",
+        testkit::TEST_TOKEN,
+        "--addr",
+        "127.0.0.1:0",
+        "--amqp-url",
+        &testkit::amqp_url(),
+    ]))
+    .unwrap();
+    config.topology = pipeline.broker.topology.clone();
+    let ingest = Ingest::build(config).unwrap();
+    let address = format!("http://127.0.0.1:{}", ingest.port());
+    tokio::spawn(ingest.run_until_stopped());
+    let client = reqwest::Client::new();
+    wait_for("ingest to be ready", Duration::from_secs(30), || async {
+        let status = client
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .ok()?
+            .status();
+        (status == 200).then_some(())
+    })
+    .await;
+
+    // The caller (a proxy in front of us, say) already has a trace going.
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let traceparent = format!("00-{caller_trace}-00f067aa0ba902b7-01");
+    let sid = message_sid(77);
+    let params = status_params(&sid, "delivered", None);
+    let url = format!("{address}/twilio/status");
+    let response = client
+        .post(&url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("X-Twilio-Signature", sign(&url, &params))
+        .header("traceparent", traceparent)
+        .body(params.encode())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    wait_for_event_rows(&pipeline.db, 1).await;
+
+    let spans = wait_for(
+        "the worker's spans to be exported",
+        Duration::from_secs(30),
+        || {
+            let spans = exporter.get_finished_spans().unwrap();
+            let done = spans.iter().any(|s| {
+                s.name == "twilio.status process"
+                    && attribute(s, "twilio.message_sid").as_deref() == Some(sid.as_str())
+            });
+            async move { done.then_some(spans) }
+        },
+    )
+    .await;
+    let find = |name: &str| {
+        spans
+            .iter()
+            .find(|s| {
+                s.name == name
+                    && attribute(s, "twilio.message_sid").as_deref() == Some(sid.as_str())
+            })
+            .unwrap_or_else(|| panic!("no {name} span for {sid}"))
+    };
+    let request = find("POST /twilio/status");
+    let publish = find("twilio.status publish");
+    let process = find("twilio.status process");
+    let persist = spans
+        .iter()
+        .find(|s| {
+            s.name == "twilio.status persist" && s.parent_span_id == process.span_context.span_id()
+        })
+        .expect("a persist span under the process span");
+
+    let trace = TraceId::from_hex(caller_trace).unwrap();
+    for span in [request, publish, process, persist] {
+        assert_eq!(
+            span.span_context.trace_id(),
+            trace,
+            "{} is in another trace",
+            span.name
+        );
+    }
+    assert_eq!(publish.parent_span_id, request.span_context.span_id());
+    assert_eq!(process.parent_span_id, publish.span_context.span_id());
+    assert_eq!(request.span_kind, SpanKind::Server);
+    assert_eq!(publish.span_kind, SpanKind::Producer);
+    assert_eq!(process.span_kind, SpanKind::Consumer);
+    assert_eq!(
+        attribute(process, "messaging.system").as_deref(),
+        Some("rabbitmq")
+    );
+    assert_eq!(
+        attribute(process, "twilio.message_status").as_deref(),
+        Some("delivered")
+    );
+    assert_eq!(
+        attribute(publish, "messaging.destination.name").as_deref(),
+        Some(pipeline.broker.topology.exchange().as_str())
+    );
+
+    // What the closing note shows: one trace's spans.
+    let mut trace_spans: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.span_context.trace_id() == trace)
+        .collect();
+    trace_spans.sort_by_key(|s| s.start_time);
+    for span in trace_spans {
+        println!(
+            "{} span={} parent={} kind={:?} {:?}",
+            span.name,
+            span.span_context.span_id(),
+            span.parent_span_id,
+            span.span_kind,
+            span.end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default()
+        );
+    }
+}
