@@ -14,7 +14,8 @@ use tokio::task::JoinHandle;
 use crate::config::WorkerConfig;
 use crate::consumer;
 use crate::health::WorkerHealth;
-use crate::http::{self, HttpState};
+use crate::http::{self, HttpState, WriteAccess};
+use crate::twilio_api::TwilioClient;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -22,6 +23,8 @@ pub enum StartError {
     Database(#[from] DbErr),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    #[error("cannot build the Twilio API client: {0}")]
+    Twilio(String),
 }
 
 /// A pool that connects on demand, so a database outage never stops the
@@ -80,7 +83,18 @@ impl Application {
             health.clone(),
             shutdown_rx,
         ));
-        let state = web::Data::new(HttpState { db, health });
+        let sender = match config.sending.clone() {
+            Some(sending) => {
+                Some(TwilioClient::new(sending).map_err(|e| StartError::Twilio(e.to_string()))?)
+            }
+            None => None,
+        };
+        let state = web::Data::new(HttpState {
+            db,
+            health,
+            sender,
+            write_access: WriteAccess::new(config.api_token.clone(), config.addr),
+        });
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
                 .workers(1)

@@ -2,6 +2,7 @@
 //! anything starts.
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
 use shared::telemetry::LogFormat;
 use shared::topology::{Topology, DEFAULT_PREFIX};
 use std::net::SocketAddr;
@@ -123,6 +124,45 @@ pub struct ConsumeArgs {
     /// Database connection pool size.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
     pub database_pool_size: u32,
+
+    /// Bearer token required by POST /messages. When WORKER_ADDR is not a
+    /// loopback address and this is unset, POST /messages is refused.
+    #[arg(long, env = "WORKER_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    #[command(flatten)]
+    pub sending: SendingArgs,
+}
+
+/// Sending messages through Twilio's Messages API (POST /messages).
+#[derive(Debug, Args)]
+pub struct SendingArgs {
+    /// Twilio account SID; sending is off when unset.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+
+    /// Auth token of the account (or use an API key pair).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<String>,
+
+    /// API key SID, used with TWILIO_API_KEY_SECRET instead of the auth token.
+    #[arg(long, env = "TWILIO_API_KEY_SID")]
+    pub twilio_api_key_sid: Option<String>,
+
+    #[arg(long, env = "TWILIO_API_KEY_SECRET", hide_env_values = true)]
+    pub twilio_api_key_secret: Option<String>,
+
+    /// Base URL of Twilio's REST API (tests point it at a fake).
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_api_base_url: String,
+
+    /// scheme://host[:port] where ingest is reachable; StatusCallback is this + /twilio/status.
+    #[arg(long, env = "PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -135,6 +175,64 @@ pub enum ConfigError {
     RetryDelays,
     #[error("WORKER_PREFETCH and WORKER_MAX_BATCH must be above zero")]
     Batching,
+    #[error("sending needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET")]
+    SendingCredentials,
+    #[error("sending needs PUBLIC_BASE_URL (an http(s)://host[:port] URL) for the StatusCallback")]
+    SendingCallbackUrl,
+    #[error("TWILIO_API_BASE_URL must be an http(s) URL")]
+    TwilioApiBaseUrl,
+}
+
+/// How to reach Twilio's Messages API.
+#[derive(Clone, Debug)]
+pub struct SendingConfig {
+    pub account_sid: String,
+    /// HTTP Basic user: the API key SID, or the account SID.
+    pub username: String,
+    pub password: SecretString,
+    /// Without a trailing slash.
+    pub api_base_url: String,
+    pub status_callback_url: String,
+}
+
+impl SendingConfig {
+    fn from_args(args: SendingArgs) -> Result<Option<Self>, ConfigError> {
+        let Some(account_sid) = args.twilio_account_sid.filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let (username, password) = match (
+            args.twilio_api_key_sid,
+            args.twilio_api_key_secret,
+            args.twilio_auth_token,
+        ) {
+            (Some(key), Some(secret), _) => (key, secret),
+            (None, None, Some(token)) => (account_sid.clone(), token),
+            _ => return Err(ConfigError::SendingCredentials),
+        };
+        let base = args
+            .public_base_url
+            .map(|url| url.trim().trim_end_matches('/').to_owned())
+            .filter(|url| is_http_url(url))
+            .ok_or(ConfigError::SendingCallbackUrl)?;
+        let api_base_url = args.twilio_api_base_url.trim_end_matches('/').to_owned();
+        if !is_http_url(&api_base_url) {
+            return Err(ConfigError::TwilioApiBaseUrl);
+        }
+        Ok(Some(Self {
+            account_sid,
+            username,
+            password: SecretString::from(password),
+            api_base_url,
+            status_callback_url: format!("{base}/twilio/status"),
+        }))
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    })
 }
 
 /// What every subcommand needs.
@@ -182,6 +280,8 @@ pub struct WorkerConfig {
     pub max_batch: usize,
     pub auto_migrate: bool,
     pub database_pool_size: u32,
+    pub api_token: Option<SecretString>,
+    pub sending: Option<SendingConfig>,
 }
 
 impl WorkerConfig {
@@ -196,6 +296,11 @@ impl WorkerConfig {
             max_batch: args.max_batch,
             auto_migrate: args.auto_migrate,
             database_pool_size: args.database_pool_size.max(1),
+            api_token: args
+                .api_token
+                .filter(|t| !t.is_empty())
+                .map(SecretString::from),
+            sending: SendingConfig::from_args(args.sending)?,
         })
     }
 }
@@ -230,6 +335,59 @@ mod tests {
         assert_eq!(
             common(&["--retry-delays-ms", "0"]).unwrap_err(),
             ConfigError::RetryDelays
+        );
+    }
+
+    fn worker_config(extra: &[&str]) -> Result<WorkerConfig, ConfigError> {
+        let mut argv = vec!["worker"];
+        argv.extend_from_slice(extra);
+        let cli = WorkerCli::parse_from(argv);
+        WorkerConfig::new(CommonConfig::try_from(cli.common)?, cli.consume)
+    }
+
+    #[test]
+    fn sending_is_off_without_an_account_and_checked_with_one() {
+        assert!(worker_config(&[]).unwrap().sending.is_none());
+        let account = ["--twilio-account-sid", "AC123"];
+        assert_eq!(
+            worker_config(&account).unwrap_err(),
+            ConfigError::SendingCredentials
+        );
+        let with_token = [&account[..], &["--twilio-auth-token", "t"]].concat();
+        assert_eq!(
+            worker_config(&with_token).unwrap_err(),
+            ConfigError::SendingCallbackUrl
+        );
+        let complete = [
+            &with_token[..],
+            &["--public-base-url", "https://hooks.example.com/"],
+        ]
+        .concat();
+        let sending = worker_config(&complete).unwrap().sending.unwrap();
+        assert_eq!(
+            sending.status_callback_url,
+            "https://hooks.example.com/twilio/status"
+        );
+        assert_eq!(sending.username, "AC123");
+        assert!(
+            !format!("{sending:?}").contains("\"t\""),
+            "secret in Debug output"
+        );
+        let with_key = [
+            &account[..],
+            &[
+                "--twilio-api-key-sid",
+                "SK1",
+                "--twilio-api-key-secret",
+                "s",
+                "--public-base-url",
+                "http://h",
+            ],
+        ]
+        .concat();
+        assert_eq!(
+            worker_config(&with_key).unwrap().sending.unwrap().username,
+            "SK1"
         );
     }
 

@@ -24,6 +24,7 @@ use crate::config::WorkerConfig;
 use crate::decode::{decode, DecodedCallback};
 use crate::failure_router::{FailureRouter, Routed};
 use crate::health::WorkerHealth;
+use crate::queue_depth;
 use crate::store;
 
 /// Why a broker session ended.
@@ -104,6 +105,7 @@ struct Session {
     consumer: Consumer,
     router: FailureRouter,
     queue: String,
+    depth_sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Session {
@@ -132,15 +134,21 @@ impl Session {
         route_channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
+        let depth_sampler = tokio::spawn(queue_depth::sample(
+            connection.create_channel().await?,
+            topology.clone(),
+        ));
         Ok(Self {
             connection,
             consumer,
             router: FailureRouter::new(route_channel, topology.clone()),
             queue: topology.main_queue(),
+            depth_sampler,
         })
     }
 
     async fn close(self) {
+        self.depth_sampler.abort();
         // Unacknowledged deliveries return to the queue when the connection closes.
         let _ = self
             .connection

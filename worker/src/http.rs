@@ -1,19 +1,72 @@
 //! The worker's HTTP port: probes, metrics and the read API.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::callback::MessageSid;
 use shared::error_codes::{describe, ErrorCodeInfo};
+use shared::status::MessageStatus;
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use crate::entity::{message, message_status_event};
 use crate::health::WorkerHealth;
 use crate::store;
+use crate::twilio_api::{SendError, SendRequest, TwilioClient};
 
 pub struct HttpState {
     pub db: DatabaseConnection,
     pub health: Arc<WorkerHealth>,
+    /// `None` when sending is not configured.
+    pub sender: Option<TwilioClient>,
+    pub write_access: WriteAccess,
+}
+
+/// Who may call the write endpoint (POST /messages).
+pub enum WriteAccess {
+    /// Bound to loopback with no token: local callers only.
+    LocalOnly,
+    /// `Authorization: Bearer <token>` required.
+    Token(SecretString),
+    /// Bound beyond loopback without a token: refused.
+    Refused,
+}
+
+impl WriteAccess {
+    pub fn new(token: Option<SecretString>, addr: std::net::SocketAddr) -> Self {
+        match token {
+            Some(token) => Self::Token(token),
+            None if addr.ip().is_loopback() => Self::LocalOnly,
+            None => Self::Refused,
+        }
+    }
+
+    /// The answer refusing `request`, if it may not write.
+    fn refusal(&self, request: &HttpRequest) -> Option<HttpResponse> {
+        match self {
+            Self::LocalOnly => None,
+            Self::Refused => Some(HttpResponse::Forbidden().json(serde_json::json!({
+                "error": "POST /messages needs WORKER_API_TOKEN when WORKER_ADDR is not a loopback address"
+            }))),
+            Self::Token(expected) => {
+                let presented = request
+                    .headers()
+                    .get("Authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if bool::from(presented.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
+                    None
+                } else {
+                    Some(HttpResponse::Unauthorized()
+                        .insert_header(("WWW-Authenticate", "Bearer"))
+                        .json(serde_json::json!({ "error": "missing or wrong bearer token" })))
+                }
+            }
+        }
+    }
 }
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -21,7 +74,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/messages/{message_sid}", web::get().to(get_message));
+        .route("/messages/{message_sid}", web::get().to(get_message))
+        .route("/messages", web::post().to(send_message));
 }
 
 async fn healthz() -> HttpResponse {
@@ -128,6 +182,84 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
             })
             .collect(),
     })
+}
+
+/// Sends a message through Twilio with our StatusCallback and records it.
+async fn send_message(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<HttpState>,
+) -> HttpResponse {
+    if let Some(refusal) = state.write_access.refusal(&request) {
+        return refusal;
+    }
+    let Some(sender) = &state.sender else {
+        return HttpResponse::ServiceUnavailable().json(
+            serde_json::json!({ "error": "sending is not configured (TWILIO_ACCOUNT_SID)" }),
+        );
+    };
+    let send: SendRequest = match serde_json::from_slice(&body) {
+        Ok(send) => send,
+        Err(error) => {
+            return HttpResponse::BadRequest()
+                .json(serde_json::json!({ "error": format!("invalid JSON: {error}") }))
+        }
+    };
+    if let Err(problem) = send.validate() {
+        return HttpResponse::BadRequest().json(serde_json::json!({ "error": problem }));
+    }
+    let created = match sender.send(&send).await {
+        Ok(created) => created,
+        Err(error) => return twilio_failure(error),
+    };
+    let recorded = match created.status.parse::<MessageStatus>() {
+        Ok(status) => {
+            let result = store::record_sent_message(
+                &state.db,
+                &created.sid,
+                status,
+                created.account_sid.clone(),
+                created.from.clone().or(send.from.clone()),
+                created.to.clone().or(Some(send.to.clone())),
+            )
+            .await;
+            // Sent is sent: a recording failure is logged, the callbacks will fill the row.
+            if let Err(error) = &result {
+                tracing::error!(message_sid = %created.sid, %error, "sent, but not recorded");
+            }
+            result.is_ok()
+        }
+        Err(_) => false,
+    };
+    tracing::info!(message_sid = %created.sid, status = %created.status, "message sent");
+    HttpResponse::Created().json(serde_json::json!({
+        "sid": created.sid,
+        "status": created.status,
+        "recorded": recorded,
+    }))
+}
+
+/// Twilio's refusals keep their code and message; our side of the failure
+/// (credentials, Twilio down) is a 502.
+fn twilio_failure(error: SendError) -> HttpResponse {
+    tracing::warn!(%error, "sending failed");
+    match error {
+        SendError::Refused(twilio) => {
+            let status = match twilio.status {
+                429 => StatusCode::TOO_MANY_REQUESTS,
+                401 | 403 => StatusCode::BAD_GATEWAY,
+                400..=499 => StatusCode::BAD_REQUEST,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            HttpResponse::build(status).json(serde_json::json!({
+                "error": twilio.message,
+                "twilio_code": twilio.code,
+                "twilio_status": twilio.status,
+                "more_info": twilio.more_info,
+            }))
+        }
+        other => HttpResponse::BadGateway().json(serde_json::json!({ "error": other.to_string() })),
+    }
 }
 
 fn database_error(error: sea_orm::DbErr) -> HttpResponse {

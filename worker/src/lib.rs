@@ -11,4 +11,6 @@ pub mod failure_router;
 pub mod health;
 pub mod http;
 pub mod projection;
+pub mod queue_depth;
 pub mod store;
+pub mod twilio_api;

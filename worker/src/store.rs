@@ -176,6 +176,37 @@ fn push_placeholders(sql: &mut String, row: usize, columns: usize) {
     sql.push(')');
 }
 
+/// Records a message we just sent with the status Twilio answered (Twilio
+/// sends no callback for the initial status). Same precedence rules, so a
+/// callback that got here first is not overwritten; no event is counted.
+pub async fn record_sent_message(
+    db: &DatabaseConnection,
+    message_sid: &str,
+    status: shared::status::MessageStatus,
+    account_sid: Option<String>,
+    from_address: Option<String>,
+    to_address: Option<String>,
+) -> Result<(), DbErr> {
+    let now = chrono::Utc::now();
+    let delta = MessageDelta {
+        message_sid: message_sid.to_owned(),
+        status: status.as_str(),
+        status_rank: status.rank(),
+        status_precedence: status.precedence(),
+        error_code: None,
+        account_sid,
+        from_address,
+        to_address,
+        first_seen_at: now,
+        last_seen_at: now,
+        event_count: 0,
+        terminal_outcomes: status.terminal_outcome_bit(),
+    };
+    let transaction = db.begin().await?;
+    upsert_messages(&transaction, std::slice::from_ref(&delta)).await?;
+    transaction.commit().await
+}
+
 /// Whether the database answers at all (a failed batch is then retried;
 /// otherwise the worker pauses until it does).
 pub async fn database_reachable(db: &DatabaseConnection) -> bool {

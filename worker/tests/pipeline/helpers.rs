@@ -16,21 +16,30 @@ pub struct RunningWorker {
 impl RunningWorker {
     /// Starts a worker on `broker`'s topology with `database_url`.
     pub async fn start(broker: &TestBroker, database_url: &str) -> Self {
-        let cli = WorkerCli::parse_from([
+        Self::start_with(broker, database_url, &[]).await
+    }
+
+    /// Same, with extra command-line arguments.
+    pub async fn start_with(broker: &TestBroker, database_url: &str, extra: &[&str]) -> Self {
+        let amqp_url = testkit::amqp_url();
+        let mut argv = vec![
             "worker",
             "--amqp-url",
-            &testkit::amqp_url(),
+            &amqp_url,
             "--database-url",
             database_url,
             "--topology-prefix",
             broker.topology.prefix(),
-            "--addr",
-            "127.0.0.1:0",
             "--prefetch",
             "64",
             "--max-batch",
             "32",
-        ]);
+        ];
+        if !extra.contains(&"--addr") {
+            argv.extend(["--addr", "127.0.0.1:0"]);
+        }
+        argv.extend_from_slice(extra);
+        let cli = WorkerCli::parse_from(argv);
         let mut common = CommonConfig::try_from(cli.common).unwrap();
         common.topology = broker.topology.clone();
         let config = WorkerConfig::new(common, cli.consume).unwrap();
