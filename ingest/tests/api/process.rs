@@ -80,3 +80,70 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
     assert!(logs.contains("ingest stopped"), "{logs}");
     assert!(!logs.contains("s3cret-token-value"));
 }
+
+#[test]
+fn json_log_lines_carry_trace_and_message_ids() {
+    use std::io::{BufRead, BufReader};
+    let prefix = testkit::unique_name("test").replace('_', ".");
+    let mut child = ingest()
+        .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+        .env("INGEST_ADDR", "127.0.0.1:0")
+        .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next_json = |predicate: &dyn Fn(&serde_json::Value) -> bool| loop {
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("log line");
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if predicate(&value) {
+            break value;
+        }
+    };
+    let listening = next_json(&|v| v["message"] == "ingest listening");
+    let port = listening["port"].as_u64().unwrap();
+    next_json(&|v| v["message"] == "connected to RabbitMQ");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let sid = testkit::message_sid(5);
+    let status = runtime.block_on(async {
+        let params = testkit::status_params(&sid, "sent", None);
+        testkit::post_signed(
+            &reqwest::Client::new(),
+            &format!("http://127.0.0.1:{port}"),
+            &params,
+        )
+        .await
+        .status()
+    });
+    assert_eq!(status, 200);
+    let accepted = next_json(&|v| v["message"] == "callback accepted");
+    assert_eq!(accepted["message_sid"], sid.as_str());
+    assert_eq!(accepted["outcome"], "accepted");
+    assert_eq!(
+        accepted["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{accepted}"
+    );
+    assert_eq!(
+        accepted["span_id"].as_str().map(str::len),
+        Some(16),
+        "{accepted}"
+    );
+    assert!(accepted["latency_ms"].is_number());
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    testkit::delete_topology(shared::topology::Topology::new(prefix));
+}
