@@ -161,6 +161,8 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         delete_topology(self.topology.clone());
+        // A binary started on the same prefix declares the default retry queues too.
+        delete_topology(Topology::new(self.topology.prefix()));
     }
 }
 
