@@ -15,9 +15,17 @@ pub struct IngestState {
     pub verifier: SignatureVerifier,
     pub public_base_url: Option<String>,
     pub body_limit_bytes: usize,
+    pub body_timeout: std::time::Duration,
+    pub trust_forwarded_headers: bool,
     pub publisher: CallbackPublisher,
     /// Where callbacks are published (for span attributes).
     pub exchange: String,
+}
+
+async fn method_not_allowed() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", "POST"))
+        .finish()
 }
 
 pub struct Application {
@@ -43,18 +51,26 @@ impl Application {
             verifier: SignatureVerifier::new(config.auth_tokens.clone()),
             public_base_url: config.public_base_url.clone(),
             body_limit_bytes: config.body_limit_bytes,
+            body_timeout: config.body_timeout,
+            trust_forwarded_headers: config.trust_forwarded_headers,
             publisher: publisher.clone(),
             exchange: config.topology.exchange(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .route("/twilio/status", web::post().to(status::receive_status))
+                .service(
+                    web::resource("/twilio/status")
+                        .route(web::post().to(status::receive_status))
+                        .default_service(web::to(method_not_allowed)),
+                )
                 .route("/healthz", web::get().to(probes::healthz))
                 .route("/readyz", web::get().to(probes::readyz))
                 .route("/metrics", web::get().to(probes::metrics))
         })
-        .shutdown_timeout(config.shutdown_timeout.as_secs());
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        // Slow clients: the request head must arrive within this (408 otherwise).
+        .client_request_timeout(std::time::Duration::from_secs(5));
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }

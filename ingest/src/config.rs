@@ -52,6 +52,16 @@ pub struct IngestArgs {
     #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
     pub shutdown_timeout_secs: u64,
 
+    /// Longest time a client may take to send the request body.
+    #[arg(long, env = "INGEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
+
+    /// Rebuild the signed URL from X-Forwarded-Proto/X-Forwarded-Host (or
+    /// Forwarded) when PUBLIC_BASE_URL is unset. Only behind a proxy that
+    /// sets them; PUBLIC_BASE_URL is preferred.
+    #[arg(long, env = "INGEST_TRUST_FORWARDED_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trust_forwarded_headers: bool,
+
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "INGEST_WORKERS")]
     pub workers: Option<usize>,
@@ -86,6 +96,8 @@ pub struct IngestConfig {
     pub amqp_url: String,
     pub body_limit_bytes: usize,
     pub confirm_timeout: Duration,
+    pub body_timeout: Duration,
+    pub trust_forwarded_headers: bool,
     pub shutdown_timeout: Duration,
     pub workers: Option<usize>,
     pub topology: Topology,
@@ -123,6 +135,8 @@ impl TryFrom<IngestArgs> for IngestConfig {
             amqp_url: args.amqp_url,
             body_limit_bytes: args.body_limit_bytes,
             confirm_timeout: Duration::from_millis(args.confirm_timeout_ms),
+            body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+            trust_forwarded_headers: args.trust_forwarded_headers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
             workers: args.workers,
             topology: Topology::new(args.topology_prefix),

@@ -16,6 +16,8 @@ pub enum Rejection {
     TooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    #[error("request body not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
     #[error("missing X-Twilio-Signature header")]
     MissingSignature,
     #[error("X-Twilio-Signature does not match")]
@@ -32,6 +34,7 @@ impl Rejection {
         match self {
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooLarge { .. } => "too_large",
+            Self::BodyTimeout(_) => "timeout",
             Self::BodyRead(_) | Self::Malformed(_) => "bad_request",
             Self::MissingSignature | Self::BadSignature => "bad_signature",
             Self::BrokerUnavailable(_) => "broker_unavailable",
@@ -44,6 +47,7 @@ impl ResponseError for Rejection {
         match self {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::MissingSignature | Self::BadSignature => StatusCode::FORBIDDEN,
             Self::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -104,9 +104,18 @@ async fn accept(
     let body_kind = header(request, CONTENT_TYPE.as_str())
         .and_then(BodyKind::from_content_type)
         .ok_or(Rejection::UnsupportedMediaType)?;
-    let body = read_body(request, payload, state.body_limit_bytes).await?;
+    let body = tokio::time::timeout(
+        state.body_timeout,
+        read_body(request, payload, state.body_limit_bytes),
+    )
+    .await
+    .map_err(|_| Rejection::BodyTimeout(state.body_timeout))??;
     let signature = header(request, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
-    let url = signed_url(request, state.public_base_url.as_deref());
+    let url = signed_url(
+        request,
+        state.public_base_url.as_deref(),
+        state.trust_forwarded_headers,
+    );
 
     let callback = match body_kind {
         BodyKind::Form => {
@@ -187,15 +196,54 @@ async fn read_body(
     Ok(body)
 }
 
-/// The URL Twilio signed: the configured public base (or `http://` + the
-/// Host header) followed by the path and query exactly as received.
-fn signed_url(request: &HttpRequest, public_base_url: Option<&str>) -> String {
+/// The URL Twilio signed: the configured public base followed by the path
+/// and query exactly as received. Without a public base: the forwarded
+/// scheme and host when trusted, else `http://` + the Host header.
+fn signed_url(
+    request: &HttpRequest,
+    public_base_url: Option<&str>,
+    trust_forwarded: bool,
+) -> String {
     let path_and_query = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    match public_base_url {
-        Some(base) => format!("{base}{path_and_query}"),
-        None => {
-            let host = header(request, HOST.as_str()).unwrap_or("localhost");
-            format!("http://{host}{path_and_query}")
+    if let Some(base) = public_base_url {
+        return format!("{base}{path_and_query}");
+    }
+    let forwarded = trust_forwarded.then(|| forwarded_origin(request)).flatten();
+    let (scheme, host) = forwarded.unwrap_or_else(|| {
+        let host = header(request, HOST.as_str()).unwrap_or("localhost");
+        ("http".to_owned(), host.to_owned())
+    });
+    format!("{scheme}://{host}{path_and_query}")
+}
+
+/// Scheme and host from `Forwarded` (RFC 7239) or `X-Forwarded-Proto` /
+/// `X-Forwarded-Host`, first hop only; the Host header fills a missing host.
+fn forwarded_origin(request: &HttpRequest) -> Option<(String, String)> {
+    let mut proto = None;
+    let mut host = None;
+    if let Some(forwarded) = header(request, "Forwarded") {
+        let first_hop = forwarded.split(',').next().unwrap_or("");
+        for pair in first_hop.split(';') {
+            if let Some((key, value)) = pair.trim().split_once('=') {
+                let value = value.trim_matches('"').to_owned();
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "proto" => proto = Some(value),
+                    "host" => host = Some(value),
+                    _ => {}
+                }
+            }
         }
     }
+    let first = |name: &str| {
+        header(request, name)
+            .and_then(|v| v.split(',').next())
+            .map(|v| v.trim().to_owned())
+    };
+    let proto = proto
+        .or_else(|| first("X-Forwarded-Proto"))?
+        .to_ascii_lowercase();
+    let host = host
+        .or_else(|| first("X-Forwarded-Host"))
+        .or_else(|| header(request, HOST.as_str()).map(str::to_owned))?;
+    (proto == "http" || proto == "https").then_some((proto, host))
 }

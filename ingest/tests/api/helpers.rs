@@ -16,6 +16,7 @@ pub struct Options<'a> {
     pub public_base_url: Option<&'a str>,
     pub amqp_url: Option<String>,
     pub tokens: Option<&'a str>,
+    pub extra_args: Vec<&'a str>,
 }
 
 impl TestApp {
@@ -42,6 +43,7 @@ impl TestApp {
             "--workers".to_owned(),
             "2".to_owned(),
         ];
+        argv.extend(options.extra_args.iter().map(|a| a.to_string()));
         if let Some(base) = options.public_base_url {
             argv.extend(["--public-base-url".to_owned(), base.to_owned()]);
         }
