@@ -93,3 +93,34 @@ mod tests {
         assert_ne!(dedup_key(&a), dedup_key(&b));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use lapin::types::{AMQPValue, FieldTable, LongString};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever sits in the queue, decoding answers instead of panicking.
+        #[test]
+        fn decoding_never_panics(
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            content_type in prop::option::of("\\PC{0,40}"),
+            received_at in prop::option::of("\\PC{0,40}"),
+            attempts in prop::option::of(any::<i64>()),
+        ) {
+            let mut headers = FieldTable::default();
+            if let Some(text) = received_at {
+                headers.insert("x-received-at".into(), AMQPValue::LongString(LongString::from(text)));
+            }
+            if let Some(n) = attempts {
+                headers.insert("x-attempts".into(), AMQPValue::LongLongInt(n));
+            }
+            let mut properties = BasicProperties::default().with_headers(headers);
+            if let Some(content_type) = content_type.and_then(|c| lapin::types::ShortString::try_new(c).ok()) {
+                properties = properties.with_content_type(content_type);
+            }
+            let _ = decode(&properties, body);
+        }
+    }
+}
