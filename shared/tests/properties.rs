@@ -25,7 +25,10 @@ for case in json.load(sys.stdin):
 json.dump(out, sys.stdout)
 "#;
 
-fn python_signatures(cases: &[(String, String, Vec<(String, String)>)]) -> Vec<String> {
+/// Token, URL, parameters.
+type SigningCase = (String, String, Vec<(String, String)>);
+
+fn python_signatures(cases: &[SigningCase]) -> Vec<String> {
     let input = serde_json::to_vec(
         &cases
             .iter()
@@ -79,7 +82,7 @@ fn url() -> impl Strategy<Value = String> {
         })
 }
 
-fn case() -> impl Strategy<Value = (String, String, Vec<(String, String)>)> {
+fn case() -> impl Strategy<Value = SigningCase> {
     (
         "[A-Za-z0-9]{1,40}",
         url(),
