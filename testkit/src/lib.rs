@@ -88,6 +88,20 @@ impl TestBroker {
         }
     }
 
+    /// Opens fresh channels after the broker dropped ours (a restart test).
+    pub async fn reconnect(&mut self) {
+        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        self.channel = connection.create_channel().await.unwrap();
+        self.publisher = connection.create_channel().await.unwrap();
+        self.publisher
+            .confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        self.connection = connection;
+    }
+
     /// Publishes a raw message to the main exchange, as ingest does, and
     /// waits for the broker's confirm.
     pub async fn publish(&self, properties: BasicProperties, body: &[u8]) {

@@ -164,7 +164,7 @@ fn postgres_cluster() -> (String, String) {
 #[tokio::test]
 #[ignore = "restarts the machine's RabbitMQ; .ci/run runs it after the parallel suite"]
 async fn rabbitmq_restarted_under_load() {
-    let rig = Rig::new().await;
+    let mut rig = Rig::new().await;
     let ingest = rig.ingest().await;
     let worker = rig.worker().await;
     let all = callbacks(MESSAGES);
@@ -181,6 +181,7 @@ async fn rabbitmq_restarted_under_load() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     run("rabbitmqctl", &["start_app"]);
     run("rabbitmqctl", &["await_startup"]);
+    rig.broker.reconnect().await;
     let load = load.await.unwrap();
     ingest.wait_ready().await;
     worker.wait_ready().await;
