@@ -3,9 +3,6 @@ use ingest::app::Application;
 use ingest::config::{IngestArgs, IngestConfig};
 use std::process::ExitCode;
 
-/// Exit code for bad configuration, as the contract requires.
-const EXIT_BAD_CONFIG: u8 = 2;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = match IngestArgs::try_parse() {
@@ -15,21 +12,15 @@ async fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => Err(one_line(&e.to_string())),
+        Err(e) => Err(e.to_string()),
     };
     let config = match config {
         Ok(config) => config,
-        Err(message) => {
-            eprintln!("ingest: configuration error: {message}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(message) => return shared::cli::bad_config("ingest", &message),
     };
     let telemetry = match shared::telemetry::init("ingest", config.log_format) {
         Ok(telemetry) => telemetry,
-        Err(error) => {
-            eprintln!("ingest: configuration error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(error) => return shared::cli::bad_config("ingest", &error.to_string()),
     };
     let addr = config.addr;
     let app = match Application::build(config) {
@@ -52,17 +43,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// clap's message without its usage block, on one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .take_while(|line| !line.starts_with("Usage:"))
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_start_matches("error: ")
-        .to_owned()
 }

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod callback;
+pub mod cli;
 pub mod envelope;
 pub mod error_codes;
 pub mod form;

@@ -164,6 +164,18 @@ impl Topology {
     }
 }
 
+/// Messages ready in `queue` (a passive declare: the queue must exist).
+pub async fn ready_messages(channel: &Channel, queue: &str) -> lapin::Result<u32> {
+    let options = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queue = channel
+        .queue_declare(queue.into(), options, FieldTable::default())
+        .await?;
+    Ok(queue.message_count())
+}
+
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes()))
 }

@@ -4,8 +4,7 @@
 //! against the real local services.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use shared::envelope::{BodyKind, CallbackEnvelope};
@@ -137,18 +136,9 @@ impl TestBroker {
 
     /// Messages ready in `queue` (not counting unacknowledged ones).
     pub async fn ready_count(&self, queue: &str) -> u32 {
-        self.channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        shared::topology::ready_messages(&self.channel, queue)
             .await
             .unwrap()
-            .message_count()
     }
 
     /// Takes (and acknowledges) every message in `queue`.

@@ -2,10 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use lapin::options::{
-    BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
-    QueueDeclareOptions, QueuePurgeOptions,
+    BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
 };
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use serde::Serialize;
 use shared::broker::Recovery;
@@ -46,17 +44,7 @@ async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channe
 }
 
 async fn dead_letter_count(channel: &Channel, topology: &Topology) -> Result<u32, DlqError> {
-    let queue = channel
-        .queue_declare(
-            topology.dead_letter_queue().into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue.message_count())
+    Ok(shared::topology::ready_messages(channel, &topology.dead_letter_queue()).await?)
 }
 
 /// Reads every dead letter without removing any.

@@ -5,9 +5,6 @@ use worker::app::{self, Application};
 use worker::config::{Command, CommonConfig, DlqCommand, WorkerCli, WorkerConfig};
 use worker::dlq;
 
-/// Exit code for bad configuration, as the contract requires.
-const EXIT_BAD_CONFIG: u8 = 2;
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = match WorkerCli::try_parse() {
@@ -16,7 +13,7 @@ async fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return bad_config(&one_line(&e.to_string())),
+        Err(e) => return bad_config(&e.to_string()),
     };
     let common = match CommonConfig::try_from(cli.common) {
         Ok(common) => common,
@@ -39,21 +36,7 @@ async fn main() -> ExitCode {
 }
 
 fn bad_config(message: &str) -> ExitCode {
-    eprintln!("worker: configuration error: {message}");
-    ExitCode::from(EXIT_BAD_CONFIG)
-}
-
-/// clap's message without its usage block, on one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .take_while(|line| !line.starts_with("Usage:"))
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-        .trim_start_matches("error: ")
-        .to_owned()
+    shared::cli::bad_config("worker", message)
 }
 
 async fn consume(config: WorkerConfig) -> ExitCode {

@@ -1,8 +1,6 @@
 //! Samples how many messages wait in the main, retry and dead-letter queues,
 //! for the `rabbitmq_queue_messages` gauge (a growing DLQ is what SREs page on).
 
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::Channel;
 use shared::topology::Topology;
 use std::time::Duration;
@@ -33,16 +31,5 @@ pub async fn sample(channel: Channel, topology: Topology) {
 }
 
 async fn ready_messages(channel: &Channel, queue: &str) -> Option<u32> {
-    channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .ok()
-        .map(|q| q.message_count())
+    shared::topology::ready_messages(channel, queue).await.ok()
 }

@@ -7,10 +7,7 @@
 #[allow(dead_code)]
 mod helpers;
 
-use clap::Parser;
-use helpers::{wait_for_event_rows, TestPipeline};
-use ingest::app::Application as Ingest;
-use ingest::config::{IngestArgs, IngestConfig};
+use helpers::{start_ingest, wait_for_event_rows, TestPipeline};
 use opentelemetry::trace::{SpanKind, TraceId};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use std::time::Duration;
@@ -33,31 +30,8 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
         shared::telemetry::init_with_provider(provider, shared::telemetry::LogFormat::Json);
 
     let pipeline = TestPipeline::start().await;
-    let mut config = IngestConfig::try_from(IngestArgs::parse_from([
-        "ingest",
-        "--auth-token",
-        testkit::TEST_TOKEN,
-        "--addr",
-        "127.0.0.1:0",
-        "--amqp-url",
-        &testkit::amqp_url(),
-    ]))
-    .unwrap();
-    config.topology = pipeline.broker.topology.clone();
-    let ingest = Ingest::build(config).unwrap();
-    let address = format!("http://127.0.0.1:{}", ingest.port());
-    tokio::spawn(ingest.run_until_stopped());
+    let address = start_ingest(&pipeline.broker).await;
     let client = reqwest::Client::new();
-    wait_for("ingest to be ready", Duration::from_secs(30), || async {
-        let status = client
-            .get(format!("{address}/readyz"))
-            .send()
-            .await
-            .ok()?
-            .status();
-        (status == 200).then_some(())
-    })
-    .await;
 
     // The caller (a proxy in front of us, say) already has a trace going.
     let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -1,40 +1,13 @@
 //! Ingest and worker together, in-process: signed HTTP callbacks in, rows out.
 
-use crate::helpers::{message_row, wait_for_event_rows, TestPipeline};
-use clap::Parser;
-use ingest::app::Application as Ingest;
-use ingest::config::{IngestArgs, IngestConfig};
-use std::time::Duration;
-use testkit::{message_sid, post_signed, status_params, wait_for};
+use crate::helpers::{message_row, start_ingest, wait_for_event_rows, TestPipeline};
+use testkit::{message_sid, post_signed, status_params};
 
 #[tokio::test]
 async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
     let pipeline = TestPipeline::start().await;
-    let mut config = IngestConfig::try_from(IngestArgs::parse_from([
-        "ingest",
-        "--auth-token",
-        testkit::TEST_TOKEN,
-        "--addr",
-        "127.0.0.1:0",
-        "--amqp-url",
-        &testkit::amqp_url(),
-    ]))
-    .unwrap();
-    config.topology = pipeline.broker.topology.clone();
-    let ingest = Ingest::build(config).unwrap();
-    let ingest_address = format!("http://127.0.0.1:{}", ingest.port());
-    tokio::spawn(ingest.run_until_stopped());
+    let ingest_address = start_ingest(&pipeline.broker).await;
     let client = reqwest::Client::new();
-    wait_for("ingest to be ready", Duration::from_secs(30), || async {
-        let status = client
-            .get(format!("{ingest_address}/readyz"))
-            .send()
-            .await
-            .ok()?
-            .status();
-        (status == 200).then_some(())
-    })
-    .await;
 
     let statuses = ["queued", "sent", "delivered"];
     let mut posted = 0;

@@ -154,3 +154,31 @@ pub async fn execute(db: &DatabaseConnection, sql: &str) {
 pub fn at(second: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap()
 }
+
+/// Starts ingest in-process on `broker`'s topology and waits until it is
+/// ready; returns its base URL.
+pub async fn start_ingest(broker: &TestBroker) -> String {
+    let amqp_url = testkit::amqp_url();
+    let mut config =
+        ingest::config::IngestConfig::try_from(ingest::config::IngestArgs::parse_from([
+            "ingest",
+            "--auth-token",
+            testkit::TEST_TOKEN,
+            "--addr",
+            "127.0.0.1:0",
+            "--amqp-url",
+            &amqp_url,
+        ]))
+        .unwrap();
+    config.topology = broker.topology.clone();
+    let ingest = ingest::app::Application::build(config).unwrap();
+    let address = format!("http://127.0.0.1:{}", ingest.port());
+    tokio::spawn(ingest.run_until_stopped());
+    let readyz = format!("{address}/readyz");
+    wait_for("ingest to be ready", Duration::from_secs(30), || async {
+        let status = reqwest::get(&readyz).await.ok()?.status();
+        (status == 200).then_some(())
+    })
+    .await;
+    address
+}

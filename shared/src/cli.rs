@@ -1,0 +1,40 @@
+//! Command-line conventions both binaries keep: a configuration error is one
+//! line on stderr and exit code 2.
+
+use std::process::ExitCode;
+
+/// Exit code for bad configuration, as the contract requires.
+pub const EXIT_BAD_CONFIG: u8 = 2;
+
+/// Prints `program: configuration error: message` and returns exit code 2.
+pub fn bad_config(program: &str, message: &str) -> ExitCode {
+    eprintln!("{program}: configuration error: {}", one_line(message));
+    ExitCode::from(EXIT_BAD_CONFIG)
+}
+
+/// A message (clap's, typically) without its usage block, on one line.
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_start_matches("error: ")
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let clap = "error: the following required arguments were not provided:\n  --auth-token <AUTH_TOKEN>\n\nUsage: ingest --auth-token <AUTH_TOKEN>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(clap),
+            "the following required arguments were not provided: --auth-token <AUTH_TOKEN>"
+        );
+    }
+}
