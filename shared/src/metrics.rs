@@ -9,6 +9,11 @@ const LATENCY_BUCKETS: [f64; 16] = [
     15.0,
 ];
 
+/// Batch sizes are counts, not seconds.
+const BATCH_SIZE_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder on first call and returns its handle. `None` only if
@@ -18,6 +23,12 @@ pub fn prometheus_handle() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(&LATENCY_BUCKETS)
+                .and_then(|builder| {
+                    builder.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("worker_batch_size".to_owned()),
+                        &BATCH_SIZE_BUCKETS,
+                    )
+                })
                 .and_then(|builder| builder.install_recorder())
                 .ok()
         })

@@ -197,20 +197,21 @@ pub struct SendingConfig {
 
 impl SendingConfig {
     fn from_args(args: SendingArgs) -> Result<Option<Self>, ConfigError> {
-        let Some(account_sid) = args.twilio_account_sid.filter(|s| !s.is_empty()) else {
+        // `VAR=` (set but empty) counts as unset.
+        let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let Some(account_sid) = present(args.twilio_account_sid) else {
             return Ok(None);
         };
         let (username, password) = match (
-            args.twilio_api_key_sid,
-            args.twilio_api_key_secret,
-            args.twilio_auth_token,
+            present(args.twilio_api_key_sid),
+            present(args.twilio_api_key_secret),
+            present(args.twilio_auth_token),
         ) {
             (Some(key), Some(secret), _) => (key, secret),
             (None, None, Some(token)) => (account_sid.clone(), token),
             _ => return Err(ConfigError::SendingCredentials),
         };
-        let base = args
-            .public_base_url
+        let base = present(args.public_base_url)
             .map(|url| url.trim().trim_end_matches('/').to_owned())
             .filter(|url| is_http_url(url))
             .ok_or(ConfigError::SendingCallbackUrl)?;

@@ -1,0 +1,205 @@
+//! The broker ceiling: persistent, mandatory publishes with publisher
+//! confirms to a fresh durable quorum queue through a direct exchange (the
+//! path ingest's publishes take), `concurrency` publishes in flight on one
+//! confirm channel, each with a realistic callback body and ingest's headers.
+//! The queue and exchange are deleted afterwards, whatever happened.
+
+use anyhow::{bail, Context};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use serde::Serialize;
+use shared::envelope::{BodyKind, CallbackEnvelope};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::load::{micros, new_histogram, Percentiles};
+use crate::workload::{Generator, Mix, RunId, Workload};
+
+#[derive(Debug, Serialize)]
+pub struct BrokerCeilingReport {
+    pub queue: String,
+    pub concurrency: usize,
+    pub confirmed: u64,
+    pub failed: u64,
+    pub elapsed_s: f64,
+    pub confirmed_per_s: f64,
+    pub body_bytes: usize,
+    /// From publish to confirm.
+    pub confirm_latency_ms: Percentiles,
+}
+
+const ROUTING_KEY: &str = "callback";
+
+pub async fn run(
+    amqp_url: &str,
+    concurrency: usize,
+    messages: u64,
+    time_limit: Duration,
+) -> anyhow::Result<BrokerCeilingReport> {
+    let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+        .await
+        .context("cannot connect to RabbitMQ")?;
+    let name = format!("loadgen.ceiling.{}", RunId::random().as_hex());
+    let admin = connection.create_channel().await?;
+    let result = async {
+        declare(&admin, &name).await?;
+        publish_all(&connection, &name, concurrency, messages, time_limit).await
+    }
+    .await;
+    let deleted = delete(&admin, &name).await;
+    let _ = connection.close(200, "loadgen ceiling done".into()).await;
+    let report = result?;
+    deleted.with_context(|| format!("could not delete queue/exchange {name}"))?;
+    Ok(report)
+}
+
+async fn declare(channel: &Channel, name: &str) -> lapin::Result<()> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum".as_bytes())),
+    );
+    channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
+        .await?;
+    channel
+        .queue_bind(
+            name.into(),
+            name.into(),
+            ROUTING_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+async fn delete(channel: &Channel, name: &str) -> lapin::Result<()> {
+    channel
+        .queue_delete(name.into(), QueueDeleteOptions::default())
+        .await?;
+    channel
+        .exchange_delete(name.into(), ExchangeDeleteOptions::default())
+        .await
+}
+
+/// A callback as ingest would publish it, with ingest's headers (trace context included).
+fn sample_message() -> (Vec<u8>, BasicProperties) {
+    let workload = Arc::new(Workload::new(
+        "http://127.0.0.1:8080/twilio/status".into(),
+        shared::signature::AuthToken::new("ceiling"),
+        Mix::default(),
+        RunId::random(),
+    ));
+    let (_, _, params) = Generator::new(workload, 0, 1).next_event();
+    let envelope = CallbackEnvelope {
+        body: params.encode().into_bytes(),
+        body_kind: BodyKind::Form,
+        received_at: chrono::Utc::now(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
+        failures: None,
+    };
+    let traceparent = format!(
+        "00-{}-{:016x}-01",
+        uuid::Uuid::new_v4().simple(),
+        fastrand::u64(..)
+    );
+    let properties = envelope.to_properties([("traceparent".to_owned(), traceparent)]);
+    (envelope.body, properties)
+}
+
+async fn publish_all(
+    connection: &Connection,
+    exchange: &str,
+    concurrency: usize,
+    messages: u64,
+    time_limit: Duration,
+) -> anyhow::Result<BrokerCeilingReport> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let (body, properties) = sample_message();
+    let body = Arc::new(body);
+    let claimed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + time_limit;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency.max(1) {
+        let channel = channel.clone();
+        let body = body.clone();
+        let properties = properties.clone();
+        let claimed = claimed.clone();
+        let exchange = exchange.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = new_histogram();
+            let mut failed = 0u64;
+            while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < messages {
+                let sent = Instant::now();
+                let confirmed = async {
+                    channel
+                        .basic_publish(
+                            exchange.as_str().into(),
+                            ROUTING_KEY.into(),
+                            BasicPublishOptions {
+                                mandatory: true,
+                                ..BasicPublishOptions::default()
+                            },
+                            &body,
+                            properties.clone(),
+                        )
+                        .await?
+                        .await
+                }
+                .await;
+                match confirmed {
+                    Ok(Confirmation::Ack(None)) => {
+                        histogram.saturating_record(micros(sent.elapsed()));
+                    }
+                    Ok(_) => failed += 1,
+                    Err(error) => return Err(error),
+                }
+            }
+            Ok((histogram, failed))
+        }));
+    }
+    let mut histogram = new_histogram();
+    let mut failed = 0;
+    for task in tasks {
+        let (lane, lane_failed) = task.await??;
+        let _ = histogram.add(&lane);
+        failed += lane_failed;
+    }
+    let elapsed = started.elapsed();
+    if histogram.is_empty() && failed > 0 {
+        bail!("RabbitMQ confirmed none of {failed} publishes");
+    }
+    Ok(BrokerCeilingReport {
+        queue: exchange.to_owned(),
+        concurrency,
+        confirmed: histogram.len(),
+        failed,
+        elapsed_s: elapsed.as_secs_f64(),
+        confirmed_per_s: histogram.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        body_bytes: body.len(),
+        confirm_latency_ms: Percentiles::from_micros(&histogram),
+    })
+}
