@@ -9,8 +9,7 @@
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-    TransactionTrait, Value,
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value,
 };
 use serde::Serialize;
 use shared::callback::StatusCallback;
@@ -53,11 +52,13 @@ pub async fn run(
         .execute_unprepared(&format!("CREATE DATABASE {name}"))
         .await?;
     let result = async {
-        let mut options = ConnectOptions::new(with_database(database_url, &name)?);
-        options
-            .max_connections(concurrency.max(1) as u32 + 1)
-            .sqlx_logging(false);
-        let db = Database::connect(options).await?;
+        // The worker's own pool settings (TCP_NODELAY included), so the
+        // ceiling and the worker talk to Postgres the same way.
+        let db = worker::app::connect_database(
+            &with_database(database_url, &name)?,
+            concurrency.max(1) as u32 + 1,
+        )
+        .await?;
         let result = async {
             Migrator::up(&db, None).await?;
             insert_all(&db, rows, batch, concurrency, time_limit).await

@@ -1,0 +1,140 @@
+//! TCP_NODELAY for sockets that a library opened without it.
+//!
+//! sqlx 0.9.0 stopped setting TCP_NODELAY on its Postgres connections
+//! (transact-rs/sqlx#4335; fixed upstream by #4336, not released yet). With
+//! Nagle's algorithm on, the tail of any statement longer than one TCP
+//! segment waits for Postgres's delayed ACK, about 40 ms: a 256-row batch
+//! insert took ~100 ms instead of a few. sqlx gives no access to its socket,
+//! so right after it connects we look through this process's open sockets and
+//! set the option on those whose peer is the database's port.
+//!
+//! Remove this once an sqlx release sets TCP_NODELAY itself.
+
+use std::io;
+
+/// Sets TCP_NODELAY on every TCP socket of this process whose peer port is
+/// `peer_port` and which does not have it yet. Returns how many it changed.
+/// A no-op returning 0 outside Linux (it reads `/proc/self/fd`).
+pub fn enable_for_peer_port(peer_port: u16) -> io::Result<usize> {
+    let mut changed = 0;
+    #[cfg(target_os = "linux")]
+    linux::for_each_socket(|socket| {
+        let to_peer_port = socket
+            .peer_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .is_some_and(|address| address.port() == peer_port);
+        if to_peer_port && !socket.tcp_nodelay().unwrap_or(true) {
+            socket.set_tcp_nodelay(true)?;
+            changed += 1;
+        }
+        Ok(())
+    })?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = peer_port;
+    Ok(changed)
+}
+
+/// Whether this process's TCP socket bound to `local_port` has TCP_NODELAY;
+/// `None` if there is no such socket (always, outside Linux). For tests and
+/// diagnostics: a database session tells its client port
+/// (`inet_client_port()`), this finds our end of it.
+pub fn nodelay_of_local_port(local_port: u16) -> io::Result<Option<bool>> {
+    let mut found = None;
+    #[cfg(target_os = "linux")]
+    linux::for_each_socket(|socket| {
+        let bound_here = socket
+            .local_addr()
+            .ok()
+            .and_then(|address| address.as_socket())
+            .is_some_and(|address| address.port() == local_port);
+        if bound_here && socket.peer_addr().is_ok() {
+            found = Some(socket.tcp_nodelay()?);
+        }
+        Ok(())
+    })?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = local_port;
+    Ok(found)
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use socket2::SockRef;
+    use std::io;
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    /// Calls `visit` with each socket this process has open.
+    pub(super) fn for_each_socket(
+        mut visit: impl FnMut(SockRef<'_>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        for entry in std::fs::read_dir("/proc/self/fd")? {
+            let Ok(entry) = entry else { continue };
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            let is_socket = std::fs::read_link(entry.path()).is_ok_and(|target| {
+                target
+                    .as_os_str()
+                    .as_encoded_bytes()
+                    .starts_with(b"socket:")
+            });
+            if is_socket {
+                visit_borrowed(fd, &mut visit)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(unsafe_code)]
+    fn visit_borrowed(
+        fd: RawFd,
+        visit: &mut impl FnMut(SockRef<'_>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        // SAFETY: `fd` was an open socket a moment ago and the borrow ends
+        // with this call. If another thread closes it in between, socket
+        // calls on it fail with EBADF, or act on whatever reused the number:
+        // callers only read addresses and options and set TCP_NODELAY, which
+        // harms no socket; no memory is involved.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        visit(SockRef::from(&fd))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn sets_nodelay_only_on_sockets_to_the_given_port() {
+        let target = TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let to_target = TcpStream::connect(target.local_addr().unwrap()).unwrap();
+        let to_other = TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        assert!(!to_target.nodelay().unwrap(), "Linux default is Nagle on");
+
+        let changed = enable_for_peer_port(target.local_addr().unwrap().port()).unwrap();
+
+        assert_eq!(changed, 1);
+        assert!(to_target.nodelay().unwrap());
+        assert!(!to_other.nodelay().unwrap());
+        assert_eq!(
+            enable_for_peer_port(target.local_addr().unwrap().port()).unwrap(),
+            0
+        );
+        let local_port = |stream: &TcpStream| stream.local_addr().unwrap().port();
+        assert_eq!(
+            nodelay_of_local_port(local_port(&to_target)).unwrap(),
+            Some(true)
+        );
+        assert_eq!(
+            nodelay_of_local_port(local_port(&to_other)).unwrap(),
+            Some(false)
+        );
+    }
+}

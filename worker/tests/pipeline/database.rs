@@ -1,0 +1,30 @@
+//! How the worker talks to Postgres.
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use testkit::TestDatabase;
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on, which costs ~40 ms per large
+/// statement; the worker's pool turns it off on every connection it opens.
+#[tokio::test]
+async fn pool_connections_have_tcp_nodelay() {
+    let database = TestDatabase::new().await;
+    assert!(
+        database.url.starts_with("postgres://") && !database.url.contains("host=/"),
+        "this test needs a TCP database URL, got {}",
+        database.url
+    );
+    let db = worker::app::connect_database(&database.url, 2)
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT inet_client_port() AS port",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let client_port: i32 = row.try_get("", "port").unwrap();
+    let nodelay = shared::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
+    assert_eq!(nodelay.unwrap(), Some(true));
+}
