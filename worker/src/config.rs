@@ -109,7 +109,12 @@ pub struct ConsumeArgs {
     #[arg(long, env = "WORKER_ADDR", default_value = "127.0.0.1:8081")]
     pub addr: SocketAddr,
 
-    /// Unacknowledged deliveries the broker may hand this worker at once.
+    /// Consumers on their own channels, each storing its batches in its own
+    /// transaction: how many transactions the worker keeps in flight.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+
+    /// Unacknowledged deliveries the broker may hand each consumer at once.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]
     pub prefetch: u16,
 
@@ -121,7 +126,7 @@ pub struct ConsumeArgs {
     #[arg(long, env = "WORKER_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_migrate: bool,
 
-    /// Database connection pool size.
+    /// Database connection pool size (at least WORKER_CONCURRENCY + 1).
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
     pub database_pool_size: u32,
 
@@ -173,7 +178,7 @@ pub enum ConfigError {
     DatabaseUrl,
     #[error("WORKER_RETRY_DELAYS_MS needs at least one delay above zero")]
     RetryDelays,
-    #[error("WORKER_PREFETCH and WORKER_MAX_BATCH must be above zero")]
+    #[error("WORKER_CONCURRENCY, WORKER_PREFETCH and WORKER_MAX_BATCH must be above zero")]
     Batching,
     #[error("sending needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET")]
     SendingCredentials,
@@ -277,6 +282,7 @@ impl TryFrom<CommonArgs> for CommonConfig {
 pub struct WorkerConfig {
     pub common: CommonConfig,
     pub addr: SocketAddr,
+    pub concurrency: usize,
     pub prefetch: u16,
     pub max_batch: usize,
     pub auto_migrate: bool,
@@ -287,16 +293,21 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn new(common: CommonConfig, args: ConsumeArgs) -> Result<Self, ConfigError> {
-        if args.prefetch == 0 || args.max_batch == 0 {
+        if args.concurrency == 0 || args.prefetch == 0 || args.max_batch == 0 {
             return Err(ConfigError::Batching);
         }
         Ok(Self {
             common,
             addr: args.addr,
+            concurrency: args.concurrency,
             prefetch: args.prefetch,
             max_batch: args.max_batch,
             auto_migrate: args.auto_migrate,
-            database_pool_size: args.database_pool_size.max(1),
+            // Every consumer holds a connection during its transaction; one more
+            // serves pings and the read API.
+            database_pool_size: args
+                .database_pool_size
+                .max(args.concurrency.saturating_add(1) as u32),
             api_token: args
                 .api_token
                 .filter(|t| !t.is_empty())

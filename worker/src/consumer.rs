@@ -3,6 +3,8 @@
 //! Deliveries that are ready together are stored together in one
 //! transaction, then acknowledged; nothing is acknowledged before its commit,
 //! so a crash in between means a redelivery, which the dedup key absorbs.
+//! `WORKER_CONCURRENCY` consumers, each on its own channel, do this side by
+//! side, so one batch's round trips to Postgres overlap another's.
 //! When the database is unreachable the worker closes its broker session
 //! (unacknowledged deliveries go back to the queue untouched) and waits for
 //! the database instead of burning retries.
@@ -64,7 +66,7 @@ pub async fn run(
         backoff = Duration::from_millis(100);
         health.set_consuming(true);
         tracing::info!(queue = %config.common.topology.main_queue(), "consuming");
-        let end = session.consume(&config, &db, &mut shutdown).await;
+        let end = session.consume(&config, &db, &shutdown).await;
         health.set_consuming(false);
         session.close().await;
         match end {
@@ -99,10 +101,11 @@ async fn sleep_unless_shutdown(delay: Duration, shutdown: &mut watch::Receiver<b
     }
 }
 
-/// One broker connection with its consumer and the channel failures are routed on.
+/// One broker connection with its consumers (a channel each) and the channel
+/// failures are routed on.
 struct Session {
     connection: Connection,
-    consumer: Consumer,
+    consumers: Vec<Consumer>,
     router: FailureRouter,
     queue: String,
     depth_sampler: tokio::task::JoinHandle<()>,
@@ -117,19 +120,26 @@ impl Session {
             shared::broker::Recovery::Manual,
         )
         .await?;
-        let consume_channel = connection.create_channel().await?;
-        topology.declare(&consume_channel).await?;
-        consume_channel
-            .basic_qos(config.prefetch, BasicQosOptions::default())
+        topology
+            .declare(&connection.create_channel().await?)
             .await?;
-        let consumer = consume_channel
-            .basic_consume(
-                topology.main_queue().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let mut consumers = Vec::with_capacity(config.concurrency);
+        for _ in 0..config.concurrency {
+            let channel = connection.create_channel().await?;
+            channel
+                .basic_qos(config.prefetch, BasicQosOptions::default())
+                .await?;
+            consumers.push(
+                channel
+                    .basic_consume(
+                        topology.main_queue().into(),
+                        "".into(),
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?,
+            );
+        }
         let route_channel = connection.create_channel().await?;
         route_channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -140,7 +150,7 @@ impl Session {
         ));
         Ok(Self {
             connection,
-            consumer,
+            consumers,
             router: FailureRouter::new(route_channel, topology.clone()),
             queue: topology.main_queue(),
             depth_sampler,
@@ -156,17 +166,50 @@ impl Session {
             .await;
     }
 
+    /// Runs every consumer until one of them ends the session; the others
+    /// then finish the batch in hand and stop too.
     async fn consume(
         &self,
         config: &WorkerConfig,
         db: &DatabaseConnection,
-        shutdown: &mut watch::Receiver<bool>,
+        shutdown: &watch::Receiver<bool>,
     ) -> SessionEnd {
-        let mut consumer = self.consumer.clone();
+        let (stop, stopped) = watch::channel(false);
+        let loops = self.consumers.iter().map(|consumer| {
+            let mut shutdown = shutdown.clone();
+            let mut stopped = stopped.clone();
+            let stop = &stop;
+            async move {
+                let end = self
+                    .consume_one(consumer.clone(), config, db, &mut shutdown, &mut stopped)
+                    .await;
+                stop.send_replace(true);
+                end
+            }
+        });
+        let ends = futures_util::future::join_all(loops).await;
+        // The reason to report is the first that is not "asked to stop".
+        ends.into_iter()
+            .find(|end| !matches!(end, SessionEnd::Shutdown))
+            .unwrap_or(SessionEnd::Shutdown)
+    }
+
+    async fn consume_one(
+        &self,
+        mut consumer: Consumer,
+        config: &WorkerConfig,
+        db: &DatabaseConnection,
+        shutdown: &mut watch::Receiver<bool>,
+        stopped: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
         loop {
+            if *shutdown.borrow() || *stopped.borrow() {
+                return SessionEnd::Shutdown;
+            }
             let first = tokio::select! {
                 biased;
                 _ = shutdown.changed() => return SessionEnd::Shutdown,
+                _ = stopped.changed() => return SessionEnd::Shutdown,
                 next = consumer.next() => next,
             };
             let first = match first {
@@ -210,13 +253,15 @@ impl Session {
         db: &DatabaseConnection,
     ) -> Result<(), SessionEnd> {
         metrics::histogram!("worker_batch_size").record(batch.len() as f64);
-        let mut decoded: Vec<(Delivery, DecodedCallback)> = Vec::with_capacity(batch.len());
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
+        let mut events: Vec<DecodedCallback> = Vec::with_capacity(batch.len());
         let mut spans: Vec<tracing::Span> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match decode(&delivery.properties, delivery.data.clone()) {
                 Ok(callback) => {
                     spans.push(process_span(&delivery, &callback, &self.queue));
-                    decoded.push((delivery, callback));
+                    deliveries.push(delivery);
+                    events.push(callback);
                 }
                 Err(poison) => {
                     let reason = poison.to_string();
@@ -234,10 +279,9 @@ impl Session {
                 }
             }
         }
-        if decoded.is_empty() {
+        let Some(last) = deliveries.last() else {
             return Ok(());
-        }
-        let events: Vec<DecodedCallback> = decoded.iter().map(|(_, event)| event.clone()).collect();
+        };
         // One persist span per callback, each a child of that callback's
         // trace, all open for the one transaction that stores them together.
         let persist_spans: Vec<tracing::Span> = spans
@@ -258,18 +302,18 @@ impl Session {
         match persisted {
             Ok(outcome) => {
                 record_stored(&events, &spans, outcome);
-                for (delivery, _) in &decoded {
-                    ack(delivery).await?;
-                }
-                Ok(())
+                // Deliveries on a channel arrive in tag order and each consumer
+                // stores one batch at a time, so every earlier tag on this
+                // channel is in this batch or already settled: one ack covers all.
+                acknowledge(last, true).await
             }
             Err(error) => {
                 if !store::database_reachable(db).await {
                     return Err(SessionEnd::DatabaseDown);
                 }
                 tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
-                self.process_one_by_one(decoded.into_iter().zip(spans).collect(), db)
-                    .await
+                let one_by_one = deliveries.into_iter().zip(events).zip(spans);
+                self.process_one_by_one(one_by_one.collect(), db).await
             }
         }
     }
@@ -289,7 +333,7 @@ impl Session {
             match persisted {
                 Ok(outcome) => {
                     record_stored(&single, std::slice::from_ref(&span), outcome);
-                    ack(&delivery).await?;
+                    acknowledge(&delivery, false).await?;
                 }
                 Err(error) => {
                     if !store::database_reachable(db).await {
@@ -328,7 +372,7 @@ impl Session {
         let routed = routing
             .await
             .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
-        ack(delivery).await?;
+        acknowledge(delivery, false).await?;
         Ok(routed)
     }
 }
@@ -390,10 +434,11 @@ fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -> tr
     span
 }
 
-async fn ack(delivery: &Delivery) -> Result<(), SessionEnd> {
+/// Acks `delivery`, and with `multiple` every earlier one on its channel.
+async fn acknowledge(delivery: &Delivery, multiple: bool) -> Result<(), SessionEnd> {
     delivery
         .acker
-        .ack(BasicAckOptions::default())
+        .ack(BasicAckOptions { multiple })
         .await
         .map(|_| ())
         .map_err(|e| SessionEnd::BrokerLost(format!("ack failed: {e}")))

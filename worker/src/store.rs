@@ -69,6 +69,7 @@ async fn insert_events(
           idempotency_token, request_id, received_at, persisted_at) VALUES ",
     );
     let mut values: Vec<Value> = Vec::with_capacity(events.len() * EVENT_COLUMNS);
+    let persisted_at = chrono::Utc::now();
     for (row, event) in events.iter().enumerate() {
         push_placeholders(&mut sql, row, EVENT_COLUMNS);
         let callback = &event.callback;
@@ -83,7 +84,7 @@ async fn insert_events(
             event.envelope.idempotency_token.clone().into(),
             event.envelope.request_id.clone().into(),
             event.envelope.received_at.into(),
-            chrono::Utc::now().into(),
+            persisted_at.into(),
         ]);
     }
     sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");

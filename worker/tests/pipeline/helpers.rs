@@ -30,13 +30,15 @@ impl RunningWorker {
             database_url,
             "--topology-prefix",
             broker.topology.prefix(),
-            "--prefetch",
-            "64",
-            "--max-batch",
-            "32",
         ];
-        if !extra.contains(&"--addr") {
-            argv.extend(["--addr", "127.0.0.1:0"]);
+        for (flag, default) in [
+            ("--prefetch", "64"),
+            ("--max-batch", "32"),
+            ("--addr", "127.0.0.1:0"),
+        ] {
+            if !extra.contains(&flag) {
+                argv.extend([flag, default]);
+            }
         }
         argv.extend_from_slice(extra);
         let cli = WorkerCli::parse_from(argv);
@@ -87,9 +89,14 @@ pub struct TestPipeline {
 
 impl TestPipeline {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Same, with extra worker command-line arguments.
+    pub async fn start_with(extra: &[&str]) -> Self {
         let broker = TestBroker::new().await;
         let database = TestDatabase::new().await;
-        let worker = RunningWorker::start(&broker, &database.url).await;
+        let worker = RunningWorker::start_with(&broker, &database.url, extra).await;
         worker.wait_ready().await;
         let db = database.connect().await;
         Self {

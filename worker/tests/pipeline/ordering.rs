@@ -21,7 +21,21 @@ fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
 
 #[tokio::test]
 async fn every_arrival_order_gives_the_same_current_status_and_full_history() {
-    let pipeline = TestPipeline::start().await;
+    every_arrival_order_converges(TestPipeline::start().await).await;
+}
+
+/// Many small transactions in flight at once, so events of one message are
+/// stored by different consumers concurrently and their upserts of the same
+/// `messages` row race each other.
+#[tokio::test]
+async fn concurrent_consumers_storing_one_message_still_converge() {
+    let pipeline =
+        TestPipeline::start_with(&["--concurrency", "4", "--max-batch", "2", "--prefetch", "4"])
+            .await;
+    every_arrival_order_converges(pipeline).await;
+}
+
+async fn every_arrival_order_converges(pipeline: TestPipeline) {
     let lifecycles: [(&[&str], &str); 4] = [
         (&["queued", "sent", "delivered", "read"], "read"),
         (&["queued", "failed"], "failed"),
