@@ -20,7 +20,8 @@
 #   BENCH_POSTGRES_URL (postgres://postgres@127.0.0.1:5432), BENCH_PG_SOCKET_DIR
 #   (/var/run/postgresql; the diagnostic phase is skipped without a socket there),
 #   AMQP_URL, BENCH_INGEST_PORT (18080), BENCH_WORKER_PORT (18081),
-#   BENCH_WAIT_IDLE_SECS (300; 0 with --smoke): how long to wait for the machine to be quiet.
+#   BENCH_WAIT_IDLE_SECS (300; 0 with --smoke): how long to wait for the machine to be quiet;
+#   WORKER_CONCURRENCY and WORKER_MAX_BATCH reach the worker and size the DB ceiling alike.
 # Everything runs on this machine; every phase is bounded in requests and time.
 set -euo pipefail
 
@@ -53,7 +54,8 @@ WORKER_PORT=${BENCH_WORKER_PORT:-18081}
 INGEST_URL=http://127.0.0.1:$INGEST_PORT
 WORKER_URL=http://127.0.0.1:$WORKER_PORT
 MIX=(--duplicate-ratio 0.02 --bad-signature-ratio 0.01 --out-of-order-ratio 0.10)
-DB_BATCH=256 # the worker's WORKER_MAX_BATCH default
+DB_BATCH=${WORKER_MAX_BATCH:-256} # rows per transaction, as the worker (WORKER_MAX_BATCH, default 256)
+DB_CONCURRENCY=${WORKER_CONCURRENCY:-2} # the worker's transactions in flight (WORKER_CONCURRENCY, default 2)
 
 if [ "$SMOKE" = 1 ]; then
   CONCURRENCY=8; HTTP_SECS=2; BROKER_MESSAGES=500; DB_ROWS=2000; BACKLOG=200
@@ -284,13 +286,13 @@ cores_row "broker ceiling" c1 c2 "$(j ceiling-broker .client_cpu_s)"
 
 say "ceiling: Postgres over TCP, $DB_ROWS rows in $DB_BATCH-row inserts"
 "$LOADGEN" ceiling-db --database-url "$PG_SERVER/postgres" --rows "$DB_ROWS" --batch "$DB_BATCH" \
-  --time-limit-secs 90 --json >"$WORK/ceiling-db.json" || fail "ceiling-db"
+  --concurrency "$DB_CONCURRENCY" --time-limit-secs 90 --json >"$WORK/ceiling-db.json" || fail "ceiling-db"
 snap c3
 cores_row "DB ceiling, TCP (loadgen includes building the rows)" c2 c3 "$(j ceiling-db .client_cpu_s)"
 if [ "$DIAGNOSE" = 1 ]; then
   say "ceiling: Postgres over the Unix socket, $DB_ROWS rows"
   "$LOADGEN" ceiling-db --database-url "postgres://postgres@localhost/postgres?host=$PG_SOCKET_DIR" \
-    --rows "$DB_ROWS" --batch "$DB_BATCH" --time-limit-secs 90 --json >"$WORK/ceiling-db-socket.json" ||
+    --rows "$DB_ROWS" --batch "$DB_BATCH" --concurrency "$DB_CONCURRENCY" --time-limit-secs 90 --json >"$WORK/ceiling-db-socket.json" ||
     fail "ceiling-db over the Unix socket"
   snap c4
   cores_row "DB ceiling, Unix socket" c3 c4 "$(j ceiling-db-socket .client_cpu_s)"
@@ -419,7 +421,7 @@ TITLE="Benchmarks"
   echo "| | | RabbitMQ confirmed persistent publishes, $CONCURRENCY in flight, quorum queue: $(num "$BROKER_CEILING")/s | $(ratio "$PEAK_RATE" "$BROKER_CEILING") |"
   echo "| ingest accepted callbacks/s, same, worker stopped | $(num "$ALONE_RATE") | HTTP / broker as above | $(ratio "$ALONE_RATE" "$HTTP_CEILING") / $(ratio "$ALONE_RATE" "$BROKER_CEILING") |"
   echo "| ingest latency ms at peak, p50 / p90 / p99 / p99.9 / max | $(lat peak .latency_ms) | bare actix-web: $(lat ceiling-http .latency_ms); broker confirm: $(lat ceiling-broker .confirm_latency_ms) | |"
-  echo "| worker persisted events/s (draining a backlog of $BACKLOG) | $(num "$DRAIN_RATE") | Postgres, the worker's $DB_BATCH-row event INSERT ... ON CONFLICT DO NOTHING alone, over TCP: $(num "$DB_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_CEILING") |"
+  echo "| worker persisted events/s (draining a backlog of $BACKLOG) | $(num "$DRAIN_RATE") | Postgres, the worker's $DB_BATCH-row event INSERT ... ON CONFLICT DO NOTHING alone, $DB_CONCURRENCY transactions in flight, over TCP: $(num "$DB_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_CEILING") |"
   if [ "$DIAGNOSE" = 1 ]; then
     echo "| | | same over the Unix socket: $(num "$(j ceiling-db-socket .rows_per_s)") rows/s | $(ratio "$DRAIN_RATE" "$(j ceiling-db-socket .rows_per_s)") |"
   fi
@@ -456,7 +458,7 @@ TITLE="Benchmarks"
   echo
   echo "- Traffic (\`loadgen run\`): realistic lifecycles (queued → sent → delivered 68%, → undelivered 30003/30005/30006 12%, queued → failed 30007 5%, WhatsApp … → read 15%) with Twilio's parameter sets, signed as Twilio signs; 2% exact duplicates, 1% bad signatures, 10% of messages out of order; each run its own SID prefix."
   echo "- One HTTP client for the pipeline and the HTTP ceiling: a kept-alive HTTP/1.1 connection per request in flight (hyper). Closed loop: $CONCURRENCY connections back to back. Open loop: requests on a fixed schedule, latency counted from the scheduled time (no coordinated omission)."
-  echo "- HTTP ceiling: a bare actix-web server in the load generator's process, as many workers as ingest, reading the body and answering 200. Broker ceiling: persistent mandatory publishes with confirms through a direct exchange to a fresh quorum queue, $CONCURRENCY in flight on one channel, $(j ceiling-broker .body_bytes)-byte bodies with ingest's headers. DB ceiling: the worker's event insert alone ($DB_BATCH rows, one transaction per batch, one batch at a time, into a freshly migrated scratch database); the worker also upserts \`messages\` in the same transaction, so this is an upper bound for it."
+  echo "- HTTP ceiling: a bare actix-web server in the load generator's process, as many workers as ingest, reading the body and answering 200. Broker ceiling: persistent mandatory publishes with confirms through a direct exchange to a fresh quorum queue, $CONCURRENCY in flight on one channel, $(j ceiling-broker .body_bytes)-byte bodies with ingest's headers. DB ceiling: the worker's event insert alone ($DB_BATCH rows, one transaction per batch, $DB_CONCURRENCY in flight as the worker's \`WORKER_CONCURRENCY\`, into a freshly migrated scratch database, over a pool with the worker's settings, TCP_NODELAY included); the worker also upserts \`messages\` in the same transaction, so this is an upper bound for it."
   echo "- Worker rate: callbacks queued with the worker stopped, then rows / (last persisted_at − first persisted_at) once it runs. Lag: persisted_at − received_at of every stored row (persisted_at is taken when the worker builds the insert; the commit follows)."
   echo "- CPU per 1,000: requests for ingest and RabbitMQ, stored rows for worker and Postgres. Peak RSS: VmHWM."
   echo

@@ -10,7 +10,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::workload::SignedCallback;
 
@@ -76,7 +76,13 @@ pub struct Connection {
     target: Target,
     sender: Option<SendRequest<Full<Bytes>>>,
     timeout: Duration,
+    last_used: Instant,
 }
+
+/// A connection idle longer than this is not reused: servers close idle
+/// keep-alive connections (actix-web after 5 s), and a request written just
+/// as the server's FIN arrives is lost in transit.
+const MAX_IDLE_REUSE: Duration = Duration::from_secs(2);
 
 impl Connection {
     pub fn new(target: Target, timeout: Duration) -> Self {
@@ -84,6 +90,7 @@ impl Connection {
             target,
             sender: None,
             timeout,
+            last_used: Instant::now(),
         }
     }
 
@@ -156,7 +163,9 @@ impl Connection {
     }
 
     async fn sender(&mut self) -> anyhow::Result<&mut SendRequest<Full<Bytes>>> {
-        let usable = self.sender.as_ref().is_some_and(|s| !s.is_closed());
+        let fresh = self.last_used.elapsed() < MAX_IDLE_REUSE;
+        self.last_used = Instant::now();
+        let usable = fresh && self.sender.as_ref().is_some_and(|s| !s.is_closed());
         if !usable {
             let stream = tokio::net::TcpStream::connect(self.target.addr).await?;
             stream.set_nodelay(true)?;
