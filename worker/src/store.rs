@@ -9,9 +9,9 @@
 //! together, first known addresses kept) are commutative, so the result does
 //! not depend on arrival order or on how callbacks were split into batches.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
-};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use serde::Serialize;
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
@@ -24,16 +24,14 @@ pub struct BatchOutcome {
     pub duplicates: usize,
 }
 
-/// Columns of one event in the statement's `batch` VALUES list.
-const BATCH_COLUMNS: usize = 15;
 const MESSAGE_COLUMNS: usize = 13;
-/// Rows per statement, far below Postgres's 65,535 bind parameters.
-const ROWS_PER_STATEMENT: usize = 1000;
 
 /// How `messages` takes a change: the status only ever moves to a higher
 /// precedence, decided in SQL under the row lock, so concurrent workers
-/// cannot race it backwards.
-const MESSAGE_UPSERT: &str = " ON CONFLICT (message_sid) DO UPDATE SET \
+/// cannot race it backwards. (A macro so `concat!` can build statements.)
+macro_rules! message_upsert {
+    () => {
+        " ON CONFLICT (message_sid) DO UPDATE SET \
    status = CASE WHEN EXCLUDED.status_precedence > m.status_precedence \
                  THEN EXCLUDED.status ELSE m.status END, \
    status_rank = CASE WHEN EXCLUDED.status_precedence > m.status_precedence \
@@ -50,7 +48,9 @@ const MESSAGE_UPSERT: &str = " ON CONFLICT (message_sid) DO UPDATE SET \
    terminal_outcomes = m.terminal_outcomes | EXCLUDED.terminal_outcomes, \
    conflicting_outcomes = ((m.terminal_outcomes | EXCLUDED.terminal_outcomes) \
                            & ((m.terminal_outcomes | EXCLUDED.terminal_outcomes) - 1)) <> 0, \
-   updated_at = now()";
+   updated_at = now()"
+    };
+}
 
 /// Persists `events` atomically: on error nothing of the batch is written.
 pub async fn persist_batch(
@@ -67,121 +67,124 @@ pub async fn persist_batch(
     }
     unique.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
 
-    let inserted = if unique.len() <= ROWS_PER_STATEMENT {
-        store_events(db, &unique).await?
-    } else {
-        // Only when WORKER_MAX_BATCH is set above one statement's worth.
-        let transaction = db.begin().await?;
-        let mut inserted = 0;
-        for chunk in unique.chunks(ROWS_PER_STATEMENT) {
-            inserted += store_events(&transaction, chunk).await?;
-        }
-        transaction.commit().await?;
-        inserted
-    };
+    let rows: Vec<BatchRow> = unique.iter().map(|event| BatchRow::new(event)).collect();
+    let batch = serde_json::to_string(&rows).map_err(|e| DbErr::Custom(e.to_string()))?;
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            STORE_BATCH,
+            [batch.into(), chrono::Utc::now().into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
+    let inserted: i64 = row.try_get("", "inserted")?;
+    let inserted = usize::try_from(inserted).unwrap_or(0);
     Ok(BatchOutcome {
         inserted,
         duplicates: events.len() - inserted,
     })
 }
 
-/// One statement: insert the events, fold the ones that were new per
-/// message, upsert those changes; returns how many events were new.
-async fn store_events(
-    db: &impl ConnectionTrait,
-    events: &[&DecodedCallback],
-) -> Result<usize, DbErr> {
-    let mut sql = String::from(
-        "WITH batch (dedup_key, message_sid, status, status_rank, status_precedence, \
-                     outcome_bit, error_code, raw_payload, content_type, idempotency_token, \
-                     request_id, received_at, account_sid, from_address, to_address) AS (VALUES ",
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(events.len() * BATCH_COLUMNS + 1);
-    for (row, event) in events.iter().enumerate() {
-        push_placeholders(&mut sql, row, BATCH_COLUMNS);
+/// One event as the batch statement reads it (`jsonb_to_recordset`).
+#[derive(Serialize)]
+struct BatchRow<'a> {
+    dedup_key: &'a str,
+    message_sid: &'a str,
+    status: &'static str,
+    status_rank: i16,
+    status_precedence: i16,
+    outcome_bit: i16,
+    error_code: Option<i32>,
+    raw_payload: serde_json::Value,
+    content_type: &'static str,
+    idempotency_token: Option<&'a str>,
+    request_id: &'a str,
+    received_at: DateTime<Utc>,
+    account_sid: Option<&'a str>,
+    from_address: Option<&'a str>,
+    to_address: Option<&'a str>,
+}
+
+impl<'a> BatchRow<'a> {
+    fn new(event: &'a DecodedCallback) -> Self {
         let callback = &event.callback;
         let status = callback.status;
-        let param = |name: &str| callback.param(name).map(str::to_owned);
-        values.extend([
-            event.dedup_key.clone().into(),
-            callback.message_sid.as_str().to_owned().into(),
-            status.as_str().to_owned().into(),
-            status.rank().into(),
-            status.precedence().into(),
-            status.terminal_outcome_bit().into(),
-            callback.error_code.into(),
-            callback.params.to_json().into(),
-            event.envelope.body_kind.content_type().to_owned().into(),
-            event.envelope.idempotency_token.clone().into(),
-            event.envelope.request_id.clone().into(),
-            event.envelope.received_at.into(),
-            param("AccountSid").into(),
-            param("From").into(),
-            param("To").into(),
-        ]);
+        Self {
+            dedup_key: &event.dedup_key,
+            message_sid: callback.message_sid.as_str(),
+            status: status.as_str(),
+            status_rank: status.rank(),
+            status_precedence: status.precedence(),
+            outcome_bit: status.terminal_outcome_bit(),
+            error_code: callback.error_code,
+            raw_payload: callback.params.to_json(),
+            content_type: event.envelope.body_kind.content_type(),
+            idempotency_token: event.envelope.idempotency_token.as_deref(),
+            request_id: &event.envelope.request_id,
+            received_at: event.envelope.received_at,
+            account_sid: callback.param("AccountSid"),
+            from_address: callback.param("From"),
+            to_address: callback.param("To"),
+        }
     }
-    values.push(chrono::Utc::now().into());
-    let persisted_at = values.len();
-    // Within a message, the winning event is the highest precedence, ties
-    // broken by dedup key; addresses come from the first event that has them.
-    let winner = "ORDER BY b.status_precedence DESC, b.dedup_key";
-    let first_known = |column: &str| {
-        format!(
-            "(array_agg(b.{column} ORDER BY b.dedup_key) \
-              FILTER (WHERE b.{column} IS NOT NULL))[1] AS {column}"
-        )
-    };
-    sql.push_str(&format!(
-        "), inserted AS ( \
-           INSERT INTO message_status_events \
-             (dedup_key, message_sid, status, status_rank, error_code, raw_payload, \
-              content_type, idempotency_token, request_id, received_at, persisted_at) \
-           SELECT dedup_key, message_sid, status, status_rank, error_code, raw_payload, \
-                  content_type, idempotency_token, request_id, received_at, ${persisted_at} \
-           FROM batch ORDER BY dedup_key \
-           ON CONFLICT (dedup_key) DO NOTHING \
-           RETURNING dedup_key \
-         ), deltas AS ( \
-           SELECT b.message_sid, \
-                  (array_agg(b.status {winner}))[1] AS status, \
-                  (array_agg(b.status_rank {winner}))[1] AS status_rank, \
-                  max(b.status_precedence) AS status_precedence, \
-                  (array_agg(b.error_code {winner}))[1] AS error_code, \
-                  {account}, {from}, {to}, \
-                  min(b.received_at) AS first_seen_at, \
-                  max(b.received_at) AS last_seen_at, \
-                  count(*)::integer AS event_count, \
-                  bit_or(b.outcome_bit) AS terminal_outcomes \
-           FROM batch b JOIN inserted USING (dedup_key) \
-           GROUP BY b.message_sid \
-         ), upserted AS ( \
-           INSERT INTO messages AS m \
-             (message_sid, status, status_rank, status_precedence, error_code, account_sid, \
-              from_address, to_address, first_seen_at, last_seen_at, event_count, \
-              terminal_outcomes, conflicting_outcomes) \
-           SELECT message_sid, status, status_rank, status_precedence, error_code, account_sid, \
-                  from_address, to_address, first_seen_at, last_seen_at, event_count, \
-                  terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0 \
-           FROM deltas ORDER BY message_sid \
-           {MESSAGE_UPSERT} \
-           RETURNING 1 \
-         ) \
-         SELECT (SELECT count(*) FROM inserted) AS inserted",
-        account = first_known("account_sid"),
-        from = first_known("from_address"),
-        to = first_known("to_address"),
-    ));
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
-    let inserted: i64 = row.try_get("", "inserted")?;
-    Ok(usize::try_from(inserted).unwrap_or(0))
 }
+
+/// The whole batch in one statement, so one round trip and its own
+/// transaction, with a text that never changes (prepared once per connection,
+/// whatever the batch size). `$1` is the batch as a JSON array of `BatchRow`,
+/// `$2` the time it is persisted. Within a message the winning event is the
+/// highest precedence, ties broken by dedup key; addresses come from the first
+/// event that has them.
+const STORE_BATCH: &str = concat!(
+    "WITH batch AS ( \
+       SELECT * FROM jsonb_to_recordset($1::text::jsonb) AS b( \
+         dedup_key text, message_sid text, status text, status_rank smallint, \
+         status_precedence smallint, outcome_bit smallint, error_code integer, \
+         raw_payload jsonb, content_type text, idempotency_token text, request_id text, \
+         received_at timestamptz, account_sid text, from_address text, to_address text) \
+     ), inserted AS ( \
+       INSERT INTO message_status_events \
+         (dedup_key, message_sid, status, status_rank, error_code, raw_payload, \
+          content_type, idempotency_token, request_id, received_at, persisted_at) \
+       SELECT dedup_key, message_sid, status, status_rank, error_code, raw_payload, \
+              content_type, idempotency_token, request_id, received_at, $2 \
+       FROM batch ORDER BY dedup_key \
+       ON CONFLICT (dedup_key) DO NOTHING \
+       RETURNING dedup_key \
+     ), deltas AS ( \
+       SELECT b.message_sid, \
+         (array_agg(b.status ORDER BY b.status_precedence DESC, b.dedup_key))[1] AS status, \
+         (array_agg(b.status_rank ORDER BY b.status_precedence DESC, b.dedup_key))[1] \
+           AS status_rank, \
+         max(b.status_precedence) AS status_precedence, \
+         (array_agg(b.error_code ORDER BY b.status_precedence DESC, b.dedup_key))[1] \
+           AS error_code, \
+         (array_agg(b.account_sid ORDER BY b.dedup_key) \
+           FILTER (WHERE b.account_sid IS NOT NULL))[1] AS account_sid, \
+         (array_agg(b.from_address ORDER BY b.dedup_key) \
+           FILTER (WHERE b.from_address IS NOT NULL))[1] AS from_address, \
+         (array_agg(b.to_address ORDER BY b.dedup_key) \
+           FILTER (WHERE b.to_address IS NOT NULL))[1] AS to_address, \
+         min(b.received_at) AS first_seen_at, \
+         max(b.received_at) AS last_seen_at, \
+         count(*)::integer AS event_count, \
+         bit_or(b.outcome_bit) AS terminal_outcomes \
+       FROM batch b JOIN inserted USING (dedup_key) \
+       GROUP BY b.message_sid \
+     ), upserted AS ( \
+       INSERT INTO messages AS m \
+         (message_sid, status, status_rank, status_precedence, error_code, account_sid, \
+          from_address, to_address, first_seen_at, last_seen_at, event_count, \
+          terminal_outcomes, conflicting_outcomes) \
+       SELECT message_sid, status, status_rank, status_precedence, error_code, account_sid, \
+              from_address, to_address, first_seen_at, last_seen_at, event_count, \
+              terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0 \
+       FROM deltas ORDER BY message_sid",
+    message_upsert!(),
+    " RETURNING 1 \
+     ) \
+     SELECT (SELECT count(*) FROM inserted) AS inserted"
+);
 
 /// Applies changes to `messages` directly (no event): used for the status
 /// Twilio answers when we send a message.
@@ -211,7 +214,7 @@ async fn upsert_messages(db: &impl ConnectionTrait, deltas: &[MessageDelta]) -> 
             delta.conflicting_outcomes().into(),
         ]);
     }
-    sql.push_str(MESSAGE_UPSERT);
+    sql.push_str(message_upsert!());
     db.execute_raw(Statement::from_sql_and_values(
         DbBackend::Postgres,
         sql,
