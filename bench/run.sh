@@ -61,7 +61,7 @@ if [ "$SMOKE" = 1 ]; then
   CONCURRENCY=8; HTTP_SECS=2; BROKER_MESSAGES=500; DB_ROWS=2000; BACKLOG=200
   PEAK=(--requests 300); OPEN_SECS=4; OPEN_RATE_CAP=50; DIAGNOSE=0
 else
-  CONCURRENCY=64; HTTP_SECS=10; BROKER_MESSAGES=30000; DB_ROWS=100000; BACKLOG=20000
+  CONCURRENCY=64; HTTP_SECS=10; BROKER_MESSAGES=30000; DB_ROWS=100000; BACKLOG=60000
   PEAK=(--duration 15); OPEN_SECS=20; OPEN_RATE_CAP=1000000; DIAGNOSE=1
 fi
 
@@ -420,6 +420,7 @@ TITLE="Benchmarks"
   echo "| ingest accepted callbacks/s, $CONCURRENCY connections closed loop, worker running | $(num "$PEAK_RATE") | bare actix-web answering 200: $(num "$HTTP_CEILING") req/s | $(ratio "$PEAK_RATE" "$HTTP_CEILING") |"
   echo "| | | RabbitMQ confirmed persistent publishes, $CONCURRENCY in flight, quorum queue: $(num "$BROKER_CEILING")/s | $(ratio "$PEAK_RATE" "$BROKER_CEILING") |"
   echo "| ingest accepted callbacks/s, same, worker stopped | $(num "$ALONE_RATE") | HTTP / broker as above | $(ratio "$ALONE_RATE" "$HTTP_CEILING") / $(ratio "$ALONE_RATE" "$BROKER_CEILING") |"
+  echo "| ingest latency ms, worker stopped, p50 / p90 / p99 / p99.9 / max | $(lat backlog .latency_ms) | as below | |"
   echo "| ingest latency ms at peak, p50 / p90 / p99 / p99.9 / max | $(lat peak .latency_ms) | bare actix-web: $(lat ceiling-http .latency_ms); broker confirm: $(lat ceiling-broker .confirm_latency_ms) | |"
   echo "| worker persisted events/s (draining a backlog of $BACKLOG) | $(num "$DRAIN_RATE") | Postgres, the worker's $DB_BATCH-row event INSERT ... ON CONFLICT DO NOTHING alone, $DB_CONCURRENCY transactions in flight, over TCP: $(num "$DB_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_CEILING") |"
   if [ "$DIAGNOSE" = 1 ]; then
