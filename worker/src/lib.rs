@@ -10,7 +10,6 @@ pub mod entity;
 pub mod failure_router;
 pub mod health;
 pub mod http;
-pub mod projection;
 pub mod queue_depth;
 pub mod store;
 pub mod twilio_api;

@@ -10,12 +10,13 @@
 //! not depend on arrival order or on how callbacks were split into batches.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use std::collections::HashSet;
 
+use shared::status::{outcomes_contradict, MessageStatus};
+
 use crate::decode::DecodedCallback;
-use crate::projection::MessageDelta;
 
 /// What a committed batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,8 +24,6 @@ pub struct BatchOutcome {
     pub inserted: usize,
     pub duplicates: usize,
 }
-
-const MESSAGE_COLUMNS: usize = 13;
 
 /// How `messages` takes a change: the status only ever moves to a higher
 /// precedence, decided in SQL under the row lock, so concurrent workers
@@ -186,58 +185,16 @@ const STORE_BATCH: &str = concat!(
      SELECT (SELECT count(*) FROM inserted) AS inserted"
 );
 
-/// Applies changes to `messages` directly (no event): used for the status
-/// Twilio answers when we send a message.
-async fn upsert_messages(db: &impl ConnectionTrait, deltas: &[MessageDelta]) -> Result<(), DbErr> {
-    let mut sql = String::from(
-        "INSERT INTO messages AS m \
-         (message_sid, status, status_rank, status_precedence, error_code, account_sid, \
-          from_address, to_address, first_seen_at, last_seen_at, event_count, \
-          terminal_outcomes, conflicting_outcomes) VALUES ",
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(deltas.len() * MESSAGE_COLUMNS);
-    for (row, delta) in deltas.iter().enumerate() {
-        push_placeholders(&mut sql, row, MESSAGE_COLUMNS);
-        values.extend([
-            delta.message_sid.clone().into(),
-            delta.status.to_owned().into(),
-            delta.status_rank.into(),
-            delta.status_precedence.into(),
-            delta.error_code.into(),
-            delta.account_sid.clone().into(),
-            delta.from_address.clone().into(),
-            delta.to_address.clone().into(),
-            delta.first_seen_at.into(),
-            delta.last_seen_at.into(),
-            delta.event_count.into(),
-            delta.terminal_outcomes.into(),
-            delta.conflicting_outcomes().into(),
-        ]);
-    }
-    sql.push_str(message_upsert!());
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        sql,
-        values,
-    ))
-    .await?;
-    Ok(())
-}
-
-fn push_placeholders(sql: &mut String, row: usize, columns: usize) {
-    if row > 0 {
-        sql.push(',');
-    }
-    sql.push('(');
-    for column in 0..columns {
-        if column > 0 {
-            sql.push(',');
-        }
-        sql.push('$');
-        sql.push_str(&(row * columns + column + 1).to_string());
-    }
-    sql.push(')');
-}
+/// Inserts or updates one message's row with no event behind it, by the same
+/// rules as a batch.
+const RECORD_MESSAGE: &str = concat!(
+    "INSERT INTO messages AS m \
+       (message_sid, status, status_rank, status_precedence, error_code, account_sid, \
+        from_address, to_address, first_seen_at, last_seen_at, event_count, \
+        terminal_outcomes, conflicting_outcomes) \
+     VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $8, 0, $9, $10)",
+    message_upsert!()
+);
 
 /// Records a message we just sent with the status Twilio answered (Twilio
 /// sends no callback for the initial status). Same precedence rules, so a
@@ -245,27 +202,30 @@ fn push_placeholders(sql: &mut String, row: usize, columns: usize) {
 pub async fn record_sent_message(
     db: &DatabaseConnection,
     message_sid: &str,
-    status: shared::status::MessageStatus,
+    status: MessageStatus,
     account_sid: Option<String>,
     from_address: Option<String>,
     to_address: Option<String>,
 ) -> Result<(), DbErr> {
-    let now = chrono::Utc::now();
-    let delta = MessageDelta {
-        message_sid: message_sid.to_owned(),
-        status: status.as_str(),
-        status_rank: status.rank(),
-        status_precedence: status.precedence(),
-        error_code: None,
-        account_sid,
-        from_address,
-        to_address,
-        first_seen_at: now,
-        last_seen_at: now,
-        event_count: 0,
-        terminal_outcomes: status.terminal_outcome_bit(),
-    };
-    upsert_messages(db, std::slice::from_ref(&delta)).await
+    let outcome = status.terminal_outcome_bit();
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        RECORD_MESSAGE,
+        [
+            message_sid.into(),
+            status.as_str().into(),
+            status.rank().into(),
+            status.precedence().into(),
+            account_sid.into(),
+            from_address.into(),
+            to_address.into(),
+            Utc::now().into(),
+            outcome.into(),
+            outcomes_contradict(outcome).into(),
+        ],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// Whether the database answers at all (a failed batch is then retried;
