@@ -1,20 +1,16 @@
 //! The broker ceiling: persistent, mandatory publishes with publisher
-//! confirms to a fresh durable quorum queue through a direct exchange (the
-//! path ingest's publishes take), `concurrency` publishes in flight on one
-//! confirm channel, each with a realistic callback body and ingest's headers.
-//! The queue and exchange are deleted afterwards, whatever happened.
+//! confirms into a fresh copy of the pipeline's own topology (same exchange,
+//! same quorum queue and arguments: the path ingest's publishes take),
+//! `concurrency` publishes in flight on one confirm channel, each with a
+//! realistic callback body and ingest's headers. The topology is deleted
+//! afterwards, whatever happened.
 
 use anyhow::{bail, Context};
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
-};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
 use serde::Serialize;
 use shared::envelope::{BodyKind, CallbackEnvelope};
+use shared::topology::Topology;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,8 +31,6 @@ pub struct BrokerCeilingReport {
     pub confirm_latency_ms: Percentiles,
 }
 
-const ROUTING_KEY: &str = "callback";
-
 pub async fn run(
     amqp_url: &str,
     concurrency: usize,
@@ -46,58 +40,18 @@ pub async fn run(
     let connection = Connection::connect(amqp_url, ConnectionProperties::default())
         .await
         .context("cannot connect to RabbitMQ")?;
-    let name = format!("loadgen.ceiling.{}", RunId::random().as_hex());
+    let topology = Topology::new(format!("loadgen.ceiling.{}", RunId::random().as_hex()));
     let admin = connection.create_channel().await?;
     let result = async {
-        declare(&admin, &name).await?;
-        publish_all(&connection, &name, concurrency, messages, time_limit).await
+        topology.declare(&admin).await?;
+        publish_all(&connection, &topology, concurrency, messages, time_limit).await
     }
     .await;
-    let deleted = delete(&admin, &name).await;
+    let deleted = topology.delete(&admin).await;
     let _ = connection.close(200, "loadgen ceiling done".into()).await;
     let report = result?;
-    deleted.with_context(|| format!("could not delete queue/exchange {name}"))?;
+    deleted.with_context(|| format!("could not delete topology {}", topology.prefix()))?;
     Ok(report)
-}
-
-async fn declare(channel: &Channel, name: &str) -> lapin::Result<()> {
-    channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Direct,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum".as_bytes())),
-    );
-    channel
-        .queue_declare(name.into(), QueueDeclareOptions::durable(), arguments)
-        .await?;
-    channel
-        .queue_bind(
-            name.into(),
-            name.into(),
-            ROUTING_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-}
-
-async fn delete(channel: &Channel, name: &str) -> lapin::Result<()> {
-    channel
-        .queue_delete(name.into(), QueueDeleteOptions::default())
-        .await?;
-    channel
-        .exchange_delete(name.into(), ExchangeDeleteOptions::default())
-        .await
 }
 
 /// A callback as ingest would publish it, with ingest's headers (trace context included).
@@ -128,7 +82,7 @@ fn sample_message() -> (Vec<u8>, BasicProperties) {
 
 async fn publish_all(
     connection: &Connection,
-    exchange: &str,
+    topology: &Topology,
     concurrency: usize,
     messages: u64,
     time_limit: Duration,
@@ -148,7 +102,8 @@ async fn publish_all(
         let body = body.clone();
         let properties = properties.clone();
         let claimed = claimed.clone();
-        let exchange = exchange.to_owned();
+        let exchange = topology.exchange();
+        let routing_key = topology.routing_key();
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();
             let mut failed = 0u64;
@@ -158,7 +113,7 @@ async fn publish_all(
                     channel
                         .basic_publish(
                             exchange.as_str().into(),
-                            ROUTING_KEY.into(),
+                            routing_key.into(),
                             BasicPublishOptions {
                                 mandatory: true,
                                 ..BasicPublishOptions::default()
@@ -193,7 +148,7 @@ async fn publish_all(
         bail!("RabbitMQ confirmed none of {failed} publishes");
     }
     Ok(BrokerCeilingReport {
-        queue: exchange.to_owned(),
+        queue: topology.main_queue(),
         concurrency,
         confirmed: histogram.len(),
         failed,

@@ -73,7 +73,7 @@ equal exactly the unique accepted callbacks (duplicates and bad signatures exclu
     Check(CheckArgs),
     /// HTTP ceiling: a bare in-process actix-web server answering 200, driven by the same client.
     CeilingHttp(CeilingHttpArgs),
-    /// Broker ceiling: persistent publishes with confirms to a fresh quorum queue (deleted after).
+    /// Broker ceiling: persistent publishes with confirms into a fresh copy of the pipeline's topology (deleted after).
     CeilingBroker(CeilingBrokerArgs),
     /// Database ceiling: multi-row event inserts into a scratch database (dropped after).
     CeilingDb(CeilingDbArgs),
