@@ -1,6 +1,7 @@
 //! `worker dlq list | replay | purge`: operating the dead-letter queue.
 
 use chrono::{DateTime, Utc};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
 };
@@ -47,6 +48,20 @@ async fn dead_letter_count(channel: &Channel, topology: &Topology) -> Result<u32
     Ok(shared::topology::ready_messages(channel, &topology.dead_letter_queue()).await?)
 }
 
+/// Takes the next dead letter, unacknowledged; `None` when the queue is empty.
+async fn next_dead_letter(
+    channel: &Channel,
+    topology: &Topology,
+) -> Result<Option<Delivery>, DlqError> {
+    let message = channel
+        .basic_get(
+            topology.dead_letter_queue().into(),
+            BasicGetOptions::default(),
+        )
+        .await?;
+    Ok(message.map(|message| message.delivery))
+}
+
 /// Reads every dead letter without removing any.
 pub async fn list(amqp_url: &str, topology: &Topology) -> Result<Vec<DeadLetterSummary>, DlqError> {
     let (connection, channel) = open(amqp_url, topology).await?;
@@ -54,16 +69,9 @@ pub async fn list(amqp_url: &str, topology: &Topology) -> Result<Vec<DeadLetterS
     let mut summaries = Vec::new();
     let mut last_tag = None;
     for _ in 0..count {
-        let Some(message) = channel
-            .basic_get(
-                topology.dead_letter_queue().into(),
-                BasicGetOptions::default(),
-            )
-            .await?
-        else {
+        let Some(delivery) = next_dead_letter(&channel, topology).await? else {
             break;
         };
-        let delivery = message.delivery;
         last_tag = Some(delivery.delivery_tag);
         summaries.push(summarize(&delivery.properties, &delivery.data));
     }
@@ -98,16 +106,9 @@ pub async fn replay(
     let count = dead_letter_count(&channel, topology).await? as usize;
     let mut replayed = 0;
     for _ in 0..limit.map_or(count, |l| l.min(count)) {
-        let Some(message) = channel
-            .basic_get(
-                topology.dead_letter_queue().into(),
-                BasicGetOptions::default(),
-            )
-            .await?
-        else {
+        let Some(delivery) = next_dead_letter(&channel, topology).await? else {
             break;
         };
-        let delivery = message.delivery;
         let confirmation = channel
             .basic_publish(
                 topology.exchange().into(),
