@@ -1,6 +1,8 @@
 //! The scenarios: each breaks something under load, then accounts.
 
-use crate::accounting::{account, callbacks, drive, reached, stored_events, LoadResult};
+use crate::accounting::{
+    account, callbacks, drive, reached, stored_events, CallbackId, LoadResult,
+};
 use crate::processes::{ingest_binary, ingest_env, worker_binary, worker_env, Service};
 use sea_orm::DatabaseConnection;
 use std::process::Command;
@@ -8,6 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use testkit::{wait_for, TestBroker, TestDatabase};
+use tokio::task::JoinHandle;
 
 struct Rig {
     broker: TestBroker,
@@ -88,22 +91,63 @@ impl Rig {
 
 const MESSAGES: u64 = 1000; // 3,000 callbacks
 
+/// Callbacks for `MESSAGES` messages being sent to ingest in the background.
+struct Traffic {
+    all: Vec<CallbackId>,
+    running: JoinHandle<LoadResult>,
+}
+
+impl Traffic {
+    /// Starts sending on `connections` connections (`per_second` paces each),
+    /// and returns once `sent_before_return` callbacks have gone out.
+    async fn start(
+        ingest: &Service,
+        connections: usize,
+        per_second: Option<u32>,
+        sent_before_return: impl FnOnce(usize) -> usize,
+    ) -> Self {
+        let all = callbacks(MESSAGES);
+        let progress = Arc::new(AtomicUsize::new(0));
+        let running = tokio::spawn(drive(
+            ingest.url(),
+            all.clone(),
+            connections,
+            per_second,
+            progress.clone(),
+        ));
+        reached(&progress, sent_before_return(all.len())).await;
+        Self { all, running }
+    }
+
+    /// A third of the way in, at 32 connections, unpaced: where most scenarios strike.
+    async fn a_third_in(ingest: &Service) -> Self {
+        Self::start(ingest, 32, None, |total| total / 3).await
+    }
+
+    async fn finished(self) -> (LoadResult, Vec<CallbackId>) {
+        (self.running.await.unwrap(), self.all)
+    }
+}
+
+impl Rig {
+    /// Everything accepted is stored exactly once and the projection is right.
+    async fn assert_exact(&self, load: &LoadResult, all: &[CallbackId], scenario: &str) {
+        self.settle(load).await;
+        account(&self.db, load, all).await.assert_exact(scenario);
+    }
+}
+
 #[tokio::test]
 async fn worker_killed_mid_batch_and_restarted() {
     let rig = Rig::new().await;
     let ingest = rig.ingest().await;
     let worker = rig.worker().await;
-    let all = callbacks(MESSAGES);
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(drive(ingest.url(), all.clone(), 32, None, progress.clone()));
-    reached(&progress, all.len() / 3).await;
+    let traffic = Traffic::a_third_in(&ingest).await;
     worker.kill();
     let _restarted = rig.worker().await;
-    let load = load.await.unwrap();
-    rig.settle(&load).await;
-    account(&rig.db, &load, &all)
-        .await
-        .assert_exact("worker SIGKILL mid-batch");
+    let (load, all) = traffic.finished().await;
+    rig.assert_exact(&load, &all, "worker SIGKILL mid-batch")
+        .await;
 }
 
 #[tokio::test]
@@ -112,16 +156,11 @@ async fn two_workers_one_killed() {
     let ingest = rig.ingest().await;
     let survivor = rig.worker().await;
     let victim = rig.worker().await;
-    let all = callbacks(MESSAGES);
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(drive(ingest.url(), all.clone(), 32, None, progress.clone()));
-    reached(&progress, all.len() / 3).await;
+    let traffic = Traffic::a_third_in(&ingest).await;
     victim.kill();
-    let load = load.await.unwrap();
-    rig.settle(&load).await;
-    account(&rig.db, &load, &all)
-        .await
-        .assert_exact("two workers, one SIGKILLed");
+    let (load, all) = traffic.finished().await;
+    rig.assert_exact(&load, &all, "two workers, one SIGKILLed")
+        .await;
     drop(survivor);
 }
 
@@ -130,20 +169,15 @@ async fn ingest_stopped_under_load() {
     let rig = Rig::new().await;
     let ingest = rig.ingest().await;
     let _worker = rig.worker().await;
-    let all = callbacks(MESSAGES);
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(drive(ingest.url(), all.clone(), 32, None, progress.clone()));
-    reached(&progress, all.len() / 3).await;
+    let traffic = Traffic::a_third_in(&ingest).await;
     assert_eq!(ingest.terminate(), Some(0), "ingest exits 0 on SIGTERM");
-    let load = load.await.unwrap();
+    let (load, all) = traffic.finished().await;
     assert!(
         !load.refused.is_empty(),
         "requests after the stop must fail"
     );
-    rig.settle(&load).await;
-    account(&rig.db, &load, &all)
-        .await
-        .assert_exact("ingest SIGTERM under load");
+    rig.assert_exact(&load, &all, "ingest SIGTERM under load")
+        .await;
 }
 
 fn run(program: &str, args: &[&str]) {
@@ -167,32 +201,21 @@ async fn rabbitmq_restarted_under_load() {
     let mut rig = Rig::new().await;
     let ingest = rig.ingest().await;
     let worker = rig.worker().await;
-    let all = callbacks(MESSAGES);
-    let progress = Arc::new(AtomicUsize::new(0));
-    let load = tokio::spawn(drive(
-        ingest.url(),
-        all.clone(),
-        32,
-        Some(300),
-        progress.clone(),
-    ));
-    reached(&progress, all.len() / 3).await;
+    let traffic = Traffic::start(&ingest, 32, Some(300), |total| total / 3).await;
     run("rabbitmqctl", &["stop_app"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     run("rabbitmqctl", &["start_app"]);
     run("rabbitmqctl", &["await_startup"]);
     rig.broker.reconnect().await;
-    let load = load.await.unwrap();
+    let (load, all) = traffic.finished().await;
     ingest.wait_ready().await;
     worker.wait_ready().await;
     assert!(
         !load.refused.is_empty(),
         "some callbacks must have met the restart"
     );
-    rig.settle(&load).await;
-    account(&rig.db, &load, &all)
-        .await
-        .assert_exact("RabbitMQ restarted under load");
+    rig.assert_exact(&load, &all, "RabbitMQ restarted under load")
+        .await;
 }
 
 #[tokio::test]
@@ -201,17 +224,8 @@ async fn postgres_down_for_30_seconds_under_load() {
     let rig = Rig::new().await;
     let ingest = rig.ingest().await;
     let worker = rig.worker().await;
-    let all = callbacks(MESSAGES);
-    let progress = Arc::new(AtomicUsize::new(0));
     // About 50 s of traffic, so callbacks keep arriving through the outage.
-    let load = tokio::spawn(drive(
-        ingest.url(),
-        all.clone(),
-        16,
-        Some(60),
-        progress.clone(),
-    ));
-    reached(&progress, 600).await;
+    let traffic = Traffic::start(&ingest, 16, Some(60), |_| 600).await;
     let (version, cluster) = postgres_cluster();
     run(
         "pg_ctlcluster",
@@ -237,15 +251,13 @@ async fn postgres_down_for_30_seconds_under_load() {
         "pg_ctlcluster",
         &["--skip-systemctl-redirect", &version, &cluster, "start"],
     );
-    let load = load.await.unwrap();
+    let (load, all) = traffic.finished().await;
     assert!(
         load.refused.is_empty(),
         "ingest never touches the database: {} refused",
         load.refused.len()
     );
     worker.wait_ready().await;
-    rig.settle(&load).await;
-    account(&rig.db, &load, &all)
-        .await
-        .assert_exact("Postgres down 30 s under load");
+    rig.assert_exact(&load, &all, "Postgres down 30 s under load")
+        .await;
 }
