@@ -14,3 +14,4 @@ pub mod signature;
 pub mod status;
 pub mod telemetry;
 pub mod topology;
+pub mod vectors;

@@ -175,6 +175,8 @@ mod tests {
         SignatureVerifier::new(vec![token()])
     }
 
+    use crate::vectors::{tv4, tv5};
+
     fn params(pairs: &[(&str, &str)]) -> FormParams {
         FormParams::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
@@ -196,34 +198,6 @@ mod tests {
             ("Digits", "1234"),
             ("From", "+14158675309"),
             ("To", "+18005551212"),
-        ])
-    }
-
-    pub(crate) fn tv4() -> FormParams {
-        params(&[
-            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
-            ("ApiVersion", "2010-04-01"),
-            ("ErrorCode", "30003"),
-            ("From", "+15017122661"),
-            ("MessageSid", "SM1234567890abcdef1234567890abcdef"),
-            ("MessageStatus", "undelivered"),
-            ("SmsSid", "SM1234567890abcdef1234567890abcdef"),
-            ("SmsStatus", "undelivered"),
-            ("To", "+15558675310"),
-        ])
-    }
-
-    fn tv5() -> FormParams {
-        params(&[
-            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
-            ("ApiVersion", "2010-04-01"),
-            ("From", "+15017122661"),
-            ("MessageSid", "SM1234567890abcdef1234567890abcdef"),
-            ("MessageStatus", "delivered"),
-            ("SmsSid", "SM1234567890abcdef1234567890abcdef"),
-            ("SmsStatus", "delivered"),
-            ("To", "+15558675310"),
-            ("RawDlrDoneDate", "2404151230"),
         ])
     }
 

@@ -4,40 +4,7 @@
 
 use crate::helpers::{Options, TestApp};
 use shared::form::FormParams;
-
-fn tv4() -> FormParams {
-    FormParams::from_pairs(
-        [
-            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
-            ("ApiVersion", "2010-04-01"),
-            ("ErrorCode", "30003"),
-            ("From", "+15017122661"),
-            ("MessageSid", "SM1234567890abcdef1234567890abcdef"),
-            ("MessageStatus", "undelivered"),
-            ("SmsSid", "SM1234567890abcdef1234567890abcdef"),
-            ("SmsStatus", "undelivered"),
-            ("To", "+15558675310"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )
-}
-
-fn tv5() -> FormParams {
-    FormParams::from_pairs(
-        [
-            ("AccountSid", "ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"),
-            ("ApiVersion", "2010-04-01"),
-            ("From", "+15017122661"),
-            ("MessageSid", "SM1234567890abcdef1234567890abcdef"),
-            ("MessageStatus", "delivered"),
-            ("SmsSid", "SM1234567890abcdef1234567890abcdef"),
-            ("SmsStatus", "delivered"),
-            ("To", "+15558675310"),
-            ("RawDlrDoneDate", "2404151230"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    )
-}
+use shared::vectors::{tv4, tv5};
 
 /// (public base URL, path and query, parameters, signature Twilio sent)
 fn accepted_vectors() -> Vec<(&'static str, &'static str, FormParams, &'static str)> {
