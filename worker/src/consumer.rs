@@ -428,8 +428,9 @@ fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -> tr
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
-    let headers = delivery.properties.headers().clone().unwrap_or_default();
-    let _ = span.set_parent(parent_from_headers(|name| header_text(&headers, name)));
+    if let Some(headers) = delivery.properties.headers() {
+        let _ = span.set_parent(parent_from_headers(|name| header_text(headers, name)));
+    }
     record_trace_ids(&span);
     span
 }

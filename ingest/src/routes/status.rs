@@ -139,7 +139,7 @@ async fn accept(
     span.record("twilio.message_status", callback.status.as_str());
 
     let envelope = CallbackEnvelope {
-        body: body.to_vec(),
+        body: body.into(),
         body_kind,
         received_at: Utc::now(),
         request_id: request_id.to_owned(),
