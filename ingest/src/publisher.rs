@@ -29,6 +29,8 @@ pub enum PublishError {
     Unroutable,
     #[error("no publisher confirm within {0:?}")]
     ConfirmTimeout(Duration),
+    #[error("RabbitMQ is blocking publishers (flow control: memory or disk alarm)")]
+    Blocked,
     #[error("channel is not in confirm mode")]
     NotConfirmed,
 }
@@ -40,8 +42,10 @@ struct Link {
 }
 
 impl Link {
+    /// Connected, and not blocked by the broker's flow control.
     fn is_ready(&self) -> bool {
-        self.connection.status().connected() && self.channel.status().connected()
+        let connection = self.connection.status();
+        connection.connected() && !connection.blocked() && self.channel.status().connected()
     }
 
     /// Broken beyond lapin's own recovery: the connection is closed or in
@@ -65,6 +69,7 @@ struct Inner {
     confirm_timeout: Duration,
     stopping: AtomicBool,
     stop: Notify,
+    supervisor: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 #[derive(Clone)]
@@ -88,9 +93,15 @@ impl CallbackPublisher {
                 confirm_timeout,
                 stopping: AtomicBool::new(false),
                 stop: Notify::new(),
+                supervisor: std::sync::Mutex::new(None),
             }),
         };
-        tokio::spawn(supervise(publisher.clone(), amqp_url, topology));
+        let supervisor = tokio::spawn(supervise(publisher.clone(), amqp_url, topology));
+        *publisher
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(supervisor);
         publisher
     }
 
@@ -101,30 +112,40 @@ impl CallbackPublisher {
 
     /// Publishes one envelope as a persistent, mandatory message and waits for
     /// the broker to confirm it. `Ok` means RabbitMQ has taken responsibility.
-    /// Returns the time spent waiting for the confirm.
+    /// One deadline covers the publish and its confirm together (a blocked
+    /// broker can stall either), and a connection the broker is blocking is
+    /// refused at once: every request gets its answer in time.
+    /// Returns the time spent publishing and waiting for the confirm.
     pub async fn publish(
         &self,
         envelope: &CallbackEnvelope,
         extra_headers: Vec<(String, String)>,
     ) -> Result<Duration, PublishError> {
         let link = self.current().ok_or(PublishError::NotConnected)?;
+        if link.connection.status().blocked() {
+            return Err(PublishError::Blocked);
+        }
         let started = Instant::now();
-        let confirm = link
-            .channel
-            .basic_publish(
-                self.inner.exchange.clone(),
-                self.inner.routing_key.clone(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &envelope.body,
-                envelope.to_properties(extra_headers),
-            )
-            .await?;
-        let confirmation = tokio::time::timeout(self.inner.confirm_timeout, confirm)
+        let deadline = self.inner.confirm_timeout;
+        let confirmed = async {
+            let confirm = link
+                .channel
+                .basic_publish(
+                    self.inner.exchange.clone(),
+                    self.inner.routing_key.clone(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &envelope.body,
+                    envelope.to_properties(extra_headers),
+                )
+                .await?;
+            confirm.await
+        };
+        let confirmation = tokio::time::timeout(deadline, confirmed)
             .await
-            .map_err(|_| PublishError::ConfirmTimeout(self.inner.confirm_timeout))??;
+            .map_err(|_| PublishError::ConfirmTimeout(deadline))??;
         match confirmation {
             Confirmation::Ack(None) => Ok(started.elapsed()),
             Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
@@ -137,6 +158,22 @@ impl CallbackPublisher {
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.stop.notify_waiters();
+        // Let the supervisor drop any connection attempt in progress before
+        // the runtime goes away under it.
+        let supervisor = self
+            .inner
+            .supervisor
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(supervisor) = supervisor {
+            if tokio::time::timeout(Duration::from_secs(5), supervisor)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the RabbitMQ supervisor did not stop in time");
+            }
+        }
         if let Some(link) = self.take() {
             if let Err(error) = link
                 .connection
@@ -184,8 +221,8 @@ async fn open_link(amqp_url: &str, topology: &Topology) -> lapin::Result<Link> {
         shared::broker::Recovery::Automatic,
     )
     .await?;
+    topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
@@ -195,27 +232,52 @@ async fn open_link(amqp_url: &str, topology: &Topology) -> lapin::Result<Link> {
     })
 }
 
+/// How long one connection attempt may take before it counts as failed (a
+/// broker that accepts TCP but never answers would otherwise hang it).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the last attempt failed, to log a change of reason once and a
+/// continuing outage at a bounded rate.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ConnectFailure {
+    Unreachable,
+    LoginRefused,
+}
+
+fn classify_connect_error(error: &lapin::Error) -> ConnectFailure {
+    let text = error.to_string();
+    if text.contains("ACCESS_REFUSED") || text.contains("ACCESS-REFUSED") || text.contains("403") {
+        ConnectFailure::LoginRefused
+    } else {
+        ConnectFailure::Unreachable
+    }
+}
+
+/// An outage is logged at WARN at most this often.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+
 async fn supervise(publisher: CallbackPublisher, amqp_url: String, topology: Topology) {
     let mut delay = Duration::from_millis(100);
+    let mut last_failure: Option<(ConnectFailure, Instant)> = None;
     while !publisher.stopping() {
-        match open_link(&amqp_url, &topology).await {
-            Ok(link) if publisher.stopping() => {
+        let attempt = tokio::select! {
+            attempt = tokio::time::timeout(CONNECT_TIMEOUT, open_link(&amqp_url, &topology)) => attempt,
+            () = publisher.inner.stop.notified() => return,
+        };
+        match attempt {
+            Ok(Ok(link)) if publisher.stopping() => {
                 let _ = link
                     .connection
                     .close(200, "ingest shutting down".into())
                     .await;
                 return;
             }
-            Ok(link) => {
+            Ok(Ok(link)) => {
                 tracing::info!(exchange = %topology.exchange(), "connected to RabbitMQ");
+                last_failure = None;
                 delay = Duration::from_millis(100);
                 publisher.replace(Some(link.clone()));
-                while !publisher.stopping() && !link.is_dead() {
-                    tokio::select! {
-                        () = tokio::time::sleep(WATCH_INTERVAL) => {}
-                        () = publisher.inner.stop.notified() => {}
-                    }
-                }
+                watch_link(&publisher, &link).await;
                 if publisher.stopping() {
                     return;
                 }
@@ -224,8 +286,38 @@ async fn supervise(publisher: CallbackPublisher, amqp_url: String, topology: Top
                 // Best effort: the old connection may already be gone.
                 let _ = link.connection.close(200, "reconnecting".into()).await;
             }
-            Err(error) => {
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot reach RabbitMQ");
+            Ok(Err(error)) => {
+                let failure = classify_connect_error(&error);
+                let changed = last_failure.is_none_or(|(previous, _)| previous != failure);
+                let due =
+                    last_failure.is_none_or(|(_, at)| at.elapsed() >= UNREACHABLE_LOG_INTERVAL);
+                match failure {
+                    ConnectFailure::LoginRefused if changed => tracing::error!(
+                        %error,
+                        "RabbitMQ refused the login: check the user and password in AMQP_URL; \
+                         not ready until it accepts"
+                    ),
+                    ConnectFailure::Unreachable if changed || due => tracing::warn!(
+                        %error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "cannot reach RabbitMQ; not ready, callbacks get 503"
+                    ),
+                    _ => {}
+                }
+                if changed || due {
+                    last_failure = Some((failure, Instant::now()));
+                }
+            }
+            Err(_) => {
+                let due =
+                    last_failure.is_none_or(|(_, at)| at.elapsed() >= UNREACHABLE_LOG_INTERVAL);
+                if due {
+                    tracing::warn!(
+                        timeout_ms = CONNECT_TIMEOUT.as_millis() as u64,
+                        "cannot reach RabbitMQ: no answer in time; not ready, callbacks get 503"
+                    );
+                    last_failure = Some((ConnectFailure::Unreachable, Instant::now()));
+                }
             }
         }
         tokio::select! {
@@ -233,5 +325,26 @@ async fn supervise(publisher: CallbackPublisher, amqp_url: String, topology: Top
             () = publisher.inner.stop.notified() => {}
         }
         delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+}
+
+/// Watches a live link until it is dead or ingest stops; logs flow control.
+async fn watch_link(publisher: &CallbackPublisher, link: &Link) {
+    let mut blocked = false;
+    while !publisher.stopping() && !link.is_dead() {
+        let now_blocked = link.connection.status().blocked();
+        if now_blocked != blocked {
+            blocked = now_blocked;
+            metrics::gauge!("ingest_broker_blocked").set(if blocked { 1.0 } else { 0.0 });
+            if blocked {
+                tracing::warn!("RabbitMQ is blocking publishers (memory or disk alarm); not ready, callbacks get 503");
+            } else {
+                tracing::info!("RabbitMQ unblocked publishers; ready");
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(WATCH_INTERVAL) => {}
+            () = publisher.inner.stop.notified() => {}
+        }
     }
 }

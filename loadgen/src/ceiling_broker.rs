@@ -43,7 +43,7 @@ pub async fn run(
     let topology = Topology::new(format!("loadgen.ceiling.{}", RunId::random().as_hex()));
     let admin = connection.create_channel().await?;
     let result = async {
-        topology.declare(&admin).await?;
+        topology.declare(&connection).await?;
         publish_all(&connection, &topology, concurrency, messages, time_limit).await
     }
     .await;

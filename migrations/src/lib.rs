@@ -4,12 +4,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_status_tables;
+mod m20261202_000001_unranked_statuses;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_status_tables::Migration)]
+        vec![
+            Box::new(m20261126_000001_status_tables::Migration),
+            Box::new(m20261202_000001_unranked_statuses::Migration),
+        ]
     }
 }

@@ -37,7 +37,43 @@ pub async fn connect(
     Connection::connect(amqp_url, properties).await
 }
 
-/// Whether a connection string parses as an AMQP URI.
+/// Whether a connection string parses as an AMQP URI. The reason never
+/// quotes the value (nor the parser's message, which may): it may hold a
+/// password.
 pub fn validate_amqp_url(amqp_url: &str) -> Result<(), String> {
-    amqp_url.parse::<lapin::uri::AMQPUri>().map(|_| ())
+    let trimmed = amqp_url.trim();
+    if !(trimmed.starts_with("amqp://") || trimmed.starts_with("amqps://")) {
+        return Err("it must start with amqp:// or amqps://".into());
+    }
+    trimmed
+        .parse::<lapin::uri::AMQPUri>()
+        .map(|_| ())
+        .map_err(|_| {
+            "it cannot be parsed; expected amqp[s]://user:password@host[:port]/vhost \
+         (the value is not shown: it may hold a password)"
+                .into()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_url_is_refused_without_echoing_its_secret() {
+        for url in [
+            "amqp://guest:s3cr3t@127.0.0.1:notaport/%2f",
+            "amqp://guest:s3cr3t@[::1/%2f",
+            "amqp//guest:s3cr3t@127.0.0.1",
+            "http://guest:s3cr3t@127.0.0.1:5672",
+            "amqp://guest:s3cr3t@127.0.0.1:99999/%2f",
+        ] {
+            let reason = validate_amqp_url(url).expect_err(url);
+            assert!(!reason.contains("s3cr3t"), "{url}: {reason}");
+        }
+        assert_eq!(
+            validate_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            Ok(())
+        );
+    }
 }

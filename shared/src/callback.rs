@@ -1,12 +1,18 @@
 //! A parsed status callback: the fields the pipeline reasons about, typed,
 //! plus every parameter Twilio sent, untouched.
+//!
+//! Capture first, interpret second: a callback is refused only when it
+//! cannot be stored at all (no `MessageSid`/`MessageStatus` to file it
+//! under, or a NUL that Postgres cannot hold). A status or error code we do
+//! not understand is kept as sent. Ingest and worker parse with this same
+//! code, so whatever ingest answered 2xx, the worker can store.
 
 use serde_json::Value;
 use std::fmt;
 use std::str::FromStr;
 
 use crate::form::{FormError, FormParams};
-use crate::status::{MessageStatus, UnknownStatus};
+use crate::status::CallbackStatus;
 
 /// A Twilio message SID: two letters (`SM`, `MM`, ...) and 32 hex digits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,21 +61,20 @@ pub enum CallbackError {
     Json,
     #[error("missing parameter {0}")]
     Missing(&'static str),
-    #[error("parameter {0} was sent more than once")]
+    #[error("parameter {0} was sent more than once with different values")]
     Repeated(&'static str),
     #[error(transparent)]
     Sid(#[from] MalformedSid),
-    #[error(transparent)]
-    Status(#[from] UnknownStatus),
-    #[error("ErrorCode {0:?} is not an integer")]
-    ErrorCode(String),
+    #[error("parameter {index} holds a NUL character, which Postgres cannot store")]
+    Nul { index: usize },
 }
 
 /// A status callback whose required fields are present and well-formed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusCallback {
     pub message_sid: MessageSid,
-    pub status: MessageStatus,
+    pub status: CallbackStatus,
+    /// `ErrorCode` when it is an integer; any other value stays in `params` only.
     pub error_code: Option<i32>,
     /// Every parameter as sent, in order, repeated names kept.
     pub params: FormParams,
@@ -103,15 +108,17 @@ impl StatusCallback {
     }
 
     pub fn from_params(params: FormParams) -> Result<Self, CallbackError> {
+        if let Some(index) = params
+            .iter()
+            .position(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(CallbackError::Nul { index });
+        }
         let message_sid = MessageSid::parse(single(&params, "MessageSid")?)?;
-        let status: MessageStatus = single(&params, "MessageStatus")?.parse()?;
-        let error_code = match params.get("ErrorCode") {
-            None | Some("") => None,
-            Some(code) => Some(
-                code.parse::<i32>()
-                    .map_err(|_| CallbackError::ErrorCode(code.to_owned()))?,
-            ),
-        };
+        let status = CallbackStatus::parse(single(&params, "MessageStatus")?);
+        let error_code = params
+            .get("ErrorCode")
+            .and_then(|code| code.parse::<i32>().ok());
         Ok(Self {
             message_sid,
             status,
@@ -125,14 +132,15 @@ impl StatusCallback {
     }
 }
 
-/// A required field must be sent exactly once: two different `MessageSid`s in
-/// one callback would make it ambiguous which message it is about.
+/// A required field must have one value: two different `MessageSid`s in one
+/// callback would make it ambiguous which message it is about. The same pair
+/// repeated is unambiguous (and signs the same as one), so it is accepted.
 fn single<'a>(params: &'a FormParams, name: &'static str) -> Result<&'a str, CallbackError> {
-    match params.count(name) {
-        0 => Err(CallbackError::Missing(name)),
-        1 => params.get(name).ok_or(CallbackError::Missing(name)),
-        _ => Err(CallbackError::Repeated(name)),
+    let first = params.get(name).ok_or(CallbackError::Missing(name))?;
+    if params.iter().any(|(n, v)| n == name && v != first) {
+        return Err(CallbackError::Repeated(name));
     }
+    Ok(first)
 }
 
 fn scalar_text(value: Value) -> Result<String, CallbackError> {
@@ -148,6 +156,7 @@ fn scalar_text(value: Value) -> Result<String, CallbackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::MessageStatus;
 
     const TV4_BODY: &[u8] = b"AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&ApiVersion=2010-04-01&ErrorCode=30003&From=%2B15017122661&MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=undelivered&SmsSid=SM1234567890abcdef1234567890abcdef&SmsStatus=undelivered&To=%2B15558675310";
 
@@ -158,7 +167,7 @@ mod tests {
             cb.message_sid.as_str(),
             "SM1234567890abcdef1234567890abcdef"
         );
-        assert_eq!(cb.status, MessageStatus::Undelivered);
+        assert_eq!(cb.status, MessageStatus::Undelivered.into());
         assert_eq!(cb.error_code, Some(30003));
         assert_eq!(cb.param("To"), Some("+15558675310"));
         assert_eq!(cb.params.len(), 9);
@@ -190,17 +199,56 @@ mod tests {
     }
 
     #[test]
-    fn refuses_malformed_values() {
+    fn refuses_a_malformed_sid() {
         let bad_sid = StatusCallback::from_form(b"MessageSid=SM123&MessageStatus=sent");
         assert!(matches!(bad_sid, Err(CallbackError::Sid(_))));
-        let bad_status = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=exploded",
+    }
+
+    #[test]
+    fn captures_values_it_does_not_understand() {
+        let future = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=exploded&ErrorCode=x",
+        )
+        .unwrap();
+        assert_eq!(
+            future.status,
+            CallbackStatus::Unrecognised("exploded".into())
         );
-        assert!(matches!(bad_status, Err(CallbackError::Status(_))));
-        let bad_code = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=failed&ErrorCode=x",
-        );
-        assert!(matches!(bad_code, Err(CallbackError::ErrorCode(_))));
+        assert_eq!(future.error_code, None);
+        assert_eq!(future.params.get("ErrorCode"), Some("x"));
+        let huge_code = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=failed&ErrorCode=99999999999",
+        )
+        .unwrap();
+        assert_eq!(huge_code.error_code, None);
+    }
+
+    #[test]
+    fn accepts_a_required_pair_sent_twice_with_the_same_value() {
+        let cb = StatusCallback::from_form(
+            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent&MessageStatus=sent",
+        )
+        .unwrap();
+        assert_eq!(cb.status, MessageStatus::Sent.into());
+    }
+
+    #[test]
+    fn refuses_a_nul_anywhere() {
+        let base = "MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent";
+        for extra in ["&Body=a%00b", "&%00=x", "&To=%00"] {
+            let body = format!("{base}{extra}");
+            assert_eq!(
+                StatusCallback::from_form(body.as_bytes()),
+                Err(CallbackError::Nul { index: 2 }),
+                "{extra}"
+            );
+        }
+        assert!(matches!(
+            StatusCallback::from_json(
+                br#"{"MessageSid":"SM1234567890abcdef1234567890abcdef","MessageStatus":"sent","Body":"a\u0000"}"#
+            ),
+            Err(CallbackError::Nul { .. })
+        ));
     }
 
     #[test]
@@ -218,7 +266,7 @@ mod tests {
             br#"{"MessageSid":"MM1234567890abcdef1234567890abcdef","MessageStatus":"read","ErrorCode":63016,"MediaUrl":["a","b"]}"#,
         )
         .unwrap();
-        assert_eq!(cb.status, MessageStatus::Read);
+        assert_eq!(cb.status, MessageStatus::Read.into());
         assert_eq!(cb.error_code, Some(63016));
         assert_eq!(cb.params.count("MediaUrl"), 2);
         assert_eq!(StatusCallback::from_json(b"[1]"), Err(CallbackError::Json));

@@ -151,8 +151,7 @@ impl CallbackEnvelope {
         let failures = match header_int(headers, HEADER_ATTEMPTS) {
             None => None,
             Some(attempts) => Some(FailureHistory {
-                attempts: u32::try_from(attempts)
-                    .map_err(|_| EnvelopeError::Header(HEADER_ATTEMPTS))?,
+                attempts: saturating_attempts(attempts),
                 first_failure_at: header_time(headers, HEADER_FIRST_FAILURE_AT)?
                     .ok_or(EnvelopeError::Header(HEADER_FIRST_FAILURE_AT))?,
                 last_reason: header_text(headers, HEADER_FAILURE_REASON).unwrap_or_default(),
@@ -177,7 +176,7 @@ impl CallbackEnvelope {
 /// Reads the failure history recorded in a message's headers, if any.
 pub fn read_failures(properties: &BasicProperties) -> Option<FailureHistory> {
     let headers = properties.headers().as_ref()?;
-    let attempts = u32::try_from(header_int(headers, HEADER_ATTEMPTS)?).ok()?;
+    let attempts = saturating_attempts(header_int(headers, HEADER_ATTEMPTS)?);
     Some(FailureHistory {
         attempts,
         first_failure_at: header_time(headers, HEADER_FIRST_FAILURE_AT)
@@ -196,7 +195,7 @@ pub fn record_failure(
 ) -> (BasicProperties, FailureHistory) {
     let history = match read_failures(properties) {
         Some(previous) => FailureHistory {
-            attempts: previous.attempts + 1,
+            attempts: previous.attempts.saturating_add(1),
             first_failure_at: previous.first_failure_at,
             last_reason: reason.to_owned(),
         },
@@ -252,6 +251,12 @@ fn write_failure_headers(headers: &mut FieldTable, history: &FailureHistory) {
         ShortString::from(HEADER_ATTEMPTS),
         AMQPValue::LongLongInt(i64::from(history.attempts)),
     );
+}
+
+/// An attempt counter from a header, clamped to `u32`: whatever a message
+/// carries, counting saturates instead of overflowing.
+fn saturating_attempts(raw: i64) -> u32 {
+    u32::try_from(raw.max(0)).unwrap_or(u32::MAX)
 }
 
 /// A string header, if present and text.
@@ -350,6 +355,29 @@ mod tests {
             record_failure(&BasicProperties::default(), "undecodable", Utc::now());
         assert_eq!(history.attempts, 1);
         assert_eq!(read_failures(&properties), Some(history));
+    }
+
+    #[test]
+    fn attempt_counters_saturate() {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            HEADER_ATTEMPTS.into(),
+            AMQPValue::LongLongInt(i64::from(u32::MAX)),
+        );
+        headers.insert(
+            HEADER_FIRST_FAILURE_AT.into(),
+            AMQPValue::LongString(LongString::from("2026-11-26T21:00:00Z")),
+        );
+        let properties = BasicProperties::default().with_headers(headers.clone());
+        let (again, history) = record_failure(&properties, "again", Utc::now());
+        assert_eq!(history.attempts, u32::MAX);
+        assert_eq!(read_failures(&again).map(|h| h.attempts), Some(u32::MAX));
+        headers.insert(HEADER_ATTEMPTS.into(), AMQPValue::LongLongInt(i64::MAX));
+        let huge = BasicProperties::default().with_headers(headers.clone());
+        assert_eq!(read_failures(&huge).map(|h| h.attempts), Some(u32::MAX));
+        headers.insert(HEADER_ATTEMPTS.into(), AMQPValue::LongLongInt(-5));
+        let negative = BasicProperties::default().with_headers(headers);
+        assert_eq!(read_failures(&negative).map(|h| h.attempts), Some(0));
     }
 
     #[test]

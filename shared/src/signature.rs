@@ -40,11 +40,20 @@ pub fn compute_signature(token: &AuthToken, url: &str, params: &FormParams) -> S
         Err(_) => return String::new(),
     };
     mac.update(url.as_bytes());
-    for (name, value) in params.signing_order() {
-        mac.update(name.as_bytes());
-        mac.update(value.as_bytes());
-    }
+    write_signed_params(params, |bytes| mac.update(bytes));
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// Feeds `params` to `sink` exactly as they enter the signed string: names
+/// byte-sorted, each distinct value once, no separators. Two bodies that feed
+/// the same bytes carry the same signature for a URL, so this is also what
+/// identifies a callback (the worker's dedup key): appending `&=`, repeating
+/// a pair or moving a name/value boundary yields the same bytes.
+pub fn write_signed_params(params: &FormParams, mut sink: impl FnMut(&[u8])) {
+    for (name, value) in params.signing_order() {
+        sink(name.as_bytes());
+        sink(value.as_bytes());
+    }
 }
 
 /// Lowercase hex SHA-256 of a raw body, as Twilio puts in `bodySHA256`.

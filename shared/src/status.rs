@@ -128,6 +128,68 @@ impl fmt::Display for MessageStatus {
     }
 }
 
+/// The `MessageStatus` a callback carried: one we know, or a value Twilio
+/// added after this was written. An unrecognised value is captured, never
+/// refused (Twilio does not retry a 4xx): it is stored in the history with
+/// its raw text and ranks below every known status, so it never moves a
+/// message's current status.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum CallbackStatus {
+    Known(MessageStatus),
+    Unrecognised(String),
+}
+
+impl CallbackStatus {
+    /// Rank and precedence of an unrecognised status: below every known one.
+    pub const UNRANKED: i16 = -1;
+
+    pub fn parse(raw: &str) -> Self {
+        match raw.parse() {
+            Ok(status) => Self::Known(status),
+            Err(UnknownStatus(raw)) => Self::Unrecognised(raw),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(status) => status.as_str(),
+            Self::Unrecognised(raw) => raw,
+        }
+    }
+
+    pub fn known(&self) -> Option<MessageStatus> {
+        match self {
+            Self::Known(status) => Some(*status),
+            Self::Unrecognised(_) => None,
+        }
+    }
+
+    pub fn rank(&self) -> i16 {
+        self.known().map_or(Self::UNRANKED, MessageStatus::rank)
+    }
+
+    pub fn precedence(&self) -> i16 {
+        self.known()
+            .map_or(Self::UNRANKED, MessageStatus::precedence)
+    }
+
+    pub fn terminal_outcome_bit(&self) -> i16 {
+        self.known().map_or(0, MessageStatus::terminal_outcome_bit)
+    }
+}
+
+impl From<MessageStatus> for CallbackStatus {
+    fn from(status: MessageStatus) -> Self {
+        Self::Known(status)
+    }
+}
+
+impl fmt::Display for CallbackStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Whether a set of terminal outcome bits holds a contradiction.
 pub fn outcomes_contradict(bits: i16) -> bool {
     bits & (bits - 1) != 0
@@ -179,6 +241,25 @@ mod tests {
         assert_eq!(values.len(), lifecycle.len());
         assert!(Delivered.precedence() > Undelivered.precedence());
         assert!(Read.precedence() > Delivered.precedence());
+    }
+
+    #[test]
+    fn unrecognised_statuses_rank_below_every_known_one() {
+        let future = CallbackStatus::parse("delivered_to_wearable");
+        assert_eq!(
+            future,
+            CallbackStatus::Unrecognised("delivered_to_wearable".into())
+        );
+        assert_eq!(future.as_str(), "delivered_to_wearable");
+        assert_eq!(future.terminal_outcome_bit(), 0);
+        for known in MessageStatus::ALL {
+            assert!(future.precedence() < known.precedence(), "{known}");
+            assert!(future.rank() < known.rank(), "{known}");
+            assert_eq!(
+                CallbackStatus::parse(known.as_str()),
+                CallbackStatus::Known(known)
+            );
+        }
     }
 
     #[test]

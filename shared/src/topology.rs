@@ -4,16 +4,24 @@
 //! ```text
 //! ingest ──publish──▶ exchange <prefix> ──"callback"──▶ queue <prefix>.events (quorum)
 //!                        ▲                                   │ worker
-//!                        └── TTL expiry ── <prefix>.retry.<ms>ms ◀── transient failure
+//!                        └── TTL expiry ── <prefix>.retry.<ms>ms (quorum) ◀── transient failure
 //!                                          <prefix>.dead (quorum) ◀── poison / attempts exhausted
 //! ```
+//!
+//! Every queue is a quorum queue, so each survives the loss of a node in a
+//! cluster, and the broker's own dead-lettering (retry expiry, the delivery
+//! limit) is at-least-once: a message is removed from its queue only once
+//! the target confirmed it. A queue already declared by an earlier version
+//! with other arguments is used as it is, with a warning: see the README's
+//! "Upgrading" section.
 
 use lapin::options::{
     ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
     QueueDeleteOptions,
 };
+use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use std::time::Duration;
 
 pub const DEFAULT_PREFIX: &str = "twilio.status";
@@ -87,8 +95,8 @@ impl Topology {
     }
 
     /// Declares everything; safe to call any number of times from any service.
-    pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable = QueueDeclareOptions::durable();
+    pub async fn declare(&self, connection: &Connection) -> lapin::Result<()> {
+        let mut channel = connection.create_channel().await?;
         channel
             .exchange_declare(
                 self.exchange().into(),
@@ -103,12 +111,15 @@ impl Topology {
 
         let mut dead_args = FieldTable::default();
         dead_args.insert("x-queue-type".into(), text("quorum"));
-        channel
-            .queue_declare(self.dead_letter_queue().into(), durable, dead_args)
-            .await?;
+        declare_queue(
+            connection,
+            &mut channel,
+            &self.dead_letter_queue(),
+            dead_args,
+        )
+        .await?;
 
-        let mut main_args = FieldTable::default();
-        main_args.insert("x-queue-type".into(), text("quorum"));
+        let mut main_args = at_least_once_quorum();
         main_args.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
@@ -118,9 +129,7 @@ impl Topology {
             "x-dead-letter-routing-key".into(),
             text(&self.dead_letter_queue()),
         );
-        channel
-            .queue_declare(self.main_queue().into(), durable, main_args)
-            .await?;
+        declare_queue(connection, &mut channel, &self.main_queue(), main_args).await?;
         channel
             .queue_bind(
                 self.main_queue().into(),
@@ -132,20 +141,25 @@ impl Topology {
             .await?;
 
         for delay in &self.retry_delays {
-            // Classic durable queues: every message in one has the same TTL,
-            // so expiry at the head is in order; expired messages return to
-            // the exchange and from there to the main queue.
-            let mut retry_args = FieldTable::default();
+            // Every message in one retry queue has the same TTL, so expiry at
+            // the head is in order; expired messages return to the exchange
+            // and from there to the main queue.
+            let mut retry_args = at_least_once_quorum();
             retry_args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
             );
             retry_args.insert("x-dead-letter-exchange".into(), text(&self.exchange()));
             retry_args.insert("x-dead-letter-routing-key".into(), text(ROUTING_KEY));
-            channel
-                .queue_declare(self.retry_queue(*delay).into(), durable, retry_args)
-                .await?;
+            declare_queue(
+                connection,
+                &mut channel,
+                &self.retry_queue(*delay),
+                retry_args,
+            )
+            .await?;
         }
+        let _ = channel.close(200, "topology declared".into()).await;
         Ok(())
     }
 
@@ -174,6 +188,60 @@ pub async fn ready_messages(channel: &Channel, queue: &str) -> lapin::Result<u32
         .queue_declare(queue.into(), options, FieldTable::default())
         .await?;
     Ok(queue.message_count())
+}
+
+/// A quorum queue whose dead-lettering is at-least-once (RabbitMQ 3.10+:
+/// it needs `reject-publish` overflow alongside).
+fn at_least_once_quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    args.insert("x-overflow".into(), text("reject-publish"));
+    args
+}
+
+/// Declares a durable queue. If it already exists with other arguments (an
+/// earlier version declared it), the broker refuses with PRECONDITION_FAILED
+/// and closes the channel: the queue is then used as it is, on a new
+/// channel, and a warning says how to bring it up to date.
+async fn declare_queue(
+    connection: &Connection,
+    channel: &mut Channel,
+    name: &str,
+    args: FieldTable,
+) -> lapin::Result<()> {
+    let declared = channel
+        .queue_declare(name.into(), QueueDeclareOptions::durable(), args)
+        .await;
+    match declared {
+        Ok(_) => Ok(()),
+        Err(error) if is_precondition_failed(&error) => {
+            *channel = connection.create_channel().await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            };
+            channel
+                .queue_declare(name.into(), passive, FieldTable::default())
+                .await?;
+            tracing::warn!(
+                queue = name,
+                %error,
+                "queue exists with the arguments of an earlier version; using it as it is \
+                 (README, Upgrading: apply the policy, or delete it once empty)"
+            );
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp)
+            if matches!(amqp.kind(), AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED))
+    )
 }
 
 fn text(value: &str) -> AMQPValue {

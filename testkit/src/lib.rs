@@ -72,8 +72,8 @@ impl TestBroker {
         let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
             .await
             .expect("RabbitMQ must run on 127.0.0.1:5672 for these tests");
+        topology.declare(&connection).await.unwrap();
         let channel = connection.create_channel().await.unwrap();
-        topology.declare(&channel).await.unwrap();
         let publisher = connection.create_channel().await.unwrap();
         publisher
             .confirm_select(lapin::options::ConfirmSelectOptions::default())

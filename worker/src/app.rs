@@ -80,12 +80,19 @@ pub struct Application {
 pub struct ShutdownHandle {
     signal: Arc<watch::Sender<bool>>,
     server: ServerHandle,
+    consumer: tokio::task::AbortHandle,
 }
 
 impl ShutdownHandle {
     pub async fn shutdown(&self) {
         self.signal.send_replace(true);
         self.server.stop(true).await;
+    }
+
+    /// Kills the consumer task as a bug would (tests of what follows).
+    #[doc(hidden)]
+    pub fn kill_consumer(&self) {
+        self.consumer.abort();
     }
 }
 
@@ -127,6 +134,7 @@ impl Application {
         let shutdown = ShutdownHandle {
             signal: Arc::new(signal),
             server: server.handle(),
+            consumer: consumer.abort_handle(),
         };
         Ok(Self {
             port,
@@ -145,14 +153,41 @@ impl Application {
     }
 
     /// Serves until the shutdown handle is used, then waits for the consumer
-    /// to finish its batch and close its session.
+    /// to finish its batch and close its session. A consumer that ends on
+    /// its own (a bug, a panic) stops the process with an error: a worker
+    /// that no longer consumes must not look alive.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
-        self.shutdown.signal.send_replace(true);
-        if let Err(error) = self.consumer.await {
-            tracing::error!(%error, "consumer task failed");
+        let Self {
+            server,
+            mut consumer,
+            shutdown,
+            ..
+        } = self;
+        let mut server = std::pin::pin!(server);
+        tokio::select! {
+            served = &mut server => {
+                shutdown.signal.send_replace(true);
+                if let Err(error) = consumer.await {
+                    tracing::error!(%error, "consumer task failed");
+                    return Err(std::io::Error::other(format!("consumer task failed: {error}")));
+                }
+                served
+            }
+            ended = &mut consumer => {
+                if *shutdown.signal.borrow() {
+                    // Asked to stop: let the server finish its own graceful stop.
+                    return server.await;
+                }
+                let why = match ended {
+                    Ok(()) => "ended".to_owned(),
+                    Err(error) => error.to_string(),
+                };
+                tracing::error!(reason = %why, "consumer task stopped unexpectedly; shutting down");
+                shutdown.server.stop(true).await;
+                let _ = server.await;
+                Err(std::io::Error::other(format!("consumer task stopped unexpectedly: {why}")))
+            }
         }
-        served
     }
 }
 

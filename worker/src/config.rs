@@ -122,6 +122,13 @@ pub struct ConsumeArgs {
     #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 256)]
     pub max_batch: usize,
 
+    /// While the database refuses writes, deliveries are held unacknowledged
+    /// (a pause must not count against the queue's delivery limit). Held this
+    /// long, they are re-enqueued as fresh copies, which keeps them clear of
+    /// the broker's consumer_timeout (30 min by default). Seconds.
+    #[arg(long, env = "WORKER_HOLD_LIMIT_SECS", default_value_t = 600)]
+    pub hold_limit_secs: u64,
+
     /// Apply migrations at start (`false` when `worker migrate` runs separately).
     #[arg(long, env = "WORKER_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_migrate: bool,
@@ -285,6 +292,7 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     pub prefetch: u16,
     pub max_batch: usize,
+    pub hold_limit: Duration,
     pub auto_migrate: bool,
     pub database_pool_size: u32,
     pub api_token: Option<SecretString>,
@@ -302,6 +310,7 @@ impl WorkerConfig {
             concurrency: args.concurrency,
             prefetch: args.prefetch,
             max_batch: args.max_batch,
+            hold_limit: Duration::from_secs(args.hold_limit_secs.max(1)),
             auto_migrate: args.auto_migrate,
             // Every consumer holds a connection during its transaction; one more
             // serves pings and the read API.

@@ -5,9 +5,13 @@
 //! so a crash in between means a redelivery, which the dedup key absorbs.
 //! `WORKER_CONCURRENCY` consumers, each on its own channel, do this side by
 //! side, so one batch's round trips to Postgres overlap another's.
-//! When the database is unreachable the worker closes its broker session
-//! (unacknowledged deliveries go back to the queue untouched) and waits for
-//! the database instead of burning retries.
+//! When the database cannot take writes (unreachable, read-only, disk full:
+//! see `db_failure`), the consumer holds the batch in hand unacknowledged
+//! and retries it with backoff until writes work again, instead of burning
+//! retries. Holding, not returning, keeps the pause off the queue's delivery
+//! count, so no outage of any length dead-letters good data; deliveries held
+//! past `WORKER_HOLD_LIMIT_SECS` are re-enqueued as fresh copies before the
+//! broker's consumer_timeout would return them.
 
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -23,6 +27,7 @@ use tokio::sync::watch;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::WorkerConfig;
+use crate::db_failure::{classify, DbFailure};
 use crate::decode::{decode, DecodedCallback};
 use crate::failure_router::{FailureRouter, Routed};
 use crate::health::WorkerHealth;
@@ -32,7 +37,6 @@ use crate::store;
 /// Why a broker session ended.
 enum SessionEnd {
     Shutdown,
-    DatabaseDown,
     BrokerLost(String),
 }
 
@@ -45,6 +49,8 @@ pub async fn run(
     health: Arc<WorkerHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Not ready the moment this task ends, however it ends (a panic included).
+    let _not_consuming_on_exit = NotConsumingOnExit(health.clone());
     let mut backoff = Duration::from_millis(100);
     while !*shutdown.borrow() {
         if !store::database_reachable(&db).await {
@@ -66,17 +72,11 @@ pub async fn run(
         backoff = Duration::from_millis(100);
         health.set_consuming(true);
         tracing::info!(queue = %config.common.topology.main_queue(), "consuming");
-        let end = session.consume(&config, &db, &shutdown).await;
+        let end = session.consume(&config, &db, &health, &shutdown).await;
         health.set_consuming(false);
         session.close().await;
         match end {
             SessionEnd::Shutdown => break,
-            SessionEnd::DatabaseDown => {
-                health.set_database_up(false);
-                tracing::warn!(
-                    "database unreachable; stopped consuming, deliveries returned to the queue"
-                );
-            }
             SessionEnd::BrokerLost(error) => {
                 tracing::warn!(%error, "RabbitMQ session lost; reconnecting");
                 sleep_unless_shutdown(backoff, &mut shutdown).await;
@@ -84,6 +84,14 @@ pub async fn run(
         }
     }
     tracing::info!("consumer stopped");
+}
+
+struct NotConsumingOnExit(Arc<WorkerHealth>);
+
+impl Drop for NotConsumingOnExit {
+    fn drop(&mut self) {
+        self.0.set_consuming(false);
+    }
 }
 
 async fn wait_for_database(db: &DatabaseConnection, shutdown: &mut watch::Receiver<bool>) {
@@ -105,6 +113,10 @@ async fn sleep_unless_shutdown(delay: Duration, shutdown: &mut watch::Receiver<b
 /// failures are routed on.
 struct Session {
     connection: Connection,
+    /// Retry and dead-letter publishes go on a connection of their own: a
+    /// broker in flow control blocks publishing connections, and acks of
+    /// batches already stored must still get through.
+    publishing: Connection,
     consumers: Vec<Consumer>,
     router: FailureRouter,
     queue: String,
@@ -120,9 +132,7 @@ impl Session {
             shared::broker::Recovery::Manual,
         )
         .await?;
-        topology
-            .declare(&connection.create_channel().await?)
-            .await?;
+        topology.declare(&connection).await?;
         let mut consumers = Vec::with_capacity(config.concurrency);
         for _ in 0..config.concurrency {
             let channel = connection.create_channel().await?;
@@ -140,7 +150,13 @@ impl Session {
                     .await?,
             );
         }
-        let route_channel = connection.create_channel().await?;
+        let publishing = shared::broker::connect(
+            &config.common.amqp_url,
+            &format!("worker {} failures", topology.prefix()),
+            shared::broker::Recovery::Manual,
+        )
+        .await?;
+        let route_channel = publishing.create_channel().await?;
         route_channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
@@ -150,6 +166,7 @@ impl Session {
         ));
         Ok(Self {
             connection,
+            publishing,
             consumers,
             router: FailureRouter::new(route_channel, topology.clone()),
             queue: topology.main_queue(),
@@ -164,6 +181,10 @@ impl Session {
             .connection
             .close(200, "worker session ending".into())
             .await;
+        let _ = self
+            .publishing
+            .close(200, "worker session ending".into())
+            .await;
     }
 
     /// Runs every consumer until one of them ends the session; the others
@@ -172,17 +193,23 @@ impl Session {
         &self,
         config: &WorkerConfig,
         db: &DatabaseConnection,
+        health: &WorkerHealth,
         shutdown: &watch::Receiver<bool>,
     ) -> SessionEnd {
         let (stop, stopped) = watch::channel(false);
         let loops = self.consumers.iter().map(|consumer| {
-            let mut shutdown = shutdown.clone();
-            let mut stopped = stopped.clone();
             let stop = &stop;
+            let mut worker = ConsumerLoop {
+                session: self,
+                consumer: consumer.clone(),
+                config,
+                db,
+                health,
+                shutdown: shutdown.clone(),
+                stopped: stopped.clone(),
+            };
             async move {
-                let end = self
-                    .consume_one(consumer.clone(), config, db, &mut shutdown, &mut stopped)
-                    .await;
+                let end = worker.run().await;
                 stop.send_replace(true);
                 end
             }
@@ -193,24 +220,46 @@ impl Session {
             .find(|end| !matches!(end, SessionEnd::Shutdown))
             .unwrap_or(SessionEnd::Shutdown)
     }
+}
 
-    async fn consume_one(
-        &self,
-        mut consumer: Consumer,
-        config: &WorkerConfig,
-        db: &DatabaseConnection,
-        shutdown: &mut watch::Receiver<bool>,
-        stopped: &mut watch::Receiver<bool>,
-    ) -> SessionEnd {
+/// How a batch's write ended after the outage and conflict policy ran.
+enum Written {
+    Stored(store::BatchOutcome),
+    /// Failed for a reason that may be about these callbacks.
+    Failed(sea_orm::DbErr),
+    /// Held past the hold limit and re-enqueued as fresh copies.
+    Recycled,
+}
+
+/// Serialization failures and deadlocks are retried in place this often.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// One consumer (one channel) of a session, with what it needs to store.
+struct ConsumerLoop<'a> {
+    session: &'a Session,
+    consumer: Consumer,
+    config: &'a WorkerConfig,
+    db: &'a DatabaseConnection,
+    health: &'a WorkerHealth,
+    shutdown: watch::Receiver<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl ConsumerLoop<'_> {
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || *self.stopped.borrow()
+    }
+
+    async fn run(&mut self) -> SessionEnd {
         loop {
-            if *shutdown.borrow() || *stopped.borrow() {
+            if self.stopping() {
                 return SessionEnd::Shutdown;
             }
             let first = tokio::select! {
                 biased;
-                _ = shutdown.changed() => return SessionEnd::Shutdown,
-                _ = stopped.changed() => return SessionEnd::Shutdown,
-                next = consumer.next() => next,
+                _ = self.shutdown.changed() => return SessionEnd::Shutdown,
+                _ = self.stopped.changed() => return SessionEnd::Shutdown,
+                next = self.consumer.next() => next,
             };
             let first = match first {
                 Some(Ok(delivery)) => delivery,
@@ -220,23 +269,17 @@ impl Session {
             // Take whatever else is already here, without waiting for more.
             let mut batch = vec![first];
             let mut pending_end = None;
-            while batch.len() < config.max_batch {
-                match consumer.next().now_or_never() {
-                    Some(Some(Ok(delivery))) => batch.push(delivery),
-                    Some(Some(Err(error))) => {
-                        pending_end = Some(SessionEnd::BrokerLost(error.to_string()));
+            while batch.len() < self.config.max_batch {
+                match self.next_ready() {
+                    Ok(Some(delivery)) => batch.push(delivery),
+                    Ok(None) => break,
+                    Err(end) => {
+                        pending_end = Some(end);
                         break;
                     }
-                    Some(None) => {
-                        pending_end = Some(SessionEnd::BrokerLost(
-                            "consumer cancelled by the broker".into(),
-                        ));
-                        break;
-                    }
-                    None => break,
                 }
             }
-            if let Err(end) = self.process(batch, db).await {
+            if let Err(end) = self.process(batch).await {
                 return end;
             }
             if let Some(end) = pending_end {
@@ -245,43 +288,51 @@ impl Session {
         }
     }
 
+    /// The next delivery already received, without waiting.
+    fn next_ready(&mut self) -> Result<Option<Delivery>, SessionEnd> {
+        match self.consumer.next().now_or_never() {
+            Some(Some(Ok(delivery))) => Ok(Some(delivery)),
+            Some(Some(Err(error))) => Err(SessionEnd::BrokerLost(error.to_string())),
+            Some(None) => Err(SessionEnd::BrokerLost(
+                "consumer cancelled by the broker".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
     /// Stores a batch and acknowledges it. `Err` ends the session; whatever
     /// was not acknowledged is redelivered later.
-    async fn process(
-        &self,
-        batch: Vec<Delivery>,
-        db: &DatabaseConnection,
-    ) -> Result<(), SessionEnd> {
+    async fn process(&mut self, batch: Vec<Delivery>) -> Result<(), SessionEnd> {
         metrics::histogram!("worker_batch_size").record(batch.len() as f64);
+        let queue = &self.session.queue;
         let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
         let mut events: Vec<DecodedCallback> = Vec::with_capacity(batch.len());
         let mut spans: Vec<tracing::Span> = Vec::with_capacity(batch.len());
         for delivery in batch {
             match decode(&delivery.properties, delivery.data.clone()) {
                 Ok(callback) => {
-                    spans.push(process_span(&delivery, &callback, &self.queue));
+                    if callback.callback.status.known().is_none() {
+                        metrics::counter!("worker_unrecognised_statuses_total").increment(1);
+                    }
+                    spans.push(process_span(&delivery, &callback, queue));
                     deliveries.push(delivery);
                     events.push(callback);
                 }
                 Err(poison) => {
                     let reason = poison.to_string();
                     tracing::warn!(%reason, "dead-lettering a message that cannot be processed");
-                    self.route(
+                    let router = &self.session.router;
+                    route(
                         &delivery,
-                        self.router.dead_letter(
-                            &delivery.properties,
-                            &delivery.data,
-                            &reason,
-                            "poison",
-                        ),
+                        router.dead_letter(&delivery.properties, &delivery.data, &reason, "poison"),
                     )
                     .await?;
                 }
             }
         }
-        let Some(last) = deliveries.last() else {
+        if deliveries.is_empty() {
             return Ok(());
-        };
+        }
         // One persist span per callback, each a child of that callback's
         // trace, all open for the one transaction that stores them together.
         let persist_spans: Vec<tracing::Span> = spans
@@ -297,59 +348,53 @@ impl Session {
                 )
             })
             .collect();
-        let persisted = timed_persist(db, &events).await;
+        let written = self.write(&events, &deliveries).await;
         drop(persist_spans);
-        match persisted {
-            Ok(outcome) => {
+        match written? {
+            Written::Stored(outcome) => {
                 record_stored(&events, &spans, outcome);
                 // Deliveries on a channel arrive in tag order and each consumer
                 // stores one batch at a time, so every earlier tag on this
                 // channel is in this batch or already settled: one ack covers all.
-                acknowledge(last, true).await
-            }
-            Err(error) => {
-                if !store::database_reachable(db).await {
-                    return Err(SessionEnd::DatabaseDown);
+                match deliveries.last() {
+                    Some(last) => acknowledge(last, true).await,
+                    None => Ok(()),
                 }
+            }
+            Written::Recycled => Ok(()),
+            Written::Failed(error) => {
                 tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
                 let one_by_one = deliveries.into_iter().zip(events).zip(spans);
-                self.process_one_by_one(one_by_one.collect(), db).await
+                self.process_one_by_one(one_by_one.collect()).await
             }
         }
     }
 
-    /// After a batch failed with the database up: isolate the failing
-    /// callbacks, store the rest, send the failing ones to retry.
+    /// After a batch failed for a reason that may be about its callbacks:
+    /// isolate the failing ones, store the rest, send the failing ones to retry.
     async fn process_one_by_one(
-        &self,
+        &mut self,
         decoded: Vec<((Delivery, DecodedCallback), tracing::Span)>,
-        db: &DatabaseConnection,
     ) -> Result<(), SessionEnd> {
         for ((delivery, event), span) in decoded {
             let single = [event];
             let persist_span = tracing::info_span!(parent: &span, "twilio.status persist", db.system.name = "postgresql");
-            let persisted = timed_persist(db, &single).await;
+            let written = self.write(&single, std::slice::from_ref(&delivery)).await;
             drop(persist_span);
-            match persisted {
-                Ok(outcome) => {
+            match written? {
+                Written::Stored(outcome) => {
                     record_stored(&single, std::slice::from_ref(&span), outcome);
                     acknowledge(&delivery, false).await?;
                 }
-                Err(error) => {
-                    if !store::database_reachable(db).await {
-                        return Err(SessionEnd::DatabaseDown);
-                    }
+                Written::Recycled => {}
+                Written::Failed(error) => {
                     let reason = format!("database error: {error}");
-                    let routed = self
-                        .route(
-                            &delivery,
-                            self.router.retry_or_dead_letter(
-                                &delivery.properties,
-                                &delivery.data,
-                                &reason,
-                            ),
-                        )
-                        .await?;
+                    let router = &self.session.router;
+                    let routed = route(
+                        &delivery,
+                        router.retry_or_dead_letter(&delivery.properties, &delivery.data, &reason),
+                    )
+                    .await?;
                     tracing::warn!(
                         message_sid = %single[0].callback.message_sid,
                         status = %single[0].callback.status,
@@ -363,18 +408,104 @@ impl Session {
         Ok(())
     }
 
-    /// Waits for a failure route to be confirmed, then acks the original.
-    async fn route(
-        &self,
-        delivery: &Delivery,
-        routing: impl std::future::Future<Output = Result<Routed, crate::failure_router::RouteError>>,
-    ) -> Result<Routed, SessionEnd> {
-        let routed = routing
-            .await
-            .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
-        acknowledge(delivery, false).await?;
-        Ok(routed)
+    /// Writes `events`, applying the policy: conflicts are retried in place;
+    /// while the database cannot take writes the batch is held and retried
+    /// with backoff (the retry is the probe: it succeeds exactly when writes
+    /// work again). Only failures that may be about the callbacks come back.
+    async fn write(
+        &mut self,
+        events: &[DecodedCallback],
+        held: &[Delivery],
+    ) -> Result<Written, SessionEnd> {
+        let mut conflicts = 0;
+        let mut holding_since: Option<Instant> = None;
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let error = match timed_persist(self.db, events).await {
+                Ok(outcome) => {
+                    if holding_since.is_some() {
+                        self.health.set_database_up(true);
+                        tracing::info!(held = held.len(), "database takes writes again; resuming");
+                    }
+                    return Ok(Written::Stored(outcome));
+                }
+                Err(error) => error,
+            };
+            let failure = match classify(&error) {
+                // An unexplained error while the database does not even answer
+                // is an outage too.
+                DbFailure::Other if !store::database_reachable(self.db).await => DbFailure::Outage,
+                failure => failure,
+            };
+            match failure {
+                DbFailure::Conflict if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(conflicts))).await;
+                }
+                DbFailure::Conflict | DbFailure::Other => return Ok(Written::Failed(error)),
+                DbFailure::Outage => {
+                    let since = *holding_since.get_or_insert_with(|| {
+                        self.health.set_database_up(false);
+                        metrics::counter!("worker_database_pauses_total").increment(1);
+                        tracing::warn!(
+                            %error,
+                            held = held.len(),
+                            "database cannot take writes; holding deliveries until it can"
+                        );
+                        Instant::now()
+                    });
+                    if since.elapsed() >= self.config.hold_limit {
+                        self.recycle(held).await?;
+                        return Ok(Written::Recycled);
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = self.shutdown.changed() => return Err(SessionEnd::Shutdown),
+                        _ = self.stopped.changed() => return Err(SessionEnd::Shutdown),
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
     }
+
+    /// Re-enqueues held deliveries, and any others already received on this
+    /// channel, as fresh copies (confirmed before each original is acked).
+    /// A copy starts with a delivery count of zero and a new consumer_timeout
+    /// clock, so a long outage never makes the broker count or drop them.
+    async fn recycle(&mut self, held: &[Delivery]) -> Result<(), SessionEnd> {
+        let mut buffered = Vec::new();
+        while let Some(delivery) = self.next_ready()? {
+            buffered.push(delivery);
+        }
+        let router = &self.session.router;
+        for delivery in held.iter().chain(&buffered) {
+            route(
+                delivery,
+                router.requeue(&delivery.properties, &delivery.data),
+            )
+            .await?;
+        }
+        metrics::counter!("worker_deliveries_recycled_total")
+            .increment((held.len() + buffered.len()) as u64);
+        tracing::warn!(
+            recycled = held.len() + buffered.len(),
+            "database still cannot take writes; held deliveries re-enqueued as fresh copies"
+        );
+        Ok(())
+    }
+}
+
+/// Waits for a failure route to be confirmed, then acks the original.
+async fn route(
+    delivery: &Delivery,
+    routing: impl std::future::Future<Output = Result<Routed, crate::failure_router::RouteError>>,
+) -> Result<Routed, SessionEnd> {
+    let routed = routing
+        .await
+        .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+    acknowledge(delivery, false).await?;
+    Ok(routed)
 }
 
 async fn timed_persist(

@@ -37,24 +37,20 @@ pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedCall
     })
 }
 
-/// Identifies a status event by what Twilio sent, not by how or when it
-/// arrived: SHA-256 over the message SID and every parameter, sorted. A
-/// redelivery or a Twilio retry of the same callback has the same key; a
-/// different status (or any other differing parameter) is a different event.
-/// The idempotency token is not part of it: Twilio does not promise it is
-/// stable across retries.
+/// Identifies a status event by what Twilio signed, not by how or when it
+/// arrived: SHA-256 over the parameters exactly as they enter the signed
+/// string (`shared::signature::write_signed_params`). Any body that verifies
+/// with the same signature as a stored one, however it was re-encoded
+/// (an appended `&=`, a repeated pair, a moved name/value boundary), is the
+/// same event; a different status, error code or any other differing value
+/// is a different one. The URL is left out (a callback is about its message,
+/// not the address it was sent to), and so is the idempotency token: Twilio
+/// does not promise it is stable across retries.
 pub fn dedup_key(callback: &StatusCallback) -> String {
-    let mut pairs: Vec<(&str, &str)> = callback.params.iter().collect();
-    pairs.sort_unstable();
     let mut hasher = Sha256::new();
-    hasher.update(callback.message_sid.as_str().as_bytes());
-    for (name, value) in pairs {
-        // Length-prefixed so no two different parameter lists hash the same input.
-        for part in [name, value] {
-            hasher.update((part.len() as u64).to_be_bytes());
-            hasher.update(part.as_bytes());
-        }
-    }
+    // Versioned, so a future change of scheme can never collide with this one.
+    hasher.update(b"twilio-signed-params/v2\n");
+    shared::signature::write_signed_params(&callback.params, |bytes| hasher.update(bytes));
     hex::encode(hasher.finalize())
 }
 
@@ -86,10 +82,44 @@ mod tests {
         assert_ne!(dedup_key(&sent), dedup_key(&extra));
     }
 
+    /// Each re-encoding that Twilio's signature cannot tell apart (and
+    /// combinations of them) is the same event; each one really verifies
+    /// with the original's signature.
     #[test]
-    fn parameter_boundaries_matter() {
-        let a = callback(&format!("MessageSid={SID}&MessageStatus=sent&ab=c"));
-        let b = callback(&format!("MessageSid={SID}&MessageStatus=sent&a=bc"));
+    fn bodies_that_sign_the_same_are_the_same_event() {
+        use shared::signature::{compute_signature, AuthToken};
+        let token = AuthToken::new("12345");
+        let url = "https://example.com/twilio/status";
+        let original =
+            format!("AccountSid=AC1&ErrorCode=30003&MessageSid={SID}&MessageStatus=undelivered");
+        let variants = [
+            format!("{original}&="),
+            format!("{original}&MessageStatus=undelivered"),
+            format!("AccountSid=AC1&ErrorCod=e30003&MessageSid={SID}&MessageStatus=undelivered"),
+            format!("AccountSid=AC1&ErrorCod=e30003&MessageSid={SID}&MessageStatus=undelivered&=&AccountSid=AC1"),
+        ];
+        let stored = callback(&original);
+        let signature = compute_signature(&token, url, &stored.params);
+        for variant in &variants {
+            let variant = callback(variant);
+            assert_eq!(compute_signature(&token, url, &variant.params), signature);
+            assert_eq!(
+                dedup_key(&variant),
+                dedup_key(&stored),
+                "{:?}",
+                variant.params
+            );
+        }
+    }
+
+    #[test]
+    fn a_changed_value_is_another_event() {
+        let a = callback(&format!(
+            "MessageSid={SID}&MessageStatus=failed&ErrorCode=30003"
+        ));
+        let b = callback(&format!(
+            "MessageSid={SID}&MessageStatus=failed&ErrorCode=30004"
+        ));
         assert_ne!(dedup_key(&a), dedup_key(&b));
     }
 }

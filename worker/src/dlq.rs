@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicGetOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
 };
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use serde::Serialize;
@@ -39,8 +39,8 @@ async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channe
         Recovery::Manual,
     )
     .await?;
+    topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
     Ok((connection, channel))
 }
 
@@ -62,33 +62,88 @@ async fn next_dead_letter(
     Ok(message.map(|message| message.delivery))
 }
 
-/// Reads every dead letter without removing any.
+/// Reads every dead letter, leaving the queue as it was.
+///
+/// Not get-and-requeue: a quorum queue counts every requeue as a delivery,
+/// and RabbitMQ 4.x drops (or dead-letters) a message past its delivery
+/// limit, 20 by default, so listing would eventually lose dead letters. Each
+/// one is instead copied to the tail of the queue (confirmed) before the
+/// original is acked: after a full pass the queue holds the same messages in
+/// the same order, none of them ever redelivered. Interrupted half-way, a
+/// letter can at worst be there twice, which a replay deduplicates.
 pub async fn list(amqp_url: &str, topology: &Topology) -> Result<Vec<DeadLetterSummary>, DlqError> {
     let (connection, channel) = open(amqp_url, topology).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     let count = dead_letter_count(&channel, topology).await?;
     let mut summaries = Vec::new();
-    let mut last_tag = None;
     for _ in 0..count {
         let Some(delivery) = next_dead_letter(&channel, topology).await? else {
             break;
         };
-        last_tag = Some(delivery.delivery_tag);
         summaries.push(summarize(&delivery.properties, &delivery.data));
-    }
-    if let Some(tag) = last_tag {
-        // Everything goes back, untouched.
-        channel
-            .basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: true,
-                    requeue: true,
-                },
-            )
+        publish_confirmed(
+            &channel,
+            "",
+            &topology.dead_letter_queue(),
+            &delivery.data,
+            without_delivery_count(&delivery.properties),
+        )
+        .await?;
+        delivery
+            .acker
+            .ack(lapin::options::BasicAckOptions::default())
             .await?;
     }
     let _ = connection.close(200, "dlq list done".into()).await;
     Ok(summaries)
+}
+
+/// Publishes one message and waits for its confirm; `Err` unless the broker
+/// took it.
+async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), DlqError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        )
+        .await?;
+    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
+        .await
+        .map_err(|_| DlqError::NotConfirmed)??;
+    if matches!(confirmation, Confirmation::Ack(None)) {
+        Ok(())
+    } else {
+        Err(DlqError::NotConfirmed)
+    }
+}
+
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The broker's own redelivery counter is about the original, not the copy.
+fn without_delivery_count(properties: &BasicProperties) -> BasicProperties {
+    let mut kept = lapin::types::FieldTable::default();
+    if let Some(headers) = properties.headers() {
+        for (name, value) in headers {
+            if name.as_str() != "x-delivery-count" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    properties.clone().with_headers(kept)
 }
 
 /// Moves up to `limit` dead letters back to the main queue, failure history
@@ -109,22 +164,14 @@ pub async fn replay(
         let Some(delivery) = next_dead_letter(&channel, topology).await? else {
             break;
         };
-        let confirmation = channel
-            .basic_publish(
-                topology.exchange().into(),
-                topology.routing_key().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &delivery.data,
-                clear_failures(&delivery.properties),
-            )
-            .await?
-            .await?;
-        if !matches!(confirmation, Confirmation::Ack(None)) {
-            return Err(DlqError::NotConfirmed);
-        }
+        publish_confirmed(
+            &channel,
+            &topology.exchange(),
+            topology.routing_key(),
+            &delivery.data,
+            clear_failures(&without_delivery_count(&delivery.properties)),
+        )
+        .await?;
         delivery
             .acker
             .ack(lapin::options::BasicAckOptions::default())

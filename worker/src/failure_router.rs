@@ -6,6 +6,7 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
 use shared::envelope::record_failure;
 use shared::topology::Topology;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -13,13 +14,27 @@ pub enum RouteError {
     Broker(#[from] lapin::Error),
     #[error("RabbitMQ did not confirm the message to {0}")]
     NotConfirmed(String),
+    #[error("no confirm for the message to {queue} within {timeout:?} (broker blocked?)")]
+    ConfirmTimeout { queue: String, timeout: Duration },
 }
+
+/// How long a retry or dead-letter publish may wait for its confirm. Past it
+/// the original stays unacknowledged and the session is renewed: the message
+/// is never in neither place.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where a failed delivery was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Routed {
-    Retry { attempt: u32, queue: String },
-    DeadLetter { attempts: u32 },
+    Retry {
+        attempt: u32,
+        queue: String,
+    },
+    DeadLetter {
+        attempts: u32,
+    },
+    /// Put back at the tail of the main queue as a fresh copy, unchanged.
+    Requeued,
 }
 
 /// Publishes on a confirm-mode channel; the caller acks the original only
@@ -44,7 +59,8 @@ impl FailureRouter {
     ) -> Result<Routed, RouteError> {
         let (annotated, history) = record_failure(properties, reason, Utc::now());
         let delays = self.topology.retry_delays();
-        match delays.get(history.attempts as usize - 1) {
+        let index = usize::try_from(history.attempts.saturating_sub(1)).unwrap_or(usize::MAX);
+        match delays.get(index) {
             Some(delay) => {
                 let queue = self.topology.retry_queue(*delay);
                 self.publish(&queue, annotated, body).await?;
@@ -82,6 +98,19 @@ impl FailureRouter {
         })
     }
 
+    /// A delivery held through a database outage: the same message again at
+    /// the tail of the main queue, so the broker's delivery count and
+    /// consumer_timeout start afresh. Not a failed attempt.
+    pub async fn requeue(
+        &self,
+        properties: &BasicProperties,
+        body: &[u8],
+    ) -> Result<Routed, RouteError> {
+        self.publish(&self.topology.main_queue(), properties.clone(), body)
+            .await?;
+        Ok(Routed::Requeued)
+    }
+
     async fn publish(
         &self,
         queue: &str,
@@ -100,8 +129,13 @@ impl FailureRouter {
                 body,
                 properties,
             )
-            .await?
             .await?;
+        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirmation)
+            .await
+            .map_err(|_| RouteError::ConfirmTimeout {
+                queue: queue.to_owned(),
+                timeout: CONFIRM_TIMEOUT,
+            })??;
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
             _ => Err(RouteError::NotConfirmed(queue.to_owned())),

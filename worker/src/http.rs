@@ -82,12 +82,18 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-/// Ready when consuming and the database answers now.
+/// Ready when consuming, the database answers now, and the last write
+/// attempt did not find it refusing writes (read-only, disk full).
 async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     let consuming = state.health.consuming();
     let database_up = store::database_reachable(&state.db).await;
-    let body = serde_json::json!({ "consuming": consuming, "database": database_up });
-    if consuming && database_up {
+    let writable = state.health.database_up();
+    let body = serde_json::json!({
+        "consuming": consuming,
+        "database": database_up,
+        "writable": writable,
+    });
+    if consuming && database_up && writable {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod consumer;
+pub mod db_failure;
 pub mod decode;
 pub mod dlq;
 pub mod entity;

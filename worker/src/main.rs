@@ -110,6 +110,7 @@ async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
         DlqCommand::List => dlq::list(&common.amqp_url, &common.topology)
             .await
             .map(|letters| {
+                eprintln!("{} dead letter(s)", letters.len());
                 let mut stdout = std::io::stdout().lock();
                 for letter in letters {
                     if let Ok(line) = serde_json::to_string(&letter) {

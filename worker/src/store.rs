@@ -89,7 +89,7 @@ pub async fn persist_batch(
 struct BatchRow<'a> {
     dedup_key: &'a str,
     message_sid: &'a str,
-    status: &'static str,
+    status: &'a str,
     status_rank: i16,
     status_precedence: i16,
     outcome_bit: i16,
@@ -107,7 +107,7 @@ struct BatchRow<'a> {
 impl<'a> BatchRow<'a> {
     fn new(event: &'a DecodedCallback) -> Self {
         let callback = &event.callback;
-        let status = callback.status;
+        let status = &callback.status;
         Self {
             dedup_key: &event.dedup_key,
             message_sid: callback.message_sid.as_str(),

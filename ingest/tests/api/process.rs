@@ -147,3 +147,107 @@ fn json_log_lines_carry_trace_and_message_ids() {
     let _ = child.wait();
     testkit::delete_topology(shared::topology::Topology::new(prefix));
 }
+
+/// A running ingest binary whose log lines (stdout and stderr) are collected.
+struct LoggedIngest {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LoggedIngest {
+    fn start(amqp_url: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = ingest()
+            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_URL", amqp_url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let tx = lines_tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `within` for a line containing `needle`.
+    fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {within:?}; saw:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// SIGTERM, then everything it logged and its exit code.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        // The reader threads end with the pipes.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[test]
+fn with_the_broker_down_it_says_so_soon_and_still_stops_cleanly() {
+    let port = closed_port();
+    let mut ingest = LoggedIngest::start(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    let warning = ingest.wait_for_line("cannot reach RabbitMQ", Duration::from_secs(10));
+    assert!(warning.contains("WARN"), "{warning}");
+    let (code, logs) = ingest.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(!logs.contains("\"ERROR\""), "{logs}");
+}
+
+#[test]
+fn refused_credentials_are_one_clear_error() {
+    let mut ingest = LoggedIngest::start("amqp://guest:not-the-password@127.0.0.1:5672/%2f");
+    let error = ingest.wait_for_line("refused the login", Duration::from_secs(15));
+    assert!(error.contains("ERROR"), "{error}");
+    // It keeps trying, but says it once.
+    std::thread::sleep(Duration::from_secs(3));
+    let (code, logs) = ingest.terminate();
+    assert_eq!(code, Some(0), "{logs}");
+    assert_eq!(logs.matches("refused the login").count(), 1, "{logs}");
+    assert!(!logs.contains("not-the-password"), "{logs}");
+}

@@ -9,4 +9,6 @@ mod end_to_end;
 mod failures;
 mod helpers;
 mod ordering;
+mod outages;
+mod seams;
 mod sending;

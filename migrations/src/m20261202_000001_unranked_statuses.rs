@@ -1,0 +1,38 @@
+//! Statuses Twilio adds after this release are stored with their raw value
+//! and precedence -1 (see `shared::status::CallbackStatus`). Such a value can
+//! be any length, and a btree entry is capped near 2.7 kB, so the "stuck in
+//! a status" index covers the known (ranked) statuses only.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const UP: &str = "
+DROP INDEX IF EXISTS messages_status_idx;
+CREATE INDEX messages_status_idx ON messages (status, last_seen_at) WHERE status_precedence >= 0;
+";
+
+const DOWN: &str = "
+DROP INDEX IF EXISTS messages_status_idx;
+CREATE INDEX messages_status_idx ON messages (status, last_seen_at);
+";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(UP)
+            .await
+            .map(|_| ())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(DOWN)
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,92 @@
+//! Telling a database outage from a bad callback.
+//!
+//! Some errors say that the database as a whole cannot take writes now: no
+//! connection, a read-only server (after a failover), a full disk, an
+//! administrator shutdown or crash recovery. Retrying one callback after
+//! another against those only burns their retry budgets, so they pause
+//! consumption instead, exactly like an unreachable database. Serialization
+//! failures and deadlocks are retried in place. Everything else is taken to
+//! be about the callbacks in hand and goes through the per-callback retries.
+
+use sea_orm::sqlx;
+use sea_orm::{DbErr, RuntimeErr};
+
+/// What a failed write says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbFailure {
+    /// The database cannot take writes now: hold the batch and wait.
+    Outage,
+    /// A conflict with a concurrent transaction: run it again.
+    Conflict,
+    /// Possibly about these callbacks: isolate them and retry each.
+    Other,
+}
+
+/// SQLSTATEs that mean the whole database refuses writes for now.
+fn is_outage_state(code: &str) -> bool {
+    // 08: connection exception; 53: insufficient resources (disk full, out
+    // of memory, too many connections); 58: system error (I/O).
+    code.starts_with("08")
+        || code.starts_with("53")
+        || code.starts_with("58")
+        || matches!(
+            code,
+            // read-only transaction (a hot standby, default_transaction_read_only)
+            "25006"
+            // admin shutdown, crash shutdown, cannot connect now (recovery)
+            | "57P01" | "57P02" | "57P03"
+            // the database was dropped under us
+            | "57P04"
+        )
+}
+
+pub fn classify(error: &DbErr) -> DbFailure {
+    let runtime = match error {
+        DbErr::ConnectionAcquire(_) => return DbFailure::Outage,
+        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return DbFailure::Other,
+    };
+    let RuntimeErr::SqlxError(sqlx_error) = runtime else {
+        return DbFailure::Other;
+    };
+    match sqlx_error.as_ref() {
+        sqlx::Error::Database(database) => match database.code().as_deref() {
+            Some("40001" | "40P01") => DbFailure::Conflict,
+            Some(code) if is_outage_state(code) => DbFailure::Outage,
+            _ => DbFailure::Other,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbFailure::Outage,
+        _ => DbFailure::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outage_states() {
+        for code in [
+            "25006", "53100", "53200", "53300", "57P01", "57P02", "57P03", "08006", "58030",
+        ] {
+            assert!(is_outage_state(code), "{code}");
+        }
+        for code in ["23505", "22P02", "P0001", "40001", "42P01"] {
+            assert!(!is_outage_state(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn pool_and_io_errors_are_outages() {
+        let pool = DbErr::Conn(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sqlx::Error::PoolTimedOut,
+        )));
+        assert_eq!(classify(&pool), DbFailure::Outage);
+        assert_eq!(classify(&DbErr::Custom("x".into())), DbFailure::Other);
+    }
+}
