@@ -4,8 +4,9 @@
 //! lapin channel pipelines publishes and streams their confirms back, so many
 //! requests wait on their own confirm at once with no lock around
 //! publish-and-wait. A supervisor task owns the connection: it connects (and
-//! keeps retrying while the broker is away), declares the topology, and
-//! rebuilds everything if lapin's own auto-recovery gives up.
+//! keeps retrying while the broker is away, logging why), declares the
+//! topology, watches for flow control, and rebuilds everything when the
+//! connection is lost.
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::ShortString;
@@ -215,12 +216,8 @@ impl CallbackPublisher {
 }
 
 async fn open_link(amqp_url: &str, topology: &Topology) -> lapin::Result<Link> {
-    let connection = shared::broker::connect(
-        amqp_url,
-        &format!("ingest {}", topology.prefix()),
-        shared::broker::Recovery::Automatic,
-    )
-    .await?;
+    let connection =
+        shared::broker::connect(amqp_url, &format!("ingest {}", topology.prefix())).await?;
     topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
     channel
@@ -259,10 +256,25 @@ const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(5);
 async fn supervise(publisher: CallbackPublisher, amqp_url: String, topology: Topology) {
     let mut delay = Duration::from_millis(100);
     let mut last_failure: Option<(ConnectFailure, Instant)> = None;
+    let mut in_flight: Option<tokio::task::JoinHandle<lapin::Result<Link>>> = None;
     while !publisher.stopping() {
+        // The attempt runs as a task of its own and is never dropped half-way:
+        // lapin's I/O thread panics when a connect it is driving is cancelled.
+        // A slow attempt is left to finish while the outage is reported.
+        let handle = in_flight.get_or_insert_with(|| {
+            let (url, topology) = (amqp_url.clone(), topology.clone());
+            tokio::spawn(async move { open_link(&url, &topology).await })
+        });
         let attempt = tokio::select! {
-            attempt = tokio::time::timeout(CONNECT_TIMEOUT, open_link(&amqp_url, &topology)) => attempt,
-            () = publisher.inner.stop.notified() => return,
+            joined = handle => {
+                in_flight = None;
+                match joined {
+                    Ok(result) => Ok(result),
+                    Err(error) => Ok(Err(lapin::Error::from(std::io::Error::other(error.to_string())))),
+                }
+            }
+            () = tokio::time::sleep(CONNECT_TIMEOUT) => Err(()),
+            () = publisher.inner.stop.notified() => break,
         };
         match attempt {
             Ok(Ok(link)) if publisher.stopping() => {
@@ -320,11 +332,22 @@ async fn supervise(publisher: CallbackPublisher, amqp_url: String, topology: Top
                 }
             }
         }
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = publisher.inner.stop.notified() => {}
+        if in_flight.is_none() {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = publisher.inner.stop.notified() => {}
+            }
+            delay = (delay * 2).min(MAX_RECONNECT_DELAY);
         }
-        delay = (delay * 2).min(MAX_RECONNECT_DELAY);
+    }
+    // Stopping: let an attempt in progress end by itself, and close what it opened.
+    if let Some(attempt) = in_flight {
+        if let Ok(Ok(Ok(link))) = tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            let _ = link
+                .connection
+                .close(200, "ingest shutting down".into())
+                .await;
+        }
     }
 }
 

@@ -1,39 +1,15 @@
 //! Connecting to RabbitMQ the same way from both services.
 
 use lapin::{Connection, ConnectionProperties};
-use std::time::Duration;
-
-/// What happens when the connection breaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recovery {
-    /// lapin reconnects and replays topology, consumers, confirm mode and
-    /// QoS by itself (the publisher's choice: publishes resume untouched).
-    Automatic,
-    /// The connection just fails; the owner opens a new one. The consumer's
-    /// choice: deliveries of a dead connection can no longer be acked, and a
-    /// fresh session is the simplest correct state to resume from.
-    Manual,
-}
 
 /// Opens a named connection (the name shows in the management UI).
-pub async fn connect(
-    amqp_url: &str,
-    connection_name: &str,
-    recovery: Recovery,
-) -> lapin::Result<Connection> {
-    let mut properties =
-        ConnectionProperties::default().with_connection_name(connection_name.into());
-    if recovery == Recovery::Automatic {
-        // A short backoff so readiness comes back soon after the broker.
-        properties = properties
-            .enable_auto_recover()
-            .configure_backoff(|backoff| {
-                backoff
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_max_times(30)
-            });
-    }
+///
+/// No lapin auto-recovery: its first connect retries for about a minute in
+/// an I/O thread that outlives a shutdown (and panics when the runtime goes
+/// away under it), and deliveries of a dead connection can no longer be
+/// acked anyway. The owner of a connection supervises it and opens a new one.
+pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
+    let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     Connection::connect(amqp_url, properties).await
 }
 

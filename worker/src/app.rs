@@ -183,8 +183,9 @@ impl Application {
                     Err(error) => error.to_string(),
                 };
                 tracing::error!(reason = %why, "consumer task stopped unexpectedly; shutting down");
-                shutdown.server.stop(true).await;
-                let _ = server.await;
+                // Not graceful: idle keep-alive connections would hold it for 30 s.
+                // (The server future must be polled for the stop to complete.)
+                let _ = tokio::join!(shutdown.server.stop(false), server);
                 Err(std::io::Error::other(format!("consumer task stopped unexpectedly: {why}")))
             }
         }

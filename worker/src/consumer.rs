@@ -129,7 +129,6 @@ impl Session {
         let connection = shared::broker::connect(
             &config.common.amqp_url,
             &format!("worker {}", topology.prefix()),
-            shared::broker::Recovery::Manual,
         )
         .await?;
         topology.declare(&connection).await?;
@@ -153,7 +152,6 @@ impl Session {
         let publishing = shared::broker::connect(
             &config.common.amqp_url,
             &format!("worker {} failures", topology.prefix()),
-            shared::broker::Recovery::Manual,
         )
         .await?;
         let route_channel = publishing.create_channel().await?;

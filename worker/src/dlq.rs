@@ -7,7 +7,6 @@ use lapin::options::{
 };
 use lapin::{BasicProperties, Channel, Confirmation, Connection};
 use serde::Serialize;
-use shared::broker::Recovery;
 use shared::envelope::{clear_failures, header_text, read_failures, CallbackEnvelope};
 use shared::form::FormParams;
 use shared::topology::Topology;
@@ -33,12 +32,8 @@ pub struct DeadLetterSummary {
 }
 
 async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channel), DlqError> {
-    let connection = shared::broker::connect(
-        amqp_url,
-        &format!("worker dlq {}", topology.prefix()),
-        Recovery::Manual,
-    )
-    .await?;
+    let connection =
+        shared::broker::connect(amqp_url, &format!("worker dlq {}", topology.prefix())).await?;
     topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
     Ok((connection, channel))

@@ -233,6 +233,9 @@ fn with_the_broker_down_it_says_so_soon_and_still_stops_cleanly() {
     let mut ingest = LoggedIngest::start(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     let warning = ingest.wait_for_line("cannot reach RabbitMQ", Duration::from_secs(10));
     assert!(warning.contains("WARN"), "{warning}");
+    // actix installs its signal handlers just after it starts serving; a
+    // SIGTERM in the first milliseconds would meet the default action.
+    std::thread::sleep(Duration::from_millis(500));
     let (code, logs) = ingest.terminate();
     assert_eq!(code, Some(0), "{logs}");
     assert!(!logs.contains("panicked"), "{logs}");
