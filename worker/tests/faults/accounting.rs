@@ -19,6 +19,8 @@ pub struct LoadResult {
     pub accepted: HashSet<CallbackId>,
     /// Answered with something other than 2xx, or no answer at all.
     pub refused: HashSet<CallbackId>,
+    /// The longest any request waited for its answer (or its failure).
+    pub slowest: Duration,
 }
 
 /// Every message goes queued → sent → delivered (undelivered for some), the
@@ -57,41 +59,45 @@ pub async fn drive(
         .build()
         .unwrap();
     let start = tokio::time::Instant::now();
-    let answers: Vec<(CallbackId, bool)> = stream::iter(callbacks.into_iter().enumerate())
-        .map(|(index, (sid, status))| {
-            let client = client.clone();
-            let url = ingest_url.clone();
-            let progress = progress.clone();
-            async move {
-                if let Some(rate) = per_second {
-                    tokio::time::sleep_until(
-                        start + Duration::from_secs_f64(index as f64 / f64::from(rate)),
-                    )
-                    .await;
+    let answers: Vec<(CallbackId, bool, Duration)> =
+        stream::iter(callbacks.into_iter().enumerate())
+            .map(|(index, (sid, status))| {
+                let client = client.clone();
+                let url = ingest_url.clone();
+                let progress = progress.clone();
+                async move {
+                    if let Some(rate) = per_second {
+                        tokio::time::sleep_until(
+                            start + Duration::from_secs_f64(index as f64 / f64::from(rate)),
+                        )
+                        .await;
+                    }
+                    let error_code = (status == "undelivered").then_some(30003);
+                    let params = status_params(&sid, &status, error_code);
+                    let target = format!("{url}/twilio/status");
+                    let sent_at = tokio::time::Instant::now();
+                    let ok = client
+                        .post(&target)
+                        .header("Content-Type", "application/x-www-form-urlencoded")
+                        .header("X-Twilio-Signature", testkit::sign(&target, &params))
+                        .body(params.encode())
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    let waited = sent_at.elapsed();
+                    progress.fetch_add(1, Ordering::SeqCst);
+                    ((sid, status), ok, waited)
                 }
-                let error_code = (status == "undelivered").then_some(30003);
-                let params = status_params(&sid, &status, error_code);
-                let target = format!("{url}/twilio/status");
-                let ok = client
-                    .post(&target)
-                    .header("Content-Type", "application/x-www-form-urlencoded")
-                    .header("X-Twilio-Signature", testkit::sign(&target, &params))
-                    .body(params.encode())
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                progress.fetch_add(1, Ordering::SeqCst);
-                ((sid, status), ok)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     let mut result = LoadResult {
         sent: answers.len(),
         ..LoadResult::default()
     };
-    for (id, ok) in answers {
+    for (id, ok, waited) in answers {
+        result.slowest = result.slowest.max(waited);
         if ok {
             result.accepted.insert(id);
         } else {

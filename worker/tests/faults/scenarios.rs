@@ -261,3 +261,114 @@ async fn postgres_down_for_30_seconds_under_load() {
     rig.assert_exact(&load, &all, "Postgres down 30 s under load")
         .await;
 }
+
+/// Restores RabbitMQ's memory watermark when dropped, even on a failed assertion.
+struct MemoryAlarm;
+
+impl MemoryAlarm {
+    /// A memory alarm on demand: every publishing connection gets blocked.
+    fn raise() -> Self {
+        run("rabbitmqctl", &["set_vm_memory_high_watermark", "0.000001"]);
+        Self
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .args(["set_vm_memory_high_watermark", "0.4"])
+            .status();
+    }
+}
+
+async fn readyz(service: &Service) -> Option<u16> {
+    let status = reqwest::get(format!("{}/readyz", service.url()))
+        .await
+        .ok()?
+        .status();
+    Some(status.as_u16())
+}
+
+#[tokio::test]
+#[ignore = "raises a memory alarm on the machine's RabbitMQ; .ci/run runs it after the parallel suite"]
+async fn memory_alarm_under_load() {
+    let rig = Rig::new().await;
+    let ingest = rig.ingest().await;
+    let worker = rig.worker().await;
+    let traffic = Traffic::start(&ingest, 16, Some(300), |total| total / 3).await;
+    let alarm = MemoryAlarm::raise();
+    wait_for(
+        "ingest to report not ready",
+        Duration::from_secs(30),
+        || async { (readyz(&ingest).await == Some(503)).then_some(()) },
+    )
+    .await;
+    // The worker's acks are not publishes: what reached the main queue before
+    // the alarm is stored and acked while it lasts.
+    let main_queue = rig.broker.topology.main_queue();
+    wait_for(
+        "the backlog to drain under the alarm",
+        Duration::from_secs(30),
+        || async { (rig.broker.ready_count(&main_queue).await == 0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    drop(alarm);
+    let (load, all) = traffic.finished().await;
+    ingest.wait_ready().await;
+    worker.wait_ready().await;
+    assert!(
+        !load.refused.is_empty(),
+        "some callbacks must have met the alarm"
+    );
+    assert!(
+        load.slowest < Duration::from_secs(10),
+        "every answer within 10 s, slowest {:?}",
+        load.slowest
+    );
+    println!("memory alarm: slowest answer {:?}", load.slowest);
+    rig.assert_exact(&load, &all, "RabbitMQ memory alarm under load")
+        .await;
+}
+
+#[tokio::test]
+#[ignore = "terminates database sessions; .ci/run runs it after the parallel suite"]
+async fn database_read_only_for_15_seconds_under_load() {
+    use sea_orm::ConnectionTrait;
+    let rig = Rig::new().await;
+    let ingest = rig.ingest().await;
+    let worker = rig.worker().await;
+    let traffic = Traffic::start(&ingest, 16, Some(100), |total| total / 4).await;
+    let admin = sea_orm::Database::connect(format!("{}/postgres", testkit::postgres_server_url()))
+        .await
+        .unwrap();
+    let set_read_only = |on: bool| {
+        let name = rig.database.name.clone();
+        let admin = &admin;
+        async move {
+            let value = if on { "on" } else { "off" };
+            admin
+                .execute_unprepared(&format!(
+                    "ALTER DATABASE {name} SET default_transaction_read_only = {value}; \
+                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE datname = '{name}' AND pid <> pg_backend_pid();"
+                ))
+                .await
+                .unwrap();
+        }
+    };
+    set_read_only(true).await;
+    wait_for("the worker to notice", Duration::from_secs(30), || async {
+        (readyz(&worker).await == Some(503)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    set_read_only(false).await;
+    let (load, all) = traffic.finished().await;
+    assert!(load.refused.is_empty(), "ingest never touches the database");
+    worker.wait_ready().await;
+    let db = rig.database.connect().await;
+    let rig = Rig { db, ..rig };
+    rig.assert_exact(&load, &all, "database read-only 15 s under load")
+        .await;
+}

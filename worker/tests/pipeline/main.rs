@@ -5,6 +5,7 @@
 mod api;
 mod database;
 mod dedup;
+mod durability;
 mod end_to_end;
 mod failures;
 mod helpers;
