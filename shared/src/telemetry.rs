@@ -67,7 +67,7 @@ pub fn init_with_provider(provider: SdkTracerProvider, format: LogFormat) -> Tel
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let tracer = provider.tracer("twilio-status");
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter();
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match format {
@@ -233,5 +233,17 @@ impl Visit for JsonVisitor<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().to_owned(), Value::from(value));
+    }
+}
+
+/// The log filter: `RUST_LOG`, or `info`. Postgres NOTICEs ("relation ...
+/// already exists, skipping" on a fresh database) reach sqlx's log at INFO
+/// and mislead, so they are kept at WARN unless `RUST_LOG` names sqlx.
+fn log_filter() -> EnvFilter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let names_sqlx = std::env::var("RUST_LOG").is_ok_and(|wanted| wanted.contains("sqlx"));
+    match "sqlx::postgres::notice=warn".parse() {
+        Ok(quiet) if !names_sqlx => filter.add_directive(quiet),
+        _ => filter,
     }
 }
