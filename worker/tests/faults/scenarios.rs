@@ -263,20 +263,33 @@ async fn postgres_down_for_30_seconds_under_load() {
 }
 
 /// Restores RabbitMQ's memory watermark when dropped, even on a failed assertion.
-struct MemoryAlarm;
+struct MemoryAlarm {
+    previous: String,
+}
 
 impl MemoryAlarm {
     /// A memory alarm on demand: every publishing connection gets blocked.
     fn raise() -> Self {
+        let output = Command::new("rabbitmqctl")
+            .args(["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."])
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        // A plain fraction; anything else (an absolute limit) falls back to the default.
+        let previous = if answer.parse::<f64>().is_ok_and(|f| f > 0.0 && f < 1.0) {
+            answer
+        } else {
+            "0.4".to_owned()
+        };
         run("rabbitmqctl", &["set_vm_memory_high_watermark", "0.000001"]);
-        Self
+        Self { previous }
     }
 }
 
 impl Drop for MemoryAlarm {
     fn drop(&mut self) {
         let _ = Command::new("rabbitmqctl")
-            .args(["set_vm_memory_high_watermark", "0.4"])
+            .args(["set_vm_memory_high_watermark", &self.previous])
             .status();
     }
 }
