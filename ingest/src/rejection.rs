@@ -14,6 +14,8 @@ pub enum Rejection {
     UnsupportedMediaType,
     #[error("request body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    #[error("request headers larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("could not read the request body: {0}")]
     BodyRead(String),
     #[error("request body not received within {0:?}")]
@@ -33,7 +35,7 @@ impl Rejection {
     pub fn outcome(&self) -> &'static str {
         match self {
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::TooLarge { .. } => "too_large",
+            Self::TooLarge { .. } | Self::HeadersTooLarge { .. } => "too_large",
             Self::BodyTimeout(_) => "timeout",
             Self::BodyRead(_) | Self::Malformed(_) => "bad_request",
             Self::MissingSignature | Self::BadSignature => "bad_signature",
@@ -47,6 +49,7 @@ impl ResponseError for Rejection {
         match self {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::MissingSignature | Self::BadSignature => StatusCode::FORBIDDEN,

@@ -17,6 +17,8 @@ use crate::rejection::Rejection;
 
 const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 const IDEMPOTENCY_HEADER: &str = "I-Twilio-Idempotency-Token";
+/// Twilio's headers are a few hundred bytes; actix's own cap is 128 KiB.
+const HEADER_LIMIT_BYTES: usize = 64 * 1024;
 
 pub async fn receive_status(
     request: HttpRequest,
@@ -101,6 +103,18 @@ async fn accept(
     state: &IngestState,
     request_id: &str,
 ) -> Result<StatusCallback, Rejection> {
+    // actix refuses most oversized heads itself, but not one that arrives in
+    // a single read after a partial one; this makes the limit exact.
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if header_bytes > HEADER_LIMIT_BYTES {
+        return Err(Rejection::HeadersTooLarge {
+            limit: HEADER_LIMIT_BYTES,
+        });
+    }
     let body_kind = header(request, CONTENT_TYPE.as_str())
         .and_then(BodyKind::from_content_type)
         .ok_or(Rejection::UnsupportedMediaType)?;
