@@ -19,59 +19,86 @@ RabbitMQ quorum queue and answers 200 only once the broker has confirmed it.\n\n
 Also serves GET /healthz, GET /readyz and GET /metrics. Stops gracefully on SIGTERM/SIGINT."
 )]
 pub struct IngestArgs {
-    /// Auth token(s) that sign callbacks; comma-separated to rotate without downtime.
+    /// Required. Auth token(s) that sign callbacks; comma-separated to rotate without downtime.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
 
     /// scheme://host[:port] Twilio calls; the signed URL is this + path + query.
     /// Unset: rebuilt from the request as http://<Host header>.
-    #[arg(long, env = "PUBLIC_BASE_URL")]
+    #[arg(long, hide_env_values = true, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 
     /// Listen address.
-    #[arg(long, env = "INGEST_ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     pub addr: SocketAddr,
 
     /// RabbitMQ connection URL.
     #[arg(
         long,
+        hide_env_values = true,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
     pub amqp_url: String,
 
     /// Largest accepted request body, in bytes.
-    #[arg(long, env = "INGEST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    #[arg(long, hide_env_values = true, env = "INGEST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
     pub body_limit_bytes: usize,
 
     /// How long to wait for the broker's publisher confirm before answering 503.
-    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_CONFIRM_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub confirm_timeout_ms: u64,
 
     /// How long in-flight requests get to finish after SIGTERM.
-    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECS", default_value_t = 20)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 20
+    )]
     pub shutdown_timeout_secs: u64,
 
     /// Longest time a client may take to send the request body.
-    #[arg(long, env = "INGEST_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BODY_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub body_timeout_ms: u64,
 
     /// Rebuild the signed URL from X-Forwarded-Proto/X-Forwarded-Host (or
     /// Forwarded) when PUBLIC_BASE_URL is unset. Only behind a proxy that
     /// sets them; PUBLIC_BASE_URL is preferred.
-    #[arg(long, env = "INGEST_TRUST_FORWARDED_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
+    #[arg(long, hide_env_values = true, env = "INGEST_TRUST_FORWARDED_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_headers: bool,
 
     /// HTTP worker threads (default: one per core).
-    #[arg(long, env = "INGEST_WORKERS")]
+    #[arg(long, hide_env_values = true, env = "INGEST_WORKERS")]
     pub workers: Option<usize>,
 
     /// Name prefix of the exchange and queues.
-    #[arg(long, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
+    #[arg(long, hide_env_values = true, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
     pub topology_prefix: String,
 
     /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
     pub log_format: LogFormat,
 }
 

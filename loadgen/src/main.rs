@@ -81,6 +81,19 @@ equal exactly the unique accepted callbacks (duplicates and bad signatures exclu
     DeleteTopology(DeleteTopologyArgs),
 }
 
+/// An empty token signs nothing ingest would accept: refuse it up front.
+fn non_empty_token(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err(
+            "the auth token is empty: pass --token or set TWILIO_AUTH_TOKEN \
+             (`cargo xtask up` runs with dev-auth-token)"
+                .into(),
+        )
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
 #[derive(Debug, Args)]
 struct SendArgs {
     /// Where to send it (loopback only).
@@ -90,7 +103,7 @@ struct SendArgs {
     #[arg(long)]
     signed_url: Option<String>,
     /// Auth token to sign with.
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
     token: String,
     /// MessageSid (and SmsSid), e.g. SM1234567890abcdef1234567890abcdef.
     #[arg(long)]
@@ -196,7 +209,7 @@ struct RunArgs {
     #[arg(long)]
     signed_url: Option<String>,
     /// Auth token ingest verifies with.
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
     token: String,
     #[command(flatten)]
     stop: StopArgs,
@@ -267,7 +280,7 @@ struct CeilingHttpArgs {
 
 #[derive(Debug, Args)]
 struct CeilingBrokerArgs {
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    #[arg(long, hide_env_values = true, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
     amqp_url: String,
     /// Publishes in flight on the one confirm channel.
     #[arg(long, default_value_t = 64)]
@@ -305,7 +318,7 @@ struct CeilingDbArgs {
 
 #[derive(Debug, Args)]
 struct DeleteTopologyArgs {
-    #[arg(long, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
+    #[arg(long, hide_env_values = true, env = "AMQP_URL", default_value = DEFAULT_AMQP_URL)]
     amqp_url: String,
     /// The AMQP_TOPOLOGY_PREFIX the services ran with (not the default one).
     #[arg(long)]

@@ -29,6 +29,73 @@ pub enum StartError {
     Twilio(String),
 }
 
+/// A database failure at start, said in one line that names the server and
+/// the database, with what to do about it.
+pub struct DatabaseStartFailure {
+    pub message: String,
+    /// The database does not exist: a configuration problem (exit code 2).
+    pub missing_database: bool,
+}
+
+pub fn explain_database_error(url: &str, error: &DbErr) -> DatabaseStartFailure {
+    let options = PgConnectOptions::from_str(url).ok();
+    let host = options
+        .as_ref()
+        .map_or_else(|| "?".to_owned(), |o| o.get_host().to_owned());
+    let port = options.as_ref().map_or(5432, PgConnectOptions::get_port);
+    let user = options
+        .as_ref()
+        .map_or_else(|| "postgres".to_owned(), |o| o.get_username().to_owned());
+    let database = options
+        .as_ref()
+        .and_then(|o| o.get_database().map(str::to_owned))
+        .unwrap_or_else(|| user.clone());
+    let server = format!("{host}:{port}");
+    match sqlstate(error).as_deref() {
+        Some("3D000") => DatabaseStartFailure {
+            message: format!(
+                "database {database:?} does not exist on {server}; create it with: \
+                 createdb -h {host} -p {port} -U {user} {database}   (or run `cargo xtask up`)"
+            ),
+            missing_database: true,
+        },
+        Some("28P01" | "28000") => DatabaseStartFailure {
+            message: format!(
+                "Postgres on {server} refused user {user:?} for database {database:?}: \
+                 check the user and password in DATABASE_URL"
+            ),
+            missing_database: false,
+        },
+        _ => {
+            let unreachable = matches!(
+                crate::db_failure::classify(error),
+                crate::db_failure::DbFailure::Outage
+            );
+            let hint = if unreachable {
+                "; is Postgres running there? (pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"
+            } else {
+                ""
+            };
+            DatabaseStartFailure {
+                message: format!("cannot use database {database:?} on {server}: {error}{hint}"),
+                missing_database: false,
+            }
+        }
+    }
+}
+
+fn sqlstate(error: &DbErr) -> Option<String> {
+    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = error else {
+        return None;
+    };
+    let sea_orm::RuntimeErr::SqlxError(sqlx_error) = runtime else {
+        return None;
+    };
+    sqlx_error
+        .as_database_error()
+        .and_then(|e| e.code().map(|c| c.into_owned()))
+}
+
 /// A pool that connects on demand, so a database outage never stops the
 /// process, only pauses consumption.
 pub async fn connect_database(url: &str, pool_size: u32) -> Result<DatabaseConnection, DbErr> {

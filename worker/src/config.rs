@@ -62,6 +62,7 @@ pub struct CommonArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "AMQP_URL",
         default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
     )]
@@ -71,13 +72,14 @@ pub struct CommonArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "DATABASE_URL",
         default_value = "postgres://postgres@127.0.0.1:5432/twilio_status"
     )]
     pub database_url: String,
 
     /// Name prefix of the exchange and queues.
-    #[arg(long, global = true, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
+    #[arg(long, global = true, hide_env_values = true, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_PREFIX)]
     pub topology_prefix: String,
 
     /// Delays between processing attempts after a transient failure, in ms;
@@ -85,6 +87,7 @@ pub struct CommonArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "WORKER_RETRY_DELAYS_MS",
         default_value = "1000,5000,30000,120000",
         value_delimiter = ','
@@ -95,6 +98,7 @@ pub struct CommonArgs {
     #[arg(
         long,
         global = true,
+        hide_env_values = true,
         env = "LOG_FORMAT",
         value_enum,
         default_value = "json"
@@ -106,35 +110,65 @@ pub struct CommonArgs {
 #[derive(Debug, Args)]
 pub struct ConsumeArgs {
     /// Listen address of the health, metrics and read API port.
-    #[arg(long, env = "WORKER_ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "WORKER_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
     pub addr: SocketAddr,
 
     /// Consumers on their own channels, each storing its batches in its own
     /// transaction: how many transactions the worker keeps in flight.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "WORKER_CONCURRENCY",
+        default_value_t = 2
+    )]
     pub concurrency: usize,
 
     /// Unacknowledged deliveries the broker may hand each consumer at once.
-    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 512)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "WORKER_PREFETCH",
+        default_value_t = 512
+    )]
     pub prefetch: u16,
 
     /// Most deliveries persisted in one transaction.
-    #[arg(long, env = "WORKER_MAX_BATCH", default_value_t = 256)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "WORKER_MAX_BATCH",
+        default_value_t = 256
+    )]
     pub max_batch: usize,
 
     /// While the database refuses writes, deliveries are held unacknowledged
     /// (a pause must not count against the queue's delivery limit). Held this
     /// long, they are re-enqueued as fresh copies, which keeps them clear of
     /// the broker's consumer_timeout (30 min by default). Seconds.
-    #[arg(long, env = "WORKER_HOLD_LIMIT_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "WORKER_HOLD_LIMIT_SECS",
+        default_value_t = 600
+    )]
     pub hold_limit_secs: u64,
 
     /// Apply migrations at start (`false` when `worker migrate` runs separately).
-    #[arg(long, env = "WORKER_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, hide_env_values = true, env = "WORKER_AUTO_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub auto_migrate: bool,
 
     /// Database connection pool size (at least WORKER_CONCURRENCY + 1).
-    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 8)]
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "DATABASE_POOL_SIZE",
+        default_value_t = 8
+    )]
     pub database_pool_size: u32,
 
     /// Bearer token required by POST /messages. When WORKER_ADDR is not a
@@ -150,7 +184,7 @@ pub struct ConsumeArgs {
 #[derive(Debug, Args)]
 pub struct SendingArgs {
     /// Twilio account SID; sending is off when unset.
-    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    #[arg(long, hide_env_values = true, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
 
     /// Auth token of the account (or use an API key pair).
@@ -158,22 +192,24 @@ pub struct SendingArgs {
     pub twilio_auth_token: Option<String>,
 
     /// API key SID, used with TWILIO_API_KEY_SECRET instead of the auth token.
-    #[arg(long, env = "TWILIO_API_KEY_SID")]
+    #[arg(long, hide_env_values = true, env = "TWILIO_API_KEY_SID")]
     pub twilio_api_key_sid: Option<String>,
 
+    /// Secret of the API key named by TWILIO_API_KEY_SID.
     #[arg(long, env = "TWILIO_API_KEY_SECRET", hide_env_values = true)]
     pub twilio_api_key_secret: Option<String>,
 
     /// Base URL of Twilio's REST API (tests point it at a fake).
     #[arg(
         long,
+        hide_env_values = true,
         env = "TWILIO_API_BASE_URL",
         default_value = "https://api.twilio.com"
     )]
     pub twilio_api_base_url: String,
 
     /// scheme://host[:port] where ingest is reachable; StatusCallback is this + /twilio/status.
-    #[arg(long, env = "PUBLIC_BASE_URL")]
+    #[arg(long, hide_env_values = true, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 }
 

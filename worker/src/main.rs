@@ -35,13 +35,28 @@ async fn main() -> ExitCode {
     code
 }
 
+/// One plain line naming the server and database, with a hint; a database
+/// that does not exist is a configuration error (exit 2).
+fn database_failure(database_url: &str, error: &sea_orm::DbErr) -> ExitCode {
+    let failure = app::explain_database_error(database_url, error);
+    if failure.missing_database {
+        return bad_config(&failure.message);
+    }
+    eprintln!("worker: {}", failure.message);
+    ExitCode::FAILURE
+}
+
 fn bad_config(message: &str) -> ExitCode {
     shared::cli::bad_config("worker", message)
 }
 
 async fn consume(config: WorkerConfig) -> ExitCode {
+    let database_url = config.common.database_url.clone();
     let app = match Application::build(config).await {
         Ok(app) => app,
+        Err(app::StartError::Database(error)) => {
+            return database_failure(&database_url, &error);
+        }
         Err(error) => {
             tracing::error!(%error, "worker cannot start");
             return ExitCode::FAILURE;
@@ -98,10 +113,7 @@ async fn migrate(common: &CommonConfig) -> ExitCode {
             tracing::info!("migrations applied");
             ExitCode::SUCCESS
         }
-        Err(error) => {
-            tracing::error!(%error, "migrations failed");
-            ExitCode::FAILURE
-        }
+        Err(error) => database_failure(&common.database_url, &error),
     }
 }
 

@@ -62,19 +62,23 @@ async fn up(release: bool) -> anyhow::Result<()> {
     let root = workspace_root()?;
     let bin = build(&root, release)?;
     let database_url = ensure_database().await?;
-    say(&format!("database {database_url}: migrating"));
+    let logs = root.join("target").join("xtask");
+    std::fs::create_dir_all(&logs)?;
+    let migrate_log = logs.join("migrate.log");
+    say(&format!("database {database_url}: applying migrations"));
+    let log = std::fs::File::create(&migrate_log)?;
     let migrated = Command::new(bin.join("worker"))
         .arg("migrate")
         .env("DATABASE_URL", &database_url)
         .env("LOG_FORMAT", "pretty")
+        .stdout(log.try_clone()?)
+        .stderr(log)
         .status()
         .context("cannot run worker migrate")?;
     if !migrated.success() {
-        bail!("worker migrate failed");
+        bail!("worker migrate failed; see {}", migrate_log.display());
     }
 
-    let logs = root.join("target").join("xtask");
-    std::fs::create_dir_all(&logs)?;
     let worker = Service::start(
         "worker",
         &bin,
