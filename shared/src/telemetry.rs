@@ -64,6 +64,17 @@ pub fn init(service_name: &str, format: LogFormat) -> Result<Telemetry, Telemetr
 /// Same with a provider built by the caller (tests use an in-memory exporter).
 /// Without an exporter, spans still get ids: logs and propagation work.
 pub fn init_with_provider(provider: SdkTracerProvider, format: LogFormat) -> Telemetry {
+    install(provider, Some(format))
+}
+
+/// For tests: traces as `init_with_provider`, but log lines only when
+/// `TEST_LOG` is set (then as JSON), so a passing run prints none.
+pub fn init_for_tests(provider: SdkTracerProvider) -> Telemetry {
+    let wanted = std::env::var_os("TEST_LOG").is_some();
+    install(provider, wanted.then_some(LogFormat::Json))
+}
+
+fn install(provider: SdkTracerProvider, format: Option<LogFormat>) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let tracer = provider.tracer("twilio-status");
     opentelemetry::global::set_tracer_provider(provider.clone());
@@ -71,10 +82,11 @@ pub fn init_with_provider(provider: SdkTracerProvider, format: LogFormat) -> Tel
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     let result = match format {
-        LogFormat::Json => registry
+        Some(LogFormat::Json) => registry
             .with(subscriber_fmt::layer().json().event_format(JsonLines))
             .try_init(),
-        LogFormat::Pretty => registry.with(subscriber_fmt::layer().pretty()).try_init(),
+        Some(LogFormat::Pretty) => registry.with(subscriber_fmt::layer().pretty()).try_init(),
+        None => registry.try_init(),
     };
     // Already installed (several apps in one test process): keep the first.
     drop(result);

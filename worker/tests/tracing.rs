@@ -27,7 +27,7 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
         .with_simple_exporter(exporter.clone())
         .build();
     let _telemetry =
-        shared::telemetry::init_with_provider(provider, shared::telemetry::LogFormat::Json);
+        shared::telemetry::init_for_tests(provider);
 
     let pipeline = TestPipeline::start().await;
     let address = start_ingest(&pipeline.broker).await;

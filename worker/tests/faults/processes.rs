@@ -35,7 +35,12 @@ impl Service {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,ingest=info,worker=info")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            // Quiet unless asked for: TEST_LOG=1 shows the services' stderr.
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            });
         for (key, value) in env {
             command.env(key, value);
         }
