@@ -17,7 +17,7 @@ use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use sea_orm::DatabaseConnection;
 use shared::envelope::header_text;
 use shared::telemetry::{parent_from_headers, record_trace_ids};
@@ -121,6 +121,11 @@ struct Session {
     router: FailureRouter,
     queue: String,
     depth_sampler: tokio::task::JoinHandle<()>,
+    /// Every channel, kept so that a clean stop closes each one before its
+    /// connection: a channel whose last handle is dropped closes itself in
+    /// the background, and one that does so while the connection closes
+    /// makes lapin log an ERROR.
+    channels: Vec<Channel>,
 }
 
 impl Session {
@@ -133,8 +138,10 @@ impl Session {
         .await?;
         topology.declare(&connection).await?;
         let mut consumers = Vec::with_capacity(config.concurrency);
+        let mut channels = Vec::with_capacity(config.concurrency + 2);
         for _ in 0..config.concurrency {
             let channel = connection.create_channel().await?;
+            channels.push(channel.clone());
             channel
                 .basic_qos(config.prefetch, BasicQosOptions::default())
                 .await?;
@@ -158,10 +165,10 @@ impl Session {
         route_channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let depth_sampler = tokio::spawn(queue_depth::sample(
-            connection.create_channel().await?,
-            topology.clone(),
-        ));
+        let depth_channel = connection.create_channel().await?;
+        channels.push(depth_channel.clone());
+        channels.push(route_channel.clone());
+        let depth_sampler = tokio::spawn(queue_depth::sample(depth_channel, topology.clone()));
         Ok(Self {
             connection,
             publishing,
@@ -169,11 +176,18 @@ impl Session {
             router: FailureRouter::new(route_channel, topology.clone()),
             queue: topology.main_queue(),
             depth_sampler,
+            channels,
         })
     }
 
     async fn close(self) {
         self.depth_sampler.abort();
+        let _ = self.depth_sampler.await;
+        for channel in &self.channels {
+            if channel.status().connected() {
+                let _ = channel.close(200, "worker session ending".into()).await;
+            }
+        }
         // Unacknowledged deliveries return to the queue when the connection closes.
         let _ = self
             .connection

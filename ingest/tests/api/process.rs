@@ -79,6 +79,10 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
         + &String::from_utf8_lossy(&output.stderr);
     assert!(logs.contains("ingest stopped"), "{logs}");
     assert!(!logs.contains("s3cret-token-value"));
+    assert!(
+        !logs.contains("\"ERROR\""),
+        "a clean stop logs no ERROR: {logs}"
+    );
 }
 
 #[test]
