@@ -8,9 +8,9 @@
 //! topology, watches for flow control, and rebuilds everything when the
 //! connection is lost.
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::ShortString;
-use lapin::{Channel, Confirmation, Connection};
+use lapin::{Channel, Connection};
 use shared::envelope::CallbackEnvelope;
 use shared::topology::Topology;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,18 +22,10 @@ use tokio::sync::Notify;
 pub enum PublishError {
     #[error("not connected to RabbitMQ")]
     NotConnected,
-    #[error("RabbitMQ error: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("RabbitMQ refused the message (nack)")]
-    Nacked,
-    #[error("RabbitMQ returned the message as unroutable")]
-    Unroutable,
-    #[error("no publisher confirm within {0:?}")]
-    ConfirmTimeout(Duration),
     #[error("RabbitMQ is blocking publishers (flow control: memory or disk alarm)")]
     Blocked,
-    #[error("channel is not in confirm mode")]
-    NotConfirmed,
+    #[error(transparent)]
+    NotConfirmed(#[from] shared::broker::ConfirmError),
 }
 
 #[derive(Clone)]
@@ -127,32 +119,16 @@ impl CallbackPublisher {
             return Err(PublishError::Blocked);
         }
         let started = Instant::now();
-        let deadline = self.inner.confirm_timeout;
-        let confirmed = async {
-            let confirm = link
-                .channel
-                .basic_publish(
-                    self.inner.exchange.clone(),
-                    self.inner.routing_key.clone(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &envelope.body,
-                    envelope.to_properties(extra_headers),
-                )
-                .await?;
-            confirm.await
-        };
-        let confirmation = tokio::time::timeout(deadline, confirmed)
-            .await
-            .map_err(|_| PublishError::ConfirmTimeout(deadline))??;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(started.elapsed()),
-            Confirmation::Ack(Some(_returned)) => Err(PublishError::Unroutable),
-            Confirmation::Nack(_) => Err(PublishError::Nacked),
-            Confirmation::NotRequested => Err(PublishError::NotConfirmed),
-        }
+        shared::broker::publish_confirmed(
+            &link.channel,
+            self.inner.exchange.as_str(),
+            self.inner.routing_key.as_str(),
+            &envelope.body,
+            envelope.to_properties(extra_headers),
+            self.inner.confirm_timeout,
+        )
+        .await?;
+        Ok(started.elapsed())
     }
 
     /// Closes the connection after in-flight publishes were answered.

@@ -1,6 +1,8 @@
 //! Connecting to RabbitMQ the same way from both services.
 
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use std::time::Duration;
 
 /// Opens a named connection (the name shows in the management UI).
 ///
@@ -11,6 +13,59 @@ use lapin::{Connection, ConnectionProperties};
 pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(connection_name.into());
     Connection::connect(amqp_url, properties).await
+}
+
+/// Why a confirmed publish did not land.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfirmError {
+    #[error("RabbitMQ error: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("RabbitMQ refused the message (nack)")]
+    Nacked,
+    #[error("RabbitMQ returned the message as unroutable")]
+    Unroutable,
+    #[error("no publisher confirm within {0:?} (broker blocked?)")]
+    Timeout(Duration),
+    #[error("the channel is not in confirm mode")]
+    NotConfirmMode,
+}
+
+/// Publishes one persistent-or-not message as `mandatory` on a confirm-mode
+/// channel and waits for its confirm, one deadline covering both. `Ok` only
+/// when the broker acked it and did not return it: an unroutable mandatory
+/// message is confirmed as an ack *with* the returned message attached.
+pub async fn publish_confirmed(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+    deadline: Duration,
+) -> Result<(), ConfirmError> {
+    let confirmed = async {
+        let confirm = channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await?;
+        confirm.await
+    };
+    let confirmation = tokio::time::timeout(deadline, confirmed)
+        .await
+        .map_err(|_| ConfirmError::Timeout(deadline))??;
+    match confirmation {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_returned)) => Err(ConfirmError::Unroutable),
+        Confirmation::Nack(_) => Err(ConfirmError::Nacked),
+        Confirmation::NotRequested => Err(ConfirmError::NotConfirmMode),
+    }
 }
 
 /// Whether a connection string parses as an AMQP URI. The reason never

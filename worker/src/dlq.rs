@@ -2,10 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, QueuePurgeOptions,
-};
-use lapin::{BasicProperties, Channel, Confirmation, Connection};
+use lapin::options::{BasicGetOptions, ConfirmSelectOptions, QueuePurgeOptions};
+use lapin::{BasicProperties, Channel, Connection};
 use serde::Serialize;
 use shared::envelope::{clear_failures, header_text, read_failures, CallbackEnvelope};
 use shared::form::FormParams;
@@ -15,8 +13,10 @@ use shared::topology::Topology;
 pub enum DlqError {
     #[error("RabbitMQ error: {0}")]
     Broker(#[from] lapin::Error),
-    #[error("RabbitMQ did not confirm a replayed message; it stays in the dead-letter queue")]
-    NotConfirmed,
+    #[error(
+        "a copied dead letter was not confirmed ({0}); the original stays in the dead-letter queue"
+    )]
+    NotConfirmed(shared::broker::ConfirmError),
 }
 
 /// One dead letter, as `dlq list` prints it.
@@ -95,8 +95,6 @@ pub async fn list(amqp_url: &str, topology: &Topology) -> Result<Vec<DeadLetterS
     Ok(summaries)
 }
 
-/// Publishes one message and waits for its confirm; `Err` unless the broker
-/// took it.
 async fn publish_confirmed(
     channel: &Channel,
     exchange: &str,
@@ -104,26 +102,16 @@ async fn publish_confirmed(
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<(), DlqError> {
-    let confirm = channel
-        .basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
-            body,
-            properties,
-        )
-        .await?;
-    let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirm)
-        .await
-        .map_err(|_| DlqError::NotConfirmed)??;
-    if matches!(confirmation, Confirmation::Ack(None)) {
-        Ok(())
-    } else {
-        Err(DlqError::NotConfirmed)
-    }
+    shared::broker::publish_confirmed(
+        channel,
+        exchange,
+        routing_key,
+        body,
+        properties,
+        CONFIRM_TIMEOUT,
+    )
+    .await
+    .map_err(DlqError::NotConfirmed)
 }
 
 const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -2,20 +2,18 @@
 //! (a transient failure with attempts left) or the dead-letter queue.
 
 use chrono::Utc;
-use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel, Confirmation};
+use lapin::{BasicProperties, Channel};
 use shared::envelope::record_failure;
 use shared::topology::Topology;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    #[error("RabbitMQ error: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("RabbitMQ did not confirm the message to {0}")]
-    NotConfirmed(String),
-    #[error("no confirm for the message to {queue} within {timeout:?} (broker blocked?)")]
-    ConfirmTimeout { queue: String, timeout: Duration },
+    #[error("the message to {queue} was not confirmed: {error}")]
+    NotConfirmed {
+        queue: String,
+        error: shared::broker::ConfirmError,
+    },
 }
 
 /// How long a retry or dead-letter publish may wait for its confirm. Past it
@@ -117,28 +115,18 @@ impl FailureRouter {
         properties: BasicProperties,
         body: &[u8],
     ) -> Result<(), RouteError> {
-        let confirmation = self
-            .channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await?;
-        let confirmation = tokio::time::timeout(CONFIRM_TIMEOUT, confirmation)
-            .await
-            .map_err(|_| RouteError::ConfirmTimeout {
-                queue: queue.to_owned(),
-                timeout: CONFIRM_TIMEOUT,
-            })??;
-        match confirmation {
-            Confirmation::Ack(None) => Ok(()),
-            _ => Err(RouteError::NotConfirmed(queue.to_owned())),
-        }
+        shared::broker::publish_confirmed(
+            &self.channel,
+            "",
+            queue,
+            body,
+            properties,
+            CONFIRM_TIMEOUT,
+        )
+        .await
+        .map_err(|error| RouteError::NotConfirmed {
+            queue: queue.to_owned(),
+            error,
+        })
     }
 }
