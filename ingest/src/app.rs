@@ -42,11 +42,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         // Install the recorder before the first request records anything.
         let _ = shared::metrics::prometheus_handle();
-        let publisher = CallbackPublisher::start(
-            config.amqp_url.clone(),
-            config.topology.clone(),
-            config.confirm_timeout,
-        );
+        let publisher = CallbackPublisher::new(&config.topology, config.confirm_timeout);
         let state = web::Data::new(IngestState {
             verifier: SignatureVerifier::new(config.auth_tokens.clone()),
             public_base_url: config.public_base_url.clone(),
@@ -75,6 +71,8 @@ impl Application {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
+        // Last, once nothing can fail any more: a failed build leaves no task behind.
+        publisher.start(config.amqp_url.clone(), config.topology.clone());
         Ok(Self {
             port,
             server,

@@ -75,10 +75,10 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 impl CallbackPublisher {
-    /// Starts the supervisor; publishing fails fast with `NotConnected` until
-    /// the first connection is up.
-    pub fn start(amqp_url: String, topology: Topology, confirm_timeout: Duration) -> Self {
-        let publisher = Self {
+    /// A publisher with no connection yet: publishing fails fast with
+    /// `NotConnected` until `start` has brought the first connection up.
+    pub fn new(topology: &Topology, confirm_timeout: Duration) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 link: RwLock::new(None),
                 exchange: topology.exchange().into(),
@@ -88,14 +88,17 @@ impl CallbackPublisher {
                 stop: Notify::new(),
                 supervisor: std::sync::Mutex::new(None),
             }),
-        };
-        let supervisor = tokio::spawn(supervise(publisher.clone(), amqp_url, topology));
-        *publisher
+        }
+    }
+
+    /// Starts the supervisor that connects (and reconnects) to RabbitMQ.
+    pub fn start(&self, amqp_url: String, topology: Topology) {
+        let supervisor = tokio::spawn(supervise(self.clone(), amqp_url, topology));
+        *self
             .inner
             .supervisor
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(supervisor);
-        publisher
     }
 
     /// Whether a publish issued now can be confirmed.

@@ -173,13 +173,6 @@ impl Application {
         let port = listener.local_addr()?.port();
         let _ = shared::metrics::prometheus_handle();
         let health = Arc::new(WorkerHealth::default());
-        let (signal, shutdown_rx) = watch::channel(false);
-        let consumer = tokio::spawn(consumer::run(
-            config.clone(),
-            db.clone(),
-            health.clone(),
-            shutdown_rx,
-        ));
         let sender = match config.sending.clone() {
             Some(sending) => {
                 Some(TwilioClient::new(sending).map_err(|e| StartError::Twilio(e.to_string()))?)
@@ -187,8 +180,8 @@ impl Application {
             None => None,
         };
         let state = web::Data::new(HttpState {
-            db,
-            health,
+            db: db.clone(),
+            health: health.clone(),
             sender,
             write_access: WriteAccess::new(config.api_token.clone(), config.addr),
         });
@@ -198,6 +191,9 @@ impl Application {
                 .disable_signals()
                 .listen(listener)?
                 .run();
+        // Last, once nothing can fail any more: a failed build leaves no task behind.
+        let (signal, shutdown_rx) = watch::channel(false);
+        let consumer = tokio::spawn(consumer::run(config.clone(), db, health, shutdown_rx));
         let shutdown = ShutdownHandle {
             signal: Arc::new(signal),
             server: server.handle(),
