@@ -9,7 +9,6 @@ pub mod envelope;
 pub mod error_codes;
 pub mod form;
 pub mod metrics;
-pub mod nodelay;
 pub mod signature;
 pub mod status;
 pub mod telemetry;

@@ -112,8 +112,8 @@ pub async fn connect_database(url: &str, pool_size: u32) -> Result<DatabaseConne
             pool.after_connect(move |_connection, _metadata| {
                 Box::pin(async move {
                     // Without it each large statement waits ~40 ms for a
-                    // delayed ACK; see shared::nodelay.
-                    if let Err(error) = shared::nodelay::enable_for_peer_port(port) {
+                    // delayed ACK; see crate::nodelay.
+                    if let Err(error) = crate::nodelay::enable_for_peer_port(port) {
                         tracing::warn!(%error, "cannot set TCP_NODELAY on the database connection");
                     }
                     Ok(())

@@ -11,6 +11,7 @@ pub mod entity;
 pub mod failure_router;
 pub mod health;
 pub mod http;
+pub mod nodelay;
 pub mod queue_depth;
 pub mod store;
 pub mod twilio_api;

@@ -25,6 +25,6 @@ async fn pool_connections_have_tcp_nodelay() {
         .unwrap()
         .unwrap();
     let client_port: i32 = row.try_get("", "port").unwrap();
-    let nodelay = shared::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
+    let nodelay = worker::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
     assert_eq!(nodelay.unwrap(), Some(true));
 }
