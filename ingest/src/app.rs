@@ -3,8 +3,8 @@
 
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
-use shared::signature::SignatureVerifier;
 use std::net::TcpListener;
+use twilio_protocol::signature::SignatureVerifier;
 
 use crate::config::IngestConfig;
 use crate::publisher::CallbackPublisher;
@@ -41,7 +41,7 @@ impl Application {
         let listener = TcpListener::bind(config.addr)?;
         let port = listener.local_addr()?.port();
         // Install the recorder before the first request records anything.
-        let _ = shared::metrics::prometheus_handle();
+        let _ = service_kit::metrics::install();
         let publisher = CallbackPublisher::new(&config.topology, config.confirm_timeout);
         let state = web::Data::new(IngestState {
             verifier: SignatureVerifier::new(config.auth_tokens.clone()),

@@ -2,11 +2,11 @@
 //! (names fixed by the contract), validated before anything starts.
 
 use clap::Parser;
-use shared::signature::AuthToken;
-use shared::telemetry::LogFormat;
-use shared::topology::{Topology, DEFAULT_PREFIX};
+use queue_wire::topology::{Topology, DEFAULT_PREFIX};
+use service_kit::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::time::Duration;
+use twilio_protocol::signature::AuthToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -151,7 +151,7 @@ impl TryFrom<IngestArgs> for IngestConfig {
             .filter(|url| !url.trim().is_empty())
             .map(|url| parse_base_url(&url))
             .transpose()?;
-        shared::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
+        queue_wire::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
         if args.body_limit_bytes == 0 {
             return Err(ConfigError::BodyLimit);
         }

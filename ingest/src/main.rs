@@ -16,11 +16,11 @@ async fn main() -> ExitCode {
     };
     let config = match config {
         Ok(config) => config,
-        Err(message) => return shared::cli::bad_config("ingest", &message),
+        Err(message) => return service_kit::cli::bad_config("ingest", &message),
     };
-    let telemetry = match shared::telemetry::init("ingest", config.log_format) {
+    let telemetry = match service_kit::telemetry::init("ingest", config.log_format) {
         Ok(telemetry) => telemetry,
-        Err(error) => return shared::cli::bad_config("ingest", &error.to_string()),
+        Err(error) => return service_kit::cli::bad_config("ingest", &error.to_string()),
     };
     let addr = config.addr;
     let app = match Application::build(config) {

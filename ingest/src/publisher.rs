@@ -11,8 +11,8 @@
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::ShortString;
 use lapin::{Channel, Connection};
-use shared::envelope::CallbackEnvelope;
-use shared::topology::Topology;
+use queue_wire::envelope::CallbackEnvelope;
+use queue_wire::topology::Topology;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ pub enum PublishError {
     #[error("RabbitMQ is blocking publishers (flow control: memory or disk alarm)")]
     Blocked,
     #[error(transparent)]
-    NotConfirmed(#[from] shared::broker::ConfirmError),
+    NotConfirmed(#[from] queue_wire::broker::ConfirmError),
 }
 
 #[derive(Clone)]
@@ -122,7 +122,7 @@ impl CallbackPublisher {
             return Err(PublishError::Blocked);
         }
         let started = Instant::now();
-        shared::broker::publish_confirmed(
+        queue_wire::broker::publish_confirmed(
             &link.channel,
             self.inner.exchange.as_str(),
             self.inner.routing_key.as_str(),
@@ -196,7 +196,7 @@ impl CallbackPublisher {
 
 async fn open_link(amqp_url: &str, topology: &Topology) -> lapin::Result<Link> {
     let connection =
-        shared::broker::connect(amqp_url, &format!("ingest {}", topology.prefix())).await?;
+        queue_wire::broker::connect(amqp_url, &format!("ingest {}", topology.prefix())).await?;
     topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
     channel

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use shared::callback::CallbackError;
+use twilio_protocol::callback::CallbackError;
 
 use crate::publisher::PublishError;
 

@@ -8,9 +8,9 @@
 use anyhow::{bail, Context};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use queue_wire::topology::Topology;
 use serde::Serialize;
-use shared::envelope::{BodyKind, CallbackEnvelope};
-use shared::topology::Topology;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub async fn run(
 fn sample_message() -> (Vec<u8>, BasicProperties) {
     let workload = Arc::new(Workload::new(
         "http://127.0.0.1:8080/twilio/status".into(),
-        shared::signature::AuthToken::new("ceiling"),
+        twilio_protocol::signature::AuthToken::new("ceiling"),
         Mix::default(),
         RunId::random(),
     ));
@@ -69,7 +69,6 @@ fn sample_message() -> (Vec<u8>, BasicProperties) {
         received_at: chrono::Utc::now(),
         request_id: uuid::Uuid::new_v4().to_string(),
         idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
-        failures: None,
     };
     let traceparent = format!(
         "00-{}-{:016x}-01",

@@ -8,15 +8,15 @@
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
+use queue_wire::envelope::BodyKind;
 use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value,
 };
 use serde::Serialize;
-use shared::callback::StatusCallback;
-use shared::envelope::BodyKind;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use twilio_protocol::callback::StatusCallback;
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::local::with_database;
@@ -83,7 +83,7 @@ fn statements(rows: u64, batch: usize) -> anyhow::Result<Vec<Statement>> {
     let run = RunId::random();
     let workload = Arc::new(Workload::new(
         "http://127.0.0.1:8080/twilio/status".into(),
-        shared::signature::AuthToken::new("ceiling"),
+        twilio_protocol::signature::AuthToken::new("ceiling"),
         Mix::default(),
         run,
     ));

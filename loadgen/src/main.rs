@@ -16,11 +16,11 @@ mod workload;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken};
 
 use crate::client::{Connection, Target};
 use crate::load::{HttpReport, Limits, LoadPlan, Pace};
@@ -808,7 +808,7 @@ async fn ceiling_db(args: CeilingDbArgs) -> anyhow::Result<bool> {
 
 async fn delete_topology(args: DeleteTopologyArgs) -> anyhow::Result<bool> {
     local::ensure_loopback(&args.amqp_url)?;
-    if args.prefix == shared::topology::DEFAULT_PREFIX {
+    if args.prefix == queue_wire::topology::DEFAULT_PREFIX {
         bail!("refusing to delete the default topology {}", args.prefix);
     }
     let connection =
@@ -816,7 +816,7 @@ async fn delete_topology(args: DeleteTopologyArgs) -> anyhow::Result<bool> {
             .await
             .context("cannot connect to RabbitMQ")?;
     let channel = connection.create_channel().await?;
-    let deleted = shared::topology::Topology::new(args.prefix.clone())
+    let deleted = queue_wire::topology::Topology::new(args.prefix.clone())
         .delete(&channel)
         .await;
     let _ = connection.close(200, "loadgen clean-up".into()).await;

@@ -9,9 +9,9 @@
 //! collide and the database check can count a run's rows alone.
 
 use bytes::Bytes;
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken};
 use std::sync::Arc;
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken};
 
 /// What a run sends and how it is mixed.
 #[derive(Clone, Debug)]
@@ -357,9 +357,9 @@ fn hex32(rng: &mut fastrand::Rng) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::callback::StatusCallback;
-    use shared::signature::SignatureVerifier;
     use std::collections::HashSet;
+    use twilio_protocol::callback::StatusCallback;
+    use twilio_protocol::signature::SignatureVerifier;
 
     fn workload(mix: Mix) -> Arc<Workload> {
         Arc::new(Workload::new(

@@ -1,5 +1,5 @@
 //! Statuses Twilio adds after this release are stored with their raw value
-//! and precedence -1 (see `shared::status::CallbackStatus`). Such a value can
+//! and precedence -1 (see `twilio_protocol::status::CallbackStatus`). Such a value can
 //! be any length, and a btree entry is capped near 2.7 kB, so the "stuck in
 //! a status" index covers the known (ranked) statuses only.
 

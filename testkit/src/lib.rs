@@ -6,13 +6,15 @@
 
 use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use queue_wire::topology::Topology;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
-use shared::envelope::{BodyKind, CallbackEnvelope};
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken};
-use shared::topology::Topology;
 use std::future::Future;
 use std::time::Duration;
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken};
+
+pub mod vectors;
 
 /// The auth token every test app is configured with.
 pub const TEST_TOKEN: &str = "12345";
@@ -136,7 +138,7 @@ impl TestBroker {
 
     /// Messages ready in `queue` (not counting unacknowledged ones).
     pub async fn ready_count(&self, queue: &str) -> u32 {
-        shared::topology::ready_messages(&self.channel, queue)
+        queue_wire::topology::ready_messages(&self.channel, queue)
             .await
             .unwrap()
     }
@@ -206,7 +208,6 @@ pub fn callback_envelope(
         received_at,
         request_id: uuid::Uuid::new_v4().to_string(),
         idempotency_token: None,
-        failures: None,
     }
 }
 

@@ -171,7 +171,7 @@ impl Application {
         }
         let listener = TcpListener::bind(config.addr)?;
         let port = listener.local_addr()?.port();
-        let _ = shared::metrics::prometheus_handle();
+        let _ = service_kit::metrics::install();
         let health = Arc::new(WorkerHealth::default());
         let sender = match config.sending.clone() {
             Some(sending) => {

@@ -2,9 +2,9 @@
 //! anything starts.
 
 use clap::{Args, Parser, Subcommand};
+use queue_wire::topology::{Topology, DEFAULT_PREFIX};
 use secrecy::SecretString;
-use shared::telemetry::LogFormat;
-use shared::topology::{Topology, DEFAULT_PREFIX};
+use service_kit::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -297,7 +297,7 @@ impl TryFrom<CommonArgs> for CommonConfig {
     type Error = ConfigError;
 
     fn try_from(args: CommonArgs) -> Result<Self, ConfigError> {
-        shared::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
+        queue_wire::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
         let scheme_ok = args.database_url.starts_with("postgres://")
             || args.database_url.starts_with("postgresql://");
         if !scheme_ok || args.database_url.len() <= "postgres://".len() {

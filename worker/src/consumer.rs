@@ -18,9 +18,9 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
+use queue_wire::envelope::header_text;
 use sea_orm::DatabaseConnection;
-use shared::envelope::header_text;
-use shared::telemetry::{parent_from_headers, record_trace_ids};
+use service_kit::telemetry::{parent_from_headers, record_trace_ids};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -131,7 +131,7 @@ struct Session {
 impl Session {
     async fn open(config: &WorkerConfig) -> lapin::Result<Self> {
         let topology = &config.common.topology;
-        let connection = shared::broker::connect(
+        let connection = queue_wire::broker::connect(
             &config.common.amqp_url,
             &format!("worker {}", topology.prefix()),
         )
@@ -156,7 +156,7 @@ impl Session {
                     .await?,
             );
         }
-        let publishing = shared::broker::connect(
+        let publishing = queue_wire::broker::connect(
             &config.common.amqp_url,
             &format!("worker {} failures", topology.prefix()),
         )

@@ -2,9 +2,9 @@
 //! deciding it can never be processed.
 
 use lapin::BasicProperties;
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use sha2::{Digest, Sha256};
-use shared::callback::StatusCallback;
-use shared::envelope::{BodyKind, CallbackEnvelope};
+use twilio_protocol::callback::StatusCallback;
 
 /// A callback ready to be stored.
 #[derive(Clone, Debug)]
@@ -18,9 +18,9 @@ pub struct DecodedCallback {
 #[derive(Debug, thiserror::Error)]
 pub enum Poison {
     #[error("undecodable queue message: {0}")]
-    Envelope(#[from] shared::envelope::EnvelopeError),
+    Envelope(#[from] queue_wire::envelope::EnvelopeError),
     #[error("invalid callback: {0}")]
-    Callback(#[from] shared::callback::CallbackError),
+    Callback(#[from] twilio_protocol::callback::CallbackError),
 }
 
 pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedCallback, Poison> {
@@ -39,7 +39,7 @@ pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedCall
 
 /// Identifies a status event by what Twilio signed, not by how or when it
 /// arrived: SHA-256 over the parameters exactly as they enter the signed
-/// string (`shared::signature::write_signed_params`). Any body that verifies
+/// string (`twilio_protocol::signature::write_signed_params`). Any body that verifies
 /// with the same signature as a stored one, however it was re-encoded
 /// (an appended `&=`, a repeated pair, a moved name/value boundary), is the
 /// same event; a different status, error code or any other differing value
@@ -50,7 +50,7 @@ pub fn dedup_key(callback: &StatusCallback) -> String {
     let mut hasher = Sha256::new();
     // Versioned, so a future change of scheme can never collide with this one.
     hasher.update(b"twilio-signed-params/v2\n");
-    shared::signature::write_signed_params(&callback.params, |bytes| hasher.update(bytes));
+    twilio_protocol::signature::write_signed_params(&callback.params, |bytes| hasher.update(bytes));
     hex::encode(hasher.finalize())
 }
 
@@ -87,7 +87,7 @@ mod tests {
     /// with the original's signature.
     #[test]
     fn bodies_that_sign_the_same_are_the_same_event() {
-        use shared::signature::{compute_signature, AuthToken};
+        use twilio_protocol::signature::{compute_signature, AuthToken};
         let token = AuthToken::new("12345");
         let url = "https://example.com/twilio/status";
         let original =

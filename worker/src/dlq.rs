@@ -4,10 +4,12 @@ use chrono::{DateTime, Utc};
 use lapin::message::Delivery;
 use lapin::options::{BasicGetOptions, ConfirmSelectOptions, QueuePurgeOptions};
 use lapin::{BasicProperties, Channel, Connection};
+use queue_wire::envelope::{header_text, CallbackEnvelope};
 use serde::Serialize;
-use shared::envelope::{clear_failures, header_text, read_failures, CallbackEnvelope};
-use shared::form::FormParams;
-use shared::topology::Topology;
+
+use crate::failure_headers::{clear_failures, read_failures};
+use queue_wire::topology::Topology;
+use twilio_protocol::form::FormParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
@@ -16,7 +18,7 @@ pub enum DlqError {
     #[error(
         "a copied dead letter was not confirmed ({0}); the original stays in the dead-letter queue"
     )]
-    NotConfirmed(shared::broker::ConfirmError),
+    NotConfirmed(queue_wire::broker::ConfirmError),
 }
 
 /// One dead letter, as `dlq list` prints it.
@@ -33,14 +35,14 @@ pub struct DeadLetterSummary {
 
 async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channel), DlqError> {
     let connection =
-        shared::broker::connect(amqp_url, &format!("worker dlq {}", topology.prefix())).await?;
+        queue_wire::broker::connect(amqp_url, &format!("worker dlq {}", topology.prefix())).await?;
     topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
     Ok((connection, channel))
 }
 
 async fn dead_letter_count(channel: &Channel, topology: &Topology) -> Result<u32, DlqError> {
-    Ok(shared::topology::ready_messages(channel, &topology.dead_letter_queue()).await?)
+    Ok(queue_wire::topology::ready_messages(channel, &topology.dead_letter_queue()).await?)
 }
 
 /// Takes the next dead letter, unacknowledged; `None` when the queue is empty.
@@ -102,7 +104,7 @@ async fn publish_confirmed(
     body: &[u8],
     properties: BasicProperties,
 ) -> Result<(), DlqError> {
-    shared::broker::publish_confirmed(
+    queue_wire::broker::publish_confirmed(
         channel,
         exchange,
         routing_key,

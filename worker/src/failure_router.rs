@@ -1,10 +1,10 @@
 //! Where a delivery goes when it was not stored: the next retry queue
 //! (a transient failure with attempts left) or the dead-letter queue.
 
+use crate::failure_headers::record_failure;
 use chrono::Utc;
 use lapin::{BasicProperties, Channel};
-use shared::envelope::record_failure;
-use shared::topology::Topology;
+use queue_wire::topology::Topology;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,7 +12,7 @@ pub enum RouteError {
     #[error("the message to {queue} was not confirmed: {error}")]
     NotConfirmed {
         queue: String,
-        error: shared::broker::ConfirmError,
+        error: queue_wire::broker::ConfirmError,
     },
 }
 
@@ -115,7 +115,7 @@ impl FailureRouter {
         properties: BasicProperties,
         body: &[u8],
     ) -> Result<(), RouteError> {
-        shared::broker::publish_confirmed(
+        queue_wire::broker::publish_confirmed(
             &self.channel,
             "",
             queue,

@@ -5,11 +5,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use shared::callback::MessageSid;
-use shared::error_codes::{describe, ErrorCodeInfo};
-use shared::status::MessageStatus;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
+use twilio_protocol::callback::MessageSid;
+use twilio_protocol::error_codes::{describe, ErrorCodeInfo};
+use twilio_protocol::status::MessageStatus;
 
 use crate::entity::{message, message_status_event};
 use crate::health::WorkerHealth;
@@ -103,7 +103,7 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(shared::metrics::render())
+        .body(service_kit::metrics::render())
 }
 
 #[derive(Serialize)]

@@ -8,6 +8,7 @@ pub mod db_failure;
 pub mod decode;
 pub mod dlq;
 pub mod entity;
+pub mod failure_headers;
 pub mod failure_router;
 pub mod health;
 pub mod http;

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
         Ok(common) => common,
         Err(e) => return bad_config(&e.to_string()),
     };
-    let telemetry = match shared::telemetry::init("worker", common.log_format) {
+    let telemetry = match service_kit::telemetry::init("worker", common.log_format) {
         Ok(telemetry) => telemetry,
         Err(e) => return bad_config(&e.to_string()),
     };
@@ -47,7 +47,7 @@ fn database_failure(database_url: &str, error: &sea_orm::DbErr) -> ExitCode {
 }
 
 fn bad_config(message: &str) -> ExitCode {
-    shared::cli::bad_config("worker", message)
+    service_kit::cli::bad_config("worker", message)
 }
 
 async fn consume(config: WorkerConfig) -> ExitCode {

@@ -2,7 +2,7 @@
 //! for the `rabbitmq_queue_messages` gauge (a growing DLQ is what SREs page on).
 
 use lapin::Channel;
-use shared::topology::Topology;
+use queue_wire::topology::Topology;
 use std::time::Duration;
 
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -31,5 +31,7 @@ pub async fn sample(channel: Channel, topology: Topology) {
 }
 
 async fn ready_messages(channel: &Channel, queue: &str) -> Option<u32> {
-    shared::topology::ready_messages(channel, queue).await.ok()
+    queue_wire::topology::ready_messages(channel, queue)
+        .await
+        .ok()
 }

@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use std::collections::HashSet;
 
-use shared::status::{outcomes_contradict, MessageStatus};
+use twilio_protocol::status::{outcomes_contradict, MessageStatus};
 
 use crate::decode::DecodedCallback;
 

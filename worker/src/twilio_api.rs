@@ -6,8 +6,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use shared::form::FormParams;
 use std::time::Duration;
+use twilio_protocol::form::FormParams;
 
 use crate::config::SendingConfig;
 

@@ -100,7 +100,7 @@ async fn sigterm_is_exit_0_with_no_error_line() {
     if let Some(mut pipe) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
     }
-    testkit::delete_topology(shared::topology::Topology::new(prefix));
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
     let logs = seen.join("\n") + &stderr;
     assert_eq!(status.code(), Some(0), "{logs}");
     assert!(logs.contains("worker stopped"), "{logs}");

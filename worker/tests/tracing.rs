@@ -26,7 +26,7 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    let _telemetry = shared::telemetry::init_for_tests(provider);
+    let _telemetry = service_kit::telemetry::init_for_tests(provider);
 
     let pipeline = TestPipeline::start().await;
     let address = start_ingest(&pipeline.broker).await;

@@ -9,12 +9,12 @@
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken};
 
 /// The auth token the local stack runs with, shown so `loadgen send` works.
 const DEV_TOKEN: &str = "dev-auth-token";

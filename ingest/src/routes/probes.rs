@@ -21,5 +21,5 @@ pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
 pub async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(shared::metrics::render())
+        .body(service_kit::metrics::render())
 }

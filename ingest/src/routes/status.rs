@@ -4,13 +4,13 @@ use actix_web::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_T
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use futures_util::StreamExt;
-use shared::callback::StatusCallback;
-use shared::envelope::{BodyKind, CallbackEnvelope};
-use shared::form::FormParams;
-use shared::telemetry::{parent_from_headers, record_trace_ids, trace_headers};
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use service_kit::telemetry::{parent_from_headers, record_trace_ids, trace_headers};
 use std::time::Instant;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
+use twilio_protocol::callback::StatusCallback;
+use twilio_protocol::form::FormParams;
 
 use crate::app::IngestState;
 use crate::rejection::Rejection;
@@ -158,7 +158,6 @@ async fn accept(
         received_at: Utc::now(),
         request_id: request_id.to_owned(),
         idempotency_token: header(request, IDEMPOTENCY_HEADER).map(str::to_owned),
-        failures: None,
     };
     let publish_span = tracing::info_span!(
         "twilio.status publish",

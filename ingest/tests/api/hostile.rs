@@ -1,11 +1,11 @@
 //! Hostile input: each gets its answer and nothing is published.
 
 use crate::helpers::{Options, TestApp};
-use shared::form::FormParams;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use testkit::{message_sid, sign, status_params};
+use twilio_protocol::form::FormParams;
 
 fn port_of(app: &TestApp) -> u16 {
     app.address.rsplit(':').next().unwrap().parse().unwrap()

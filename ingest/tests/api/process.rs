@@ -73,7 +73,7 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
         .unwrap();
     assert!(killed.success());
     let output = child.wait_with_output().unwrap();
-    testkit::delete_topology(shared::topology::Topology::new(prefix));
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
     assert_eq!(output.status.code(), Some(0));
     let logs = String::from_utf8_lossy(&output.stdout).to_string()
         + &String::from_utf8_lossy(&output.stderr);
@@ -149,7 +149,7 @@ fn json_log_lines_carry_trace_and_message_ids() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    testkit::delete_topology(shared::topology::Topology::new(prefix));
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
 }
 
 /// A running ingest binary whose log lines (stdout and stderr) are collected.

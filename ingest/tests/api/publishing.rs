@@ -2,9 +2,9 @@
 
 use crate::helpers::TestApp;
 use futures_util::stream::{self, StreamExt};
-use shared::envelope::{BodyKind, CallbackEnvelope};
-use shared::signature::{body_sha256_hex, compute_signature, AuthToken};
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use testkit::{message_sid, post_signed, sign, status_params, TEST_TOKEN};
+use twilio_protocol::signature::{body_sha256_hex, compute_signature, AuthToken};
 
 #[tokio::test]
 async fn accepted_callback_is_queued_byte_for_byte_with_metadata() {
@@ -14,7 +14,7 @@ async fn accepted_callback_is_queued_byte_for_byte_with_metadata() {
         "To=%2B15558675310&MessageStatus=delivered&MessageSid={}&MediaUrl=b&MediaUrl=a&NewParam=h%C3%A9llo+%E2%9C%93",
         message_sid(1)
     );
-    let params = shared::form::FormParams::parse(body.as_bytes()).unwrap();
+    let params = twilio_protocol::form::FormParams::parse(body.as_bytes()).unwrap();
     let url = format!("{}/twilio/status", app.address);
     let response = app
         .client

@@ -1,8 +1,8 @@
 //! Every refusal: the right status and nothing published.
 
 use crate::helpers::{Options, TestApp};
-use shared::form::FormParams;
 use testkit::{message_sid, sign, status_params};
+use twilio_protocol::form::FormParams;
 
 async fn assert_refused(app: &TestApp, response: reqwest::Response, status: u16) {
     assert_eq!(response.status(), status);
@@ -17,8 +17,8 @@ fn valid_params() -> FormParams {
 async fn wrong_token_is_403() {
     let app = TestApp::spawn().await;
     let url = format!("{}/twilio/status", app.address);
-    let forged = shared::signature::compute_signature(
-        &shared::signature::AuthToken::new("not-the-token"),
+    let forged = twilio_protocol::signature::compute_signature(
+        &twilio_protocol::signature::AuthToken::new("not-the-token"),
         &url,
         &valid_params(),
     );
@@ -89,8 +89,8 @@ async fn rotated_tokens_are_both_accepted() {
     .await;
     let url = format!("{}/twilio/status", app.address);
     for token in ["new-token", "12345"] {
-        let signature = shared::signature::compute_signature(
-            &shared::signature::AuthToken::new(token),
+        let signature = twilio_protocol::signature::compute_signature(
+            &twilio_protocol::signature::AuthToken::new(token),
             &url,
             &valid_params(),
         );

@@ -3,8 +3,8 @@
 //! vector's parameters, the header its signature.
 
 use crate::helpers::{Options, TestApp};
-use shared::form::FormParams;
-use shared::vectors::{tv4, tv5};
+use testkit::vectors::{tv4, tv5};
+use twilio_protocol::form::FormParams;
 
 /// (public base URL, path and query, parameters, signature Twilio sent)
 fn accepted_vectors() -> Vec<(&'static str, &'static str, FormParams, &'static str)> {

@@ -2,12 +2,12 @@
 
 use futures_util::stream::{self, StreamExt};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use shared::status::MessageStatus;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use testkit::{message_sid, status_params};
+use twilio_protocol::status::MessageStatus;
 
 /// One callback: a message and one of its statuses.
 pub type CallbackId = (String, String);

@@ -4,7 +4,7 @@ use crate::helpers::{
     at, event_rows, message_row, wait_for_event_rows, wait_until_drained, RunningWorker,
     TestPipeline,
 };
-use shared::envelope::CallbackEnvelope;
+use queue_wire::envelope::CallbackEnvelope;
 use testkit::{callback_envelope, message_sid, status_params};
 
 #[tokio::test]

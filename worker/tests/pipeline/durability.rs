@@ -5,7 +5,7 @@ use crate::helpers::{at, wait_for_event_rows, RunningWorker};
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Connection, ConnectionProperties};
-use shared::topology::Topology;
+use queue_wire::topology::Topology;
 use testkit::{message_sid, status_params, unique_name, TestBroker, TestDatabase};
 use worker::dlq;
 

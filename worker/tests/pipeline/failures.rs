@@ -34,7 +34,7 @@ async fn poison_messages_go_straight_to_the_dead_letter_queue_with_a_reason() {
         .await;
     // Metadata fine, but the callback has no MessageStatus.
     let mut params = status_params(&message_sid(1), "sent", None);
-    params = shared::form::FormParams::from_pairs(
+    params = twilio_protocol::form::FormParams::from_pairs(
         params
             .iter()
             .filter(|(k, _)| *k != "MessageStatus")

@@ -55,7 +55,7 @@ async fn bodies_that_verify_with_a_stored_signature_add_no_event() {
     let url = format!("{ingest}/twilio/status");
     let signature = sign(
         &url,
-        &shared::form::FormParams::parse(original.as_bytes()).unwrap(),
+        &twilio_protocol::form::FormParams::parse(original.as_bytes()).unwrap(),
     );
     assert_eq!(post_raw(&ingest, &original, &signature).await, 200);
     wait_for_event_rows(&pipeline.db, 1).await;
@@ -95,7 +95,7 @@ async fn a_variant_that_arrives_first_is_the_event_and_the_original_a_duplicate(
     let url = format!("{ingest}/twilio/status");
     let signature = sign(
         &url,
-        &shared::form::FormParams::parse(original.as_bytes()).unwrap(),
+        &twilio_protocol::form::FormParams::parse(original.as_bytes()).unwrap(),
     );
     // The moved boundary first: its fields are what is stored.
     assert_eq!(post_raw(&ingest, &variants[2], &signature).await, 200);
@@ -129,7 +129,7 @@ async fn an_unknown_status_is_captured_without_moving_the_current_status() {
     let only_unknown = message_sid(5);
     let long_status = "x".repeat(5000);
     let mut odd_code = status_params(&message_sid(6), "failed", None);
-    odd_code = shared::form::FormParams::from_pairs(
+    odd_code = twilio_protocol::form::FormParams::from_pairs(
         odd_code
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -199,7 +199,7 @@ async fn a_nul_is_refused_before_the_answer_and_nothing_is_published() {
     let pipeline = TestPipeline::start().await;
     let ingest = start_ingest(&pipeline.broker).await;
     let sid = message_sid(7);
-    let with_nul = shared::form::FormParams::from_pairs(
+    let with_nul = twilio_protocol::form::FormParams::from_pairs(
         status_params(&sid, "delivered", None)
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -3,10 +3,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken, SignatureVerifier};
 use std::io::Write;
 use std::process::{Command, Stdio};
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken, SignatureVerifier};
 
 /// Twilio's algorithm written again in Python with only its standard
 /// library, following twilio-python's RequestValidator: an independent
@@ -128,7 +128,7 @@ proptest! {
     #[test]
     fn the_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let _ = FormParams::parse(&bytes);
-        let _ = shared::callback::StatusCallback::from_form(&bytes);
-        let _ = shared::callback::StatusCallback::from_json(&bytes);
+        let _ = twilio_protocol::callback::StatusCallback::from_form(&bytes);
+        let _ = twilio_protocol::callback::StatusCallback::from_json(&bytes);
     }
 }

@@ -1,9 +1,9 @@
 //! The parameters of Twilio's published signature vectors TV4 and TV5
 //! (`twilio-protocol.md`): status callbacks signed for
-//! `https://example.com/twilio/status`. Data, not logic: `shared`'s signature
+//! `https://example.com/twilio/status`. Data, not logic: the protocol crate's signature
 //! tests and ingest's end-to-end tests check the same callbacks.
 
-use crate::form::FormParams;
+use twilio_protocol::form::FormParams;
 
 /// TV4: an `undelivered` callback with error 30003.
 pub fn tv4() -> FormParams {

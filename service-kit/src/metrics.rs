@@ -1,6 +1,8 @@
 //! The process-wide Prometheus recorder behind both services' `/metrics`.
+//! Each service declares its metric names (and describes them) in its own
+//! `metrics` module; this only installs the recorder and renders it.
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// Latency buckets in seconds: sub-millisecond to Twilio's 15 s timeout.
@@ -9,27 +11,25 @@ const LATENCY_BUCKETS: [f64; 16] = [
     15.0,
 ];
 
-/// Batch sizes are counts, not seconds.
-const BATCH_SIZE_BUCKETS: [f64; 11] = [
+/// Buckets for histograms of counts, not seconds: by convention their names
+/// end in `_size` (`worker_batch_size`).
+const COUNT_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the recorder on first call and returns its handle. `None` only if
-/// another recorder was installed first (then metrics go there).
-pub fn prometheus_handle() -> Option<PrometheusHandle> {
+/// Installs the recorder on first call and returns its handle. `None` only
+/// if another recorder was installed first (then metrics go there).
+pub fn install() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(&LATENCY_BUCKETS)
-                .and_then(|builder| {
-                    builder.set_buckets_for_metric(
-                        metrics_exporter_prometheus::Matcher::Full("worker_batch_size".to_owned()),
-                        &BATCH_SIZE_BUCKETS,
-                    )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &COUNT_BUCKETS)
                 })
-                .and_then(|builder| builder.install_recorder())
+                .and_then(|b| b.install_recorder())
                 .ok()
         })
         .clone()
@@ -37,7 +37,7 @@ pub fn prometheus_handle() -> Option<PrometheusHandle> {
 
 /// The text exposition, after the upkeep the exporter leaves to its caller.
 pub fn render() -> String {
-    match prometheus_handle() {
+    match HANDLE.get().cloned().flatten() {
         Some(handle) => {
             handle.run_upkeep();
             handle.render()

@@ -3,15 +3,15 @@
 //! one bare HMAC-SHA1 of the same signed string; and parsing a realistic
 //! form body. After the run it prints verify_form / bare HMAC.
 //!
-//! `cargo bench -p shared --bench signature`
+//! `cargo bench -p twilio-protocol --bench signature`
 
 use criterion::Criterion;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
-use shared::form::FormParams;
-use shared::signature::{compute_signature, AuthToken, SignatureVerifier};
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
+use twilio_protocol::form::FormParams;
+use twilio_protocol::signature::{compute_signature, AuthToken, SignatureVerifier};
 
 const TOKEN: &str = "12345";
 const URL: &str = "https://example.com/twilio/status";

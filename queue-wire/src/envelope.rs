@@ -1,0 +1,225 @@
+//! The queue message that carries one accepted callback from ingest to the
+//! worker: the raw body, unchanged, and its metadata in AMQP properties and
+//! headers. (The worker's retry bookkeeping rides in the same headers; it is
+//! the worker's own, in `worker::failure_headers`.)
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+
+const HEADER_RECEIVED_AT: &str = "x-received-at";
+const HEADER_REQUEST_ID: &str = "x-request-id";
+const HEADER_IDEMPOTENCY_TOKEN: &str = "x-twilio-idempotency-token";
+
+/// AMQP delivery mode for messages that survive a broker restart.
+const PERSISTENT: u8 = 2;
+
+/// How the callback body is encoded, from its `Content-Type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Form,
+    Json,
+}
+
+impl BodyKind {
+    pub const FORM_CONTENT_TYPE: &'static str = "application/x-www-form-urlencoded";
+    pub const JSON_CONTENT_TYPE: &'static str = "application/json";
+
+    /// Recognises a `Content-Type` header value (parameters such as charset ignored).
+    pub fn from_content_type(header: &str) -> Option<Self> {
+        let media_type = header.split(';').next().unwrap_or("").trim();
+        if media_type.eq_ignore_ascii_case(Self::FORM_CONTENT_TYPE) {
+            Some(Self::Form)
+        } else if media_type.eq_ignore_ascii_case(Self::JSON_CONTENT_TYPE) {
+            Some(Self::Json)
+        } else {
+            None
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Form => Self::FORM_CONTENT_TYPE,
+            Self::Json => Self::JSON_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Why a queue message could not be read back as an envelope.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EnvelopeError {
+    #[error("missing or unsupported content type")]
+    ContentType,
+    #[error("missing or malformed header {0}")]
+    Header(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackEnvelope {
+    pub body: Vec<u8>,
+    pub body_kind: BodyKind,
+    /// When ingest accepted the request.
+    pub received_at: DateTime<Utc>,
+    pub request_id: String,
+    /// `I-Twilio-Idempotency-Token`, if Twilio sent one.
+    pub idempotency_token: Option<String>,
+}
+
+impl CallbackEnvelope {
+    /// AMQP properties for a persistent message carrying this envelope;
+    /// `extra_headers` (trace context, for one) are added alongside.
+    pub fn to_properties(
+        &self,
+        extra_headers: impl IntoIterator<Item = (String, String)>,
+    ) -> BasicProperties {
+        let mut headers = FieldTable::default();
+        let mut put = |name: &str, value: &str| {
+            headers.insert(
+                ShortString::from(name),
+                AMQPValue::LongString(LongString::from(value.as_bytes())),
+            );
+        };
+        put(
+            HEADER_RECEIVED_AT,
+            &self
+                .received_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+        );
+        put(HEADER_REQUEST_ID, &self.request_id);
+        if let Some(token) = &self.idempotency_token {
+            put(HEADER_IDEMPOTENCY_TOKEN, token);
+        }
+        for (name, value) in extra_headers {
+            if let Ok(name) = ShortString::try_new(name) {
+                headers.insert(name, AMQPValue::LongString(LongString::from(value)));
+            }
+        }
+        let timestamp = u64::try_from(self.received_at.timestamp()).unwrap_or(0);
+        let mut properties = BasicProperties::default()
+            .with_content_type(ShortString::from(self.body_kind.content_type()))
+            .with_delivery_mode(PERSISTENT)
+            .with_timestamp(timestamp)
+            .with_headers(headers);
+        if let Ok(message_id) = ShortString::try_new(self.request_id.clone()) {
+            properties = properties.with_message_id(message_id);
+        }
+        properties
+    }
+
+    /// Reads an envelope back from a delivery's properties and body.
+    pub fn from_message(
+        properties: &BasicProperties,
+        body: Vec<u8>,
+    ) -> Result<Self, EnvelopeError> {
+        let body_kind = properties
+            .content_type()
+            .as_ref()
+            .and_then(|ct| BodyKind::from_content_type(ct.as_str()))
+            .ok_or(EnvelopeError::ContentType)?;
+        let empty = FieldTable::default();
+        let headers = properties.headers().as_ref().unwrap_or(&empty);
+        let received_at = header_time(headers, HEADER_RECEIVED_AT)?
+            .ok_or(EnvelopeError::Header(HEADER_RECEIVED_AT))?;
+        let request_id = header_text(headers, HEADER_REQUEST_ID)
+            .ok_or(EnvelopeError::Header(HEADER_REQUEST_ID))?;
+        Ok(Self {
+            body,
+            body_kind,
+            received_at,
+            request_id,
+            idempotency_token: header_text(headers, HEADER_IDEMPOTENCY_TOKEN),
+        })
+    }
+}
+
+/// A string header, if present and text.
+pub fn header_text(headers: &FieldTable, name: &str) -> Option<String> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// An integer header, if present and an integer.
+pub fn header_int(headers: &FieldTable, name: &str) -> Option<i64> {
+    match headers.inner().get(name)? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+/// A timestamp header: absent is `None`, present but not RFC 3339 an error.
+pub fn header_time(
+    headers: &FieldTable,
+    name: &'static str,
+) -> Result<Option<DateTime<Utc>>, EnvelopeError> {
+    header_text(headers, name)
+        .map(|text| {
+            DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| EnvelopeError::Header(name))
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> CallbackEnvelope {
+        CallbackEnvelope {
+            body: b"MessageSid=SM1&MessageStatus=sent".to_vec(),
+            body_kind: BodyKind::Form,
+            received_at: DateTime::parse_from_rfc3339("2026-11-26T21:00:00.123456Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            request_id: "req-1".into(),
+            idempotency_token: Some("tok".into()),
+        }
+    }
+
+    #[test]
+    fn round_trips_through_amqp_properties() {
+        let original = envelope();
+        let properties = original.to_properties([("traceparent".to_owned(), "00-x".to_owned())]);
+        let decoded = CallbackEnvelope::from_message(&properties, original.body.clone()).unwrap();
+        assert_eq!(decoded, original);
+        let headers = properties.headers().clone().unwrap();
+        assert_eq!(
+            header_text(&headers, "traceparent").as_deref(),
+            Some("00-x")
+        );
+        assert_eq!(properties.delivery_mode(), &Some(PERSISTENT));
+    }
+
+    #[test]
+    fn refuses_messages_without_metadata() {
+        let bare = BasicProperties::default();
+        assert_eq!(
+            CallbackEnvelope::from_message(&bare, vec![]),
+            Err(EnvelopeError::ContentType)
+        );
+        let no_headers = BasicProperties::default().with_content_type("application/json".into());
+        assert_eq!(
+            CallbackEnvelope::from_message(&no_headers, vec![]),
+            Err(EnvelopeError::Header(HEADER_RECEIVED_AT))
+        );
+    }
+
+    #[test]
+    fn content_type_recognition() {
+        assert_eq!(
+            BodyKind::from_content_type("application/x-www-form-urlencoded; charset=utf-8"),
+            Some(BodyKind::Form)
+        );
+        assert_eq!(
+            BodyKind::from_content_type("Application/JSON"),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(BodyKind::from_content_type("text/plain"), None);
+    }
+}

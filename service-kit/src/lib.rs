@@ -1,0 +1,8 @@
+//! What both services run on: structured logs and traces (`telemetry`), the
+//! Prometheus recorder (`metrics`), one backoff for every reconnect loop
+//! (`backoff`), and the command-line exit conventions (`cli`).
+
+pub mod backoff;
+pub mod cli;
+pub mod metrics;
+pub mod telemetry;
