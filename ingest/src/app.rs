@@ -1,32 +1,23 @@
 //! Building and running the ingest service: bind, wire the routes, serve
-//! until stopped, then close the broker connection.
+//! until the shutdown future resolves, then close the broker connection.
 
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use std::future::Future;
 use std::net::TcpListener;
+use std::time::Duration;
 use twilio_protocol::signature::SignatureVerifier;
 
 use crate::config::IngestConfig;
 use crate::publisher::CallbackPublisher;
+use crate::request_telemetry::callback_telemetry;
 use crate::routes::{probes, status};
+use crate::signed_url::SignedUrlOrigin;
+use crate::state::{BodyLimits, IngestState};
 
-/// What every request handler needs.
-pub struct IngestState {
-    pub verifier: SignatureVerifier,
-    pub public_base_url: Option<String>,
-    pub body_limit_bytes: usize,
-    pub body_timeout: std::time::Duration,
-    pub trust_forwarded_headers: bool,
-    pub publisher: CallbackPublisher,
-    /// Where callbacks are published (for span attributes).
-    pub exchange: String,
-}
-
-async fn method_not_allowed() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::MethodNotAllowed()
-        .insert_header(("Allow", "POST"))
-        .finish()
-}
+/// Slow clients: the request head must arrive within this (408 otherwise).
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Application {
     port: u16,
@@ -41,23 +32,34 @@ impl Application {
         let listener = TcpListener::bind(config.addr)?;
         let port = listener.local_addr()?.port();
         // Install the recorder before the first request records anything.
-        let _ = service_kit::metrics::install();
-        let publisher = CallbackPublisher::new(&config.topology, config.confirm_timeout);
+        let _ = service_kit::metrics::install(crate::metrics::ALL);
+        let publisher = CallbackPublisher::new(
+            config.amqp_url.clone(),
+            config.topology.clone(),
+            config.confirm_timeout,
+        );
         let state = web::Data::new(IngestState {
             verifier: SignatureVerifier::new(config.auth_tokens.clone()),
-            public_base_url: config.public_base_url.clone(),
-            body_limit_bytes: config.body_limit_bytes,
-            body_timeout: config.body_timeout,
-            trust_forwarded_headers: config.trust_forwarded_headers,
+            signed_url: SignedUrlOrigin::new(
+                config.public_base_url.clone(),
+                config.trust_forwarded_headers,
+            ),
+            body_limits: BodyLimits {
+                max_bytes: config.body_limit_bytes,
+                timeout: config.body_timeout,
+            },
             publisher: publisher.clone(),
-            exchange: config.topology.exchange(),
         });
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .service(
                     web::resource("/twilio/status")
-                        .route(web::post().to(status::receive_status))
+                        .route(
+                            web::post()
+                                .to(status::receive_status)
+                                .wrap(from_fn(callback_telemetry)),
+                        )
                         .default_service(web::to(method_not_allowed)),
                 )
                 .route("/healthz", web::get().to(probes::healthz))
@@ -65,14 +67,14 @@ impl Application {
                 .route("/metrics", web::get().to(probes::metrics))
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs())
-        // Slow clients: the request head must arrive within this (408 otherwise).
-        .client_request_timeout(std::time::Duration::from_secs(5));
+        .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .disable_signals();
         if let Some(workers) = config.workers {
             server = server.workers(workers);
         }
         let server = server.listen(listener)?.run();
         // Last, once nothing can fail any more: a failed build leaves no task behind.
-        publisher.start(config.amqp_url.clone(), config.topology.clone());
+        publisher.start();
         Ok(Self {
             port,
             server,
@@ -84,17 +86,35 @@ impl Application {
         self.port
     }
 
-    /// A handle to stop the server gracefully (what SIGTERM does).
-    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+    /// A handle to stop the server gracefully from elsewhere.
+    pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
 
-    /// Serves until SIGTERM/SIGINT or `handle().stop(true)`: stops accepting,
-    /// lets in-flight requests (and their publishes) finish, then closes the
-    /// broker connection.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let served = self.server.await;
+    /// Serves until `shutdown` resolves (or `handle().stop(true)`): then
+    /// stops accepting, lets in-flight requests (and their publishes)
+    /// finish, and closes the broker connection.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let mut server = std::pin::pin!(self.server);
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = shutdown => {
+                tracing::info!("stopping: finishing in-flight requests");
+                let (_, served) = tokio::join!(handle.stop(true), server);
+                served
+            }
+        };
         self.publisher.shutdown().await;
         served
     }
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header(("Allow", "POST"))
+        .finish()
 }

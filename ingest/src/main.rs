@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), "ingest listening");
-    let served = app.run_until_stopped().await;
+    let served = app.run_until_stopped(service_kit::shutdown::signal()).await;
     telemetry.shutdown();
     match served {
         Ok(()) => {

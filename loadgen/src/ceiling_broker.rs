@@ -63,19 +63,20 @@ fn sample_message() -> (Vec<u8>, BasicProperties) {
         RunId::random(),
     ));
     let (_, _, params) = Generator::new(workload, 0, 1).next_event();
+    let traceparent = format!(
+        "00-{}-{:016x}-01",
+        uuid::Uuid::new_v4().simple(),
+        fastrand::u64(..)
+    );
     let envelope = CallbackEnvelope {
         body: params.encode().into_bytes(),
         body_kind: BodyKind::Form,
         received_at: chrono::Utc::now(),
         request_id: uuid::Uuid::new_v4().to_string(),
         idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
+        trace_context: vec![("traceparent".to_owned(), traceparent)],
     };
-    let traceparent = format!(
-        "00-{}-{:016x}-01",
-        uuid::Uuid::new_v4().simple(),
-        fastrand::u64(..)
-    );
-    let properties = envelope.to_properties([("traceparent".to_owned(), traceparent)]);
+    let properties = envelope.to_properties();
     (envelope.body, properties)
 }
 

@@ -54,7 +54,7 @@ pub async fn run(
     let result = async {
         // The worker's own pool settings (TCP_NODELAY included), so the
         // ceiling and the worker talk to Postgres the same way.
-        let db = worker::app::connect_database(
+        let db = worker::store::database::connect_database(
             &with_database(database_url, &name)?,
             concurrency.max(1) as u32 + 1,
         )

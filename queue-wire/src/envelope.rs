@@ -1,7 +1,7 @@
 //! The queue message that carries one accepted callback from ingest to the
 //! worker: the raw body, unchanged, and its metadata in AMQP properties and
 //! headers. (The worker's retry bookkeeping rides in the same headers; it is
-//! the worker's own, in `worker::failure_headers`.)
+//! the worker's own, in `worker::failure::attempts`.)
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -10,6 +10,9 @@ use lapin::BasicProperties;
 const HEADER_RECEIVED_AT: &str = "x-received-at";
 const HEADER_REQUEST_ID: &str = "x-request-id";
 const HEADER_IDEMPOTENCY_TOKEN: &str = "x-twilio-idempotency-token";
+/// W3C trace context headers, carried so the worker's spans continue the
+/// callback's trace.
+const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
 /// AMQP delivery mode for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
@@ -63,15 +66,13 @@ pub struct CallbackEnvelope {
     pub request_id: String,
     /// `I-Twilio-Idempotency-Token`, if Twilio sent one.
     pub idempotency_token: Option<String>,
+    /// The publish span's W3C trace context (`traceparent`, `tracestate`).
+    pub trace_context: Vec<(String, String)>,
 }
 
 impl CallbackEnvelope {
-    /// AMQP properties for a persistent message carrying this envelope;
-    /// `extra_headers` (trace context, for one) are added alongside.
-    pub fn to_properties(
-        &self,
-        extra_headers: impl IntoIterator<Item = (String, String)>,
-    ) -> BasicProperties {
+    /// AMQP properties for a persistent message carrying this envelope.
+    pub fn to_properties(&self) -> BasicProperties {
         let mut headers = FieldTable::default();
         let mut put = |name: &str, value: &str| {
             headers.insert(
@@ -89,9 +90,9 @@ impl CallbackEnvelope {
         if let Some(token) = &self.idempotency_token {
             put(HEADER_IDEMPOTENCY_TOKEN, token);
         }
-        for (name, value) in extra_headers {
-            if let Ok(name) = ShortString::try_new(name) {
-                headers.insert(name, AMQPValue::LongString(LongString::from(value)));
+        for (name, value) in &self.trace_context {
+            if TRACE_HEADERS.contains(&name.as_str()) {
+                put(name, value);
             }
         }
         let timestamp = u64::try_from(self.received_at.timestamp()).unwrap_or(0);
@@ -128,6 +129,10 @@ impl CallbackEnvelope {
             received_at,
             request_id,
             idempotency_token: header_text(headers, HEADER_IDEMPOTENCY_TOKEN),
+            trace_context: TRACE_HEADERS
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), header_text(headers, name)?)))
+                .collect(),
         })
     }
 }
@@ -179,13 +184,14 @@ mod tests {
                 .with_timezone(&Utc),
             request_id: "req-1".into(),
             idempotency_token: Some("tok".into()),
+            trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
         }
     }
 
     #[test]
     fn round_trips_through_amqp_properties() {
         let original = envelope();
-        let properties = original.to_properties([("traceparent".to_owned(), "00-x".to_owned())]);
+        let properties = original.to_properties();
         let decoded = CallbackEnvelope::from_message(&properties, original.body.clone()).unwrap();
         assert_eq!(decoded, original);
         let headers = properties.headers().clone().unwrap();

@@ -4,4 +4,5 @@
 
 pub mod broker;
 pub mod envelope;
+pub mod reconnect;
 pub mod topology;

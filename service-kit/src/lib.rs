@@ -1,8 +1,10 @@
 //! What both services run on: structured logs and traces (`telemetry`), the
 //! Prometheus recorder (`metrics`), one backoff for every reconnect loop
-//! (`backoff`), and the command-line exit conventions (`cli`).
+//! (`backoff`), the stop signal (`shutdown`), and the command-line exit
+//! conventions (`cli`).
 
 pub mod backoff;
 pub mod cli;
 pub mod metrics;
+pub mod shutdown;
 pub mod telemetry;

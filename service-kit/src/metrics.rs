@@ -19,10 +19,11 @@ const COUNT_BUCKETS: [f64; 11] = [
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Installs the recorder on first call and returns its handle. `None` only
-/// if another recorder was installed first (then metrics go there).
-pub fn install() -> Option<PrometheusHandle> {
-    HANDLE
+/// Installs the recorder on first call, describes `metrics`, and returns the
+/// handle. `None` only if another recorder was installed first (then metrics
+/// go there).
+pub fn install(metrics: &[MetricDef]) -> Option<PrometheusHandle> {
+    let handle = HANDLE
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(&LATENCY_BUCKETS)
@@ -32,7 +33,9 @@ pub fn install() -> Option<PrometheusHandle> {
                 .and_then(|b| b.install_recorder())
                 .ok()
         })
-        .clone()
+        .clone();
+    describe(metrics);
+    handle
 }
 
 /// The text exposition, after the upkeep the exporter leaves to its caller.
@@ -43,5 +46,61 @@ pub fn render() -> String {
             handle.render()
         }
         None => String::new(),
+    }
+}
+
+/// What kind of series a metric is; a histogram also exposes `_bucket`,
+/// `_sum` and `_count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric a service records: declared once, in that service's `metrics`
+/// module, and used by name from there (code, `/metrics` descriptions and
+/// the ops consistency check alike).
+#[derive(Clone, Copy, Debug)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub description: &'static str,
+}
+
+impl MetricDef {
+    pub const fn counter(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Counter,
+            description,
+        }
+    }
+
+    pub const fn gauge(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Gauge,
+            description,
+        }
+    }
+
+    pub const fn histogram(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            kind: MetricKind::Histogram,
+            description,
+        }
+    }
+}
+
+/// Registers each metric's description (the `# HELP` line of `/metrics`).
+fn describe(metrics: &[MetricDef]) {
+    for metric in metrics {
+        match metric.kind {
+            MetricKind::Counter => metrics::describe_counter!(metric.name, metric.description),
+            MetricKind::Gauge => metrics::describe_gauge!(metric.name, metric.description),
+            MetricKind::Histogram => metrics::describe_histogram!(metric.name, metric.description),
+        }
     }
 }

@@ -132,8 +132,7 @@ impl TestBroker {
         received_at: chrono::DateTime<chrono::Utc>,
     ) {
         let envelope = callback_envelope(params, received_at);
-        self.publish(envelope.to_properties([]), &envelope.body)
-            .await;
+        self.publish(envelope.to_properties(), &envelope.body).await;
     }
 
     /// Messages ready in `queue` (not counting unacknowledged ones).
@@ -208,6 +207,7 @@ pub fn callback_envelope(
         received_at,
         request_id: uuid::Uuid::new_v4().to_string(),
         idempotency_token: None,
+        trace_context: Vec::new(),
     }
 }
 

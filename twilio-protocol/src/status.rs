@@ -184,6 +184,21 @@ impl From<MessageStatus> for CallbackStatus {
     }
 }
 
+impl FromStr for CallbackStatus {
+    type Err = std::convert::Infallible;
+
+    /// Every string is a status: the ones we know, or one kept as received.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(s))
+    }
+}
+
+impl Serialize for CallbackStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for CallbackStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -7,7 +7,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use queue_wire::envelope::{header_text, CallbackEnvelope};
 use serde::Serialize;
 
-use crate::failure_headers::{clear_failures, read_failures};
+use crate::failure::attempts::{clear_failures, read_failures};
 use queue_wire::topology::Topology;
 use twilio_protocol::form::FormParams;
 

@@ -1,5 +1,6 @@
 //! What `/readyz` reports: the consumer is attached and the database answers.
 
+use crate::metrics::{CONSUMING, DATABASE_UP};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Default)]
@@ -11,7 +12,7 @@ pub struct WorkerHealth {
 impl WorkerHealth {
     pub fn set_consuming(&self, consuming: bool) {
         self.consuming.store(consuming, Ordering::SeqCst);
-        metrics::gauge!("worker_consuming").set(if consuming { 1.0 } else { 0.0 });
+        metrics::gauge!(CONSUMING.name).set(if consuming { 1.0 } else { 0.0 });
     }
 
     pub fn consuming(&self) -> bool {
@@ -20,7 +21,7 @@ impl WorkerHealth {
 
     pub fn set_database_up(&self, up: bool) {
         self.database_up.store(up, Ordering::SeqCst);
-        metrics::gauge!("worker_database_up").set(if up { 1.0 } else { 0.0 });
+        metrics::gauge!(DATABASE_UP.name).set(if up { 1.0 } else { 0.0 });
     }
 
     pub fn database_up(&self) -> bool {

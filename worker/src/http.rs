@@ -11,9 +11,10 @@ use twilio_protocol::callback::MessageSid;
 use twilio_protocol::error_codes::{describe, ErrorCodeInfo};
 use twilio_protocol::status::MessageStatus;
 
-use crate::entity::{message, message_status_event};
+use crate::entity::{message, message_status_event, StoredStatus};
 use crate::health::WorkerHealth;
 use crate::store;
+use crate::store::projection::SentMessage;
 use crate::twilio_api::{SendError, SendRequest, TwilioClient};
 
 pub struct HttpState {
@@ -109,7 +110,7 @@ async fn metrics() -> HttpResponse {
 #[derive(Serialize)]
 struct MessageView {
     message_sid: String,
-    status: String,
+    status: StoredStatus,
     error_code: Option<i32>,
     error: Option<ErrorCodeInfo>,
     account_sid: Option<String>,
@@ -124,7 +125,7 @@ struct MessageView {
 
 #[derive(Serialize)]
 struct EventView {
-    status: String,
+    status: StoredStatus,
     error_code: Option<i32>,
     error: Option<ErrorCodeInfo>,
     received_at: chrono::DateTime<chrono::Utc>,
@@ -220,15 +221,15 @@ async fn send_message(
     };
     let recorded = match created.status.parse::<MessageStatus>() {
         Ok(status) => {
-            let result = store::record_sent_message(
-                &state.db,
-                &created.sid,
+            let message = SentMessage {
+                message_sid: &created.sid,
                 status,
-                created.account_sid.clone(),
-                created.from.clone().or(send.from.clone()),
-                created.to.clone().or(Some(send.to.clone())),
-            )
-            .await;
+                account_sid: created.account_sid.clone(),
+                from_address: created.from.clone().or(send.from.clone()),
+                to_address: created.to.clone().or(Some(send.to.clone())),
+                seen_at: chrono::Utc::now(),
+            };
+            let result = store::record_sent_message(&state.db, message).await;
             // Sent is sent: a recording failure is logged, the callbacks will fill the row.
             if let Err(error) = &result {
                 tracing::error!(message_sid = %created.sid, %error, "sent, but not recorded");

@@ -1,18 +1,22 @@
 //! The worker: consumes status callbacks from RabbitMQ and records them in
 //! Postgres exactly once, with a current state per message.
+//!
+//! A callback's way through: `consume` (sessions, batches, the processing
+//! policy) → `decode` → `store` (`dedup`, `projection`, told apart from an
+//! outage by `outage`) → ack; what cannot be stored goes through `failure`
+//! (retry queues, dead-letter queue), which `dlq` lists and replays. The
+//! read API and sending are `http` and `twilio_api`.
 
 pub mod app;
 pub mod config;
-pub mod consumer;
-pub mod db_failure;
+pub mod consume;
 pub mod decode;
 pub mod dlq;
 pub mod entity;
-pub mod failure_headers;
-pub mod failure_router;
+pub mod failure;
 pub mod health;
 pub mod http;
-pub mod nodelay;
+pub mod metrics;
 pub mod queue_depth;
 pub mod store;
 pub mod twilio_api;

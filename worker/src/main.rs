@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
 /// One plain line naming the server and database, with a hint; a database
 /// that does not exist is a configuration error (exit 2).
 fn database_failure(database_url: &str, error: &sea_orm::DbErr) -> ExitCode {
-    let failure = app::explain_database_error(database_url, error);
+    let failure = worker::store::database::explain_database_error(database_url, error);
     if failure.missing_database {
         return bad_config(&failure.message);
     }
@@ -63,13 +63,7 @@ async fn consume(config: WorkerConfig) -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), "worker listening");
-    let shutdown = app.shutdown_handle();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: finishing the current batch");
-        shutdown.shutdown().await;
-    });
-    match app.run_until_stopped().await {
+    match app.run_until_stopped(service_kit::shutdown::signal()).await {
         Ok(()) => {
             tracing::info!("worker stopped");
             ExitCode::SUCCESS
@@ -81,31 +75,10 @@ async fn consume(config: WorkerConfig) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(signal) => signal,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-}
-
 async fn migrate(common: &CommonConfig) -> ExitCode {
     let result = async {
-        let db = app::connect_database(&common.database_url, 1).await?;
-        app::migrate(&db).await
+        let db = worker::store::database::connect_database(&common.database_url, 1).await?;
+        worker::store::database::migrate(&db).await
     }
     .await;
     match result {

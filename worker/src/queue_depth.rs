@@ -1,6 +1,7 @@
 //! Samples how many messages wait in the main, retry and dead-letter queues,
 //! for the `rabbitmq_queue_messages` gauge (a growing DLQ is what SREs page on).
 
+use crate::metrics::QUEUE_MESSAGES;
 use lapin::Channel;
 use queue_wire::topology::Topology;
 use std::time::Duration;
@@ -24,7 +25,7 @@ pub async fn sample(channel: Channel, topology: Topology) {
             let Some(count) = count else {
                 return;
             };
-            metrics::gauge!("rabbitmq_queue_messages", "queue" => kind).set(f64::from(count));
+            metrics::gauge!(QUEUE_MESSAGES.name, "queue" => kind).set(f64::from(count));
         }
         tokio::time::sleep(INTERVAL).await;
     }

@@ -2,7 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 
-use crate::app::IngestState;
+use crate::state::IngestState;
 
 /// 200 while the process runs.
 pub async fn healthz() -> HttpResponse {

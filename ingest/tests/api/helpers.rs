@@ -53,7 +53,7 @@ impl TestApp {
         let app = Application::build(config).unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
         let test_app = Self {
             address,
             client: reqwest::Client::new(),

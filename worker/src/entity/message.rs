@@ -5,7 +5,7 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub message_sid: String,
-    pub status: String,
+    pub status: super::StoredStatus,
     pub status_rank: i16,
     pub status_precedence: i16,
     pub error_code: Option<i32>,

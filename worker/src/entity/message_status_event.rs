@@ -7,7 +7,7 @@ pub struct Model {
     pub id: i64,
     pub dedup_key: String,
     pub message_sid: String,
-    pub status: String,
+    pub status: super::StoredStatus,
     pub status_rank: i16,
     pub error_code: Option<i32>,
     pub raw_payload: Json,

@@ -23,7 +23,7 @@ impl Rig {
         let broker = TestBroker::new().await;
         let database = TestDatabase::new().await;
         let db = database.connect().await;
-        worker::app::migrate(&db).await.unwrap();
+        worker::store::database::migrate(&db).await.unwrap();
         Self {
             broker,
             database,

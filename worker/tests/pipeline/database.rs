@@ -13,7 +13,7 @@ async fn pool_connections_have_tcp_nodelay() {
         "this test needs a TCP database URL, got {}",
         database.url
     );
-    let db = worker::app::connect_database(&database.url, 2)
+    let db = worker::store::database::connect_database(&database.url, 2)
         .await
         .unwrap();
     let row = db
@@ -25,6 +25,7 @@ async fn pool_connections_have_tcp_nodelay() {
         .unwrap()
         .unwrap();
     let client_port: i32 = row.try_get("", "port").unwrap();
-    let nodelay = worker::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
+    let nodelay =
+        worker::store::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
     assert_eq!(nodelay.unwrap(), Some(true));
 }

@@ -28,7 +28,7 @@ async fn each_callback_delivered_three_times_to_two_workers_is_one_row() {
         for envelope in &envelopes {
             pipeline
                 .broker
-                .publish(envelope.to_properties([]), &envelope.body)
+                .publish(envelope.to_properties(), &envelope.body)
                 .await;
         }
     }
@@ -46,7 +46,7 @@ async fn each_callback_delivered_three_times_to_two_workers_is_one_row() {
 async fn commit_without_ack_then_redelivery_is_still_one_row() {
     let pipeline = TestPipeline::start().await;
     let envelope = callback_envelope(&status_params(&message_sid(1), "delivered", None), at(1));
-    let properties = envelope.to_properties([]);
+    let properties = envelope.to_properties();
     // A worker committed this callback and died before its ack...
     let decoded = worker::decode::decode(&properties, envelope.body.clone()).unwrap();
     worker::store::persist_batch(&pipeline.db, &[decoded])
@@ -62,7 +62,7 @@ async fn commit_without_ack_then_redelivery_is_still_one_row() {
         callback_envelope(&status_params(&message_sid(2), "sent", None), at(2));
     pipeline
         .broker
-        .publish(sentinel.to_properties([]), &sentinel.body)
+        .publish(sentinel.to_properties(), &sentinel.body)
         .await;
     wait_for_event_rows(&pipeline.db, 2).await;
     assert_eq!(

@@ -27,7 +27,7 @@ async fn listing_the_dead_letter_queue_never_redelivers_or_drops_a_letter() {
                 queue.as_str().into(),
                 Default::default(),
                 &envelope.body,
-                envelope.to_properties([]),
+                envelope.to_properties(),
             )
             .await
             .unwrap()

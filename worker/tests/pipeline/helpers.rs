@@ -48,7 +48,7 @@ impl RunningWorker {
         let app = Application::build(config).await.unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_handle();
-        let stopped = tokio::spawn(app.run_until_stopped());
+        let stopped = tokio::spawn(app.run_until_stopped(std::future::pending()));
         Self {
             address,
             shutdown,
@@ -180,7 +180,7 @@ pub async fn start_ingest(broker: &TestBroker) -> String {
     config.topology = broker.topology.clone();
     let ingest = ingest::app::Application::build(config).unwrap();
     let address = format!("http://127.0.0.1:{}", ingest.port());
-    tokio::spawn(ingest.run_until_stopped());
+    tokio::spawn(ingest.run_until_stopped(std::future::pending()));
     let readyz = format!("{address}/readyz");
     wait_for("ingest to be ready", Duration::from_secs(30), || async {
         let status = reqwest::get(&readyz).await.ok()?.status();

@@ -1,11 +1,15 @@
 //! Where a delivery goes when it was not stored: the next retry queue
 //! (a transient failure with attempts left) or the dead-letter queue.
 
-use crate::failure_headers::record_failure;
+pub mod attempts;
+
 use chrono::Utc;
 use lapin::{BasicProperties, Channel};
 use queue_wire::topology::Topology;
 use std::time::Duration;
+
+use crate::metrics::{DEAD_LETTERED, RETRIES};
+use attempts::record_failure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -62,7 +66,8 @@ impl FailureRouter {
             Some(delay) => {
                 let queue = self.topology.retry_queue(*delay);
                 self.publish(&queue, annotated, body).await?;
-                metrics::counter!("worker_retries_total", "attempt" => history.attempts.to_string()).increment(1);
+                metrics::counter!(RETRIES.name, "attempt" => history.attempts.to_string())
+                    .increment(1);
                 Ok(Routed::Retry {
                     attempt: history.attempts,
                     queue,
@@ -90,7 +95,7 @@ impl FailureRouter {
         let (annotated, history) = record_failure(properties, reason, Utc::now());
         self.publish(&self.topology.dead_letter_queue(), annotated, body)
             .await?;
-        metrics::counter!("worker_dead_lettered_total", "reason" => reason_label).increment(1);
+        metrics::counter!(DEAD_LETTERED.name, "reason" => reason_label).increment(1);
         Ok(Routed::DeadLetter {
             attempts: history.attempts,
         })

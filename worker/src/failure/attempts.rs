@@ -121,6 +121,7 @@ mod tests {
                 .with_timezone(&Utc),
             request_id: "req-1".into(),
             idempotency_token: Some("tok".into()),
+            trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
         }
     }
 
@@ -129,7 +130,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-26T21:00:01.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        let original = envelope().to_properties([("traceparent".to_owned(), "00-x".to_owned())]);
+        let original = envelope().to_properties();
         let (once, _) = record_failure(&original, "db timeout", now);
         let (twice, history) =
             record_failure(&once, "deadlock", now + chrono::Duration::seconds(5));

@@ -1,0 +1,34 @@
+//! Every metric ingest records, declared once with its description.
+
+use service_kit::metrics::MetricDef;
+
+pub const CALLBACKS_RECEIVED: MetricDef = MetricDef::counter(
+    "ingest_callbacks_received_total",
+    "Requests to POST /twilio/status by outcome: accepted, bad_signature, bad_request, \
+     too_large, unsupported_media_type, timeout, broker_unavailable",
+);
+pub const REQUEST_DURATION: MetricDef = MetricDef::histogram(
+    "ingest_request_duration_seconds",
+    "Time from request to answer on POST /twilio/status, by outcome",
+);
+pub const PUBLISH_CONFIRM_DURATION: MetricDef = MetricDef::histogram(
+    "ingest_publish_confirm_duration_seconds",
+    "Time from publishing a callback to RabbitMQ's confirm",
+);
+pub const PUBLISHES_IN_FLIGHT: MetricDef = MetricDef::gauge(
+    "ingest_publishes_in_flight",
+    "Publishes waiting for their confirm",
+);
+pub const BROKER_BLOCKED: MetricDef = MetricDef::gauge(
+    "ingest_broker_blocked",
+    "1 while RabbitMQ blocks ingest's connection (memory or disk alarm)",
+);
+
+/// All of the above.
+pub const ALL: &[MetricDef] = &[
+    CALLBACKS_RECEIVED,
+    REQUEST_DURATION,
+    PUBLISH_CONFIRM_DURATION,
+    PUBLISHES_IN_FLIGHT,
+    BROKER_BLOCKED,
+];

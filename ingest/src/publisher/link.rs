@@ -1,0 +1,183 @@
+//! The publisher's connection to RabbitMQ and the supervisor that keeps it:
+//! it connects (through the shared `Reconnector`), declares the topology,
+//! opens the confirm channel, watches for flow control, and starts over
+//! when the connection is lost.
+
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection};
+use queue_wire::reconnect::Reconnector;
+use queue_wire::topology::Topology;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::BROKER_BLOCKED;
+
+/// How often the supervisor looks at the connection's state.
+const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A live connection and its confirm-mode channel.
+#[derive(Clone)]
+pub struct Link {
+    connection: Arc<Connection>,
+    channel: Channel,
+}
+
+impl Link {
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    pub fn is_blocked(&self) -> bool {
+        self.connection.status().blocked()
+    }
+
+    /// Connected, and not blocked by the broker's flow control.
+    pub fn is_ready(&self) -> bool {
+        let connection = self.connection.status();
+        connection.connected() && !connection.blocked() && self.channel.status().connected()
+    }
+
+    /// Broken: the connection is closed or in error, or the channel is gone
+    /// while the connection is fine.
+    fn is_dead(&self) -> bool {
+        let connection = self.connection.status();
+        let channel = self.channel.status();
+        connection.errored()
+            || connection.closed()
+            || (connection.connected()
+                && !channel.connected()
+                && !channel.reconnecting()
+                && !channel.initializing())
+    }
+
+    async fn open(connection: Connection, topology: &Topology) -> lapin::Result<Self> {
+        topology.declare(&connection).await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            connection: Arc::new(connection),
+            channel,
+        })
+    }
+
+    async fn close(&self, reason: &str) {
+        // Best effort: the connection may already be gone.
+        if let Err(error) = self.connection.close(200, reason.into()).await {
+            tracing::debug!(%error, "closing the RabbitMQ connection");
+        }
+    }
+}
+
+pub struct LinkSupervisor {
+    amqp_url: String,
+    topology: Topology,
+    current: RwLock<Option<Link>>,
+    stop: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl LinkSupervisor {
+    pub fn new(amqp_url: String, topology: Topology) -> Self {
+        Self {
+            amqp_url,
+            topology,
+            current: RwLock::new(None),
+            stop: CancellationToken::new(),
+            task: Mutex::new(None),
+        }
+    }
+
+    pub fn start(self: &Arc<Self>) {
+        let task = tokio::spawn(self.clone().supervise());
+        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+    }
+
+    pub fn current(&self) -> Option<Link> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, link: Option<Link>) -> Option<Link> {
+        std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
+            link,
+        )
+    }
+
+    /// Stops the supervisor (letting a connect in progress end by itself)
+    /// and closes the connection.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the RabbitMQ supervisor did not stop in time");
+            }
+        }
+        if let Some(link) = self.replace(None) {
+            link.close("ingest shutting down").await;
+        }
+    }
+
+    async fn supervise(self: Arc<Self>) {
+        let mut reconnector = Reconnector::new(
+            self.amqp_url.clone(),
+            format!("ingest {}", self.topology.prefix()),
+            "not ready, callbacks get 503",
+        );
+        while let Some(connection) = reconnector.connect(&self.stop).await {
+            let link = match Link::open(connection, &self.topology).await {
+                Ok(link) => link,
+                Err(error) => {
+                    reconnector.after_failure(&error, &self.stop).await;
+                    continue;
+                }
+            };
+            if self.stop.is_cancelled() {
+                link.close("ingest shutting down").await;
+                return;
+            }
+            tracing::info!(exchange = %self.topology.exchange(), "connected to RabbitMQ");
+            self.replace(Some(link.clone()));
+            self.watch(&link).await;
+            if self.stop.is_cancelled() {
+                return;
+            }
+            tracing::warn!("RabbitMQ connection lost; reconnecting");
+            self.replace(None);
+            link.close("reconnecting").await;
+        }
+    }
+
+    /// Watches a live link until it dies or ingest stops; reports flow control.
+    async fn watch(&self, link: &Link) {
+        let mut blocked = false;
+        while !self.stop.is_cancelled() && !link.is_dead() {
+            let now_blocked = link.is_blocked();
+            if now_blocked != blocked {
+                blocked = now_blocked;
+                metrics::gauge!(BROKER_BLOCKED.name).set(if blocked { 1.0 } else { 0.0 });
+                if blocked {
+                    tracing::warn!("RabbitMQ is blocking publishers (memory or disk alarm); not ready, callbacks get 503");
+                } else {
+                    tracing::info!("RabbitMQ unblocked publishers; ready");
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(WATCH_INTERVAL) => {}
+                () = self.stop.cancelled() => {}
+            }
+        }
+        if blocked {
+            metrics::gauge!(BROKER_BLOCKED.name).set(0.0);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Telemetry of each `POST /twilio/status`, as middleware around the route:
+//! the root span (continuing a caller's `traceparent`), the request id
+//! (`X-Request-Id` on every answer), the outcome counter and latency
+//! histogram, and one log line per request. The route only says what
+//! happened: `Accepted` on its answer, or a `Rejection` as its error.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+use service_kit::telemetry::{parent_from_headers, record_trace_ids};
+use std::time::Instant;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::metrics::{CALLBACKS_RECEIVED, REQUEST_DURATION};
+use crate::rejection::Rejection;
+
+/// This request's id, in the request's extensions for the route to use.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// What the route accepted, in the answer's extensions for the log line.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub message_sid: String,
+    pub status: String,
+}
+
+pub async fn callback_telemetry(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::info_span!(
+        "POST /twilio/status",
+        otel.kind = "server",
+        http.request.method = "POST",
+        http.route = "/twilio/status",
+        http.response.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        message_sid = tracing::field::Empty,
+        twilio.message_sid = tracing::field::Empty,
+        twilio.message_status = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    let parent = parent_from_headers(|name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let _ = span.set_parent(parent);
+    record_trace_ids(&span);
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
+
+    let started = Instant::now();
+    let mut response = next.call(request).instrument(span.clone()).await?;
+    let latency = started.elapsed();
+
+    let _in_span = span.enter();
+    let status_code = response.status().as_u16();
+    span.record("http.response.status_code", status_code);
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    let rejection = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<Rejection>());
+    let accepted = response.response().extensions().get::<Accepted>().cloned();
+    let outcome = match (rejection, &accepted) {
+        (Some(rejection), _) => {
+            tracing::warn!(
+                outcome = rejection.outcome(),
+                latency_ms,
+                request_id,
+                reason = %rejection,
+                "callback rejected"
+            );
+            Some(rejection.outcome())
+        }
+        (None, Some(accepted)) => {
+            tracing::info!(
+                message_sid = %accepted.message_sid,
+                status = %accepted.status,
+                outcome = "accepted",
+                latency_ms,
+                request_id,
+                "callback accepted"
+            );
+            Some("accepted")
+        }
+        // An answer actix gave before the route ran (a broken request).
+        (None, None) => None,
+    };
+    if let Some(outcome) = outcome {
+        metrics::counter!(CALLBACKS_RECEIVED.name, "outcome" => outcome).increment(1);
+        metrics::histogram!(REQUEST_DURATION.name, "outcome" => outcome)
+            .record(latency.as_secs_f64());
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-request-id"), value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,21 @@
+//! What every request handler shares, built once by `app`.
+
+use std::time::Duration;
+use twilio_protocol::signature::SignatureVerifier;
+
+use crate::publisher::CallbackPublisher;
+use crate::signed_url::SignedUrlOrigin;
+
+pub struct IngestState {
+    pub verifier: SignatureVerifier,
+    pub signed_url: SignedUrlOrigin,
+    pub body_limits: BodyLimits,
+    pub publisher: CallbackPublisher,
+}
+
+/// How much of a request ingest reads, and for how long.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}

@@ -1,0 +1,99 @@
+//! Consuming: delivery → decode → dedupe → store → ack.
+//!
+//! Deliveries that are ready together are stored together in one
+//! statement, then acknowledged; nothing is acknowledged before its commit,
+//! so a crash in between means a redelivery, which the dedup key absorbs.
+//! `WORKER_CONCURRENCY` consumers, each on its own channel, do this side by
+//! side, so one batch's round trips to Postgres overlap another's.
+//!
+//! - this module supervises: it consumes only while the database answers,
+//!   and opens a new broker session (`session`) whenever one is lost;
+//! - `batch` takes what is ready from a consumer;
+//! - `policy` decides what happens to a batch: stored and acked, held
+//!   through a database outage, or isolated one callback at a time and the
+//!   failing ones retried or dead-lettered;
+//! - `spans` gives each callback its place in the trace ingest started.
+
+mod batch;
+mod policy;
+mod session;
+mod spans;
+
+use queue_wire::reconnect::Reconnector;
+use sea_orm::DatabaseConnection;
+use service_kit::backoff::Backoff;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::WorkerConfig;
+use crate::health::WorkerHealth;
+use crate::store;
+use session::{Session, SessionEnd};
+
+/// The backoff of every wait for the database: 250 ms doubling to 5 s.
+fn database_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(5))
+}
+
+/// Runs until `stop` is cancelled; then finishes the batch in hand and returns.
+pub async fn run(
+    config: WorkerConfig,
+    db: DatabaseConnection,
+    health: Arc<WorkerHealth>,
+    stop: CancellationToken,
+) {
+    // Not ready the moment this task ends, however it ends (a panic included).
+    let _not_consuming_on_exit = NotConsumingOnExit(health.clone());
+    let topology = &config.common.topology;
+    let mut reconnector = Reconnector::new(
+        config.common.amqp_url.clone(),
+        format!("worker {}", topology.prefix()),
+        "not consuming",
+    );
+    while !stop.is_cancelled() {
+        if !store::database_reachable(&db).await {
+            health.set_database_up(false);
+            tracing::warn!("database unreachable; not consuming until it answers");
+            wait_for_database(&db, &stop).await;
+            continue;
+        }
+        health.set_database_up(true);
+        let session = match Session::open(&config, &mut reconnector, &stop).await {
+            Ok(Some(session)) => session,
+            Ok(None) => break,
+            Err(error) => {
+                reconnector.after_failure(&error, &stop).await;
+                continue;
+            }
+        };
+        health.set_consuming(true);
+        tracing::info!(queue = %topology.main_queue(), "consuming");
+        let end = session.consume(&config, &db, &health, &stop).await;
+        health.set_consuming(false);
+        session.close().await;
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::BrokerLost(error) => reconnector.after_failure(&error, &stop).await,
+        }
+    }
+    tracing::info!("consumer stopped");
+}
+
+struct NotConsumingOnExit(Arc<WorkerHealth>);
+
+impl Drop for NotConsumingOnExit {
+    fn drop(&mut self) {
+        self.0.set_consuming(false);
+    }
+}
+
+async fn wait_for_database(db: &DatabaseConnection, stop: &CancellationToken) {
+    let mut backoff = database_backoff();
+    while !stop.is_cancelled() && !store::database_reachable(db).await {
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = stop.cancelled() => {}
+        }
+    }
+}

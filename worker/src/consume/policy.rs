@@ -1,0 +1,305 @@
+//! What happens to a batch: the processing policy.
+//!
+//! - Stored: acknowledged with one multiple-ack after the commit.
+//! - The database cannot take writes (unreachable, read-only, disk full:
+//!   see `store::outage`): the batch is held unacknowledged and retried with
+//!   backoff until writes work again, instead of burning retries. Holding,
+//!   not returning, keeps the pause off the queue's delivery count, so no
+//!   outage of any length dead-letters good data; deliveries held past
+//!   `WORKER_HOLD_LIMIT_SECS` are re-enqueued as fresh copies before the
+//!   broker's consumer_timeout would return them.
+//! - Serialization failures and deadlocks: retried in place.
+//! - Any other failure may be about the callbacks: the batch is stored one
+//!   callback at a time, and the ones that still fail go to a retry queue
+//!   or, out of attempts, to the dead-letter queue. A message that cannot
+//!   even be decoded is dead-lettered at once.
+
+use lapin::message::Delivery;
+use lapin::options::BasicAckOptions;
+use sea_orm::DatabaseConnection;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::batch::BatchSource;
+use super::session::SessionEnd;
+use super::spans::{persist_span, process_span};
+use crate::config::WorkerConfig;
+use crate::decode::{decode, DecodedCallback};
+use crate::failure::{FailureRouter, RouteError, Routed};
+use crate::health::WorkerHealth;
+use crate::metrics::{
+    BATCH_SIZE, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED, DUPLICATES_SKIPPED,
+    EVENTS_PERSISTED, UNRECOGNISED_STATUSES,
+};
+use crate::store::outage::{classify, DbFailure};
+use crate::store::{self, BatchOutcome};
+
+/// Serialization failures and deadlocks are retried in place this often.
+const CONFLICT_RETRIES: u32 = 5;
+
+/// How a batch's write ended after the outage and conflict policy ran.
+enum Written {
+    Stored(BatchOutcome),
+    /// Failed for a reason that may be about these callbacks.
+    Failed(sea_orm::DbErr),
+    /// Held past the hold limit and re-enqueued as fresh copies.
+    Recycled,
+}
+
+/// What one consumer needs to apply the policy.
+pub struct Processor<'a> {
+    pub router: &'a FailureRouter,
+    pub queue: &'a str,
+    pub config: &'a WorkerConfig,
+    pub db: &'a DatabaseConnection,
+    pub health: &'a WorkerHealth,
+    /// The session's: cancelled when the worker stops or the session ends.
+    pub stop: &'a CancellationToken,
+}
+
+impl Processor<'_> {
+    /// Stores a batch and acknowledges it. `Err` ends the session; whatever
+    /// was not acknowledged is redelivered later.
+    pub async fn process(
+        &self,
+        batch: Vec<Delivery>,
+        source: &mut BatchSource,
+    ) -> Result<(), SessionEnd> {
+        metrics::histogram!(BATCH_SIZE.name).record(batch.len() as f64);
+        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
+        let mut events: Vec<DecodedCallback> = Vec::with_capacity(batch.len());
+        let mut spans: Vec<tracing::Span> = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match decode(&delivery.properties, delivery.data.clone()) {
+                Ok(callback) => {
+                    if callback.callback.status.known().is_none() {
+                        metrics::counter!(UNRECOGNISED_STATUSES.name).increment(1);
+                    }
+                    spans.push(process_span(&delivery, &callback, self.queue));
+                    deliveries.push(delivery);
+                    events.push(callback);
+                }
+                Err(poison) => {
+                    let reason = poison.to_string();
+                    tracing::warn!(%reason, "dead-lettering a message that cannot be processed");
+                    route(
+                        &delivery,
+                        self.router.dead_letter(
+                            &delivery.properties,
+                            &delivery.data,
+                            &reason,
+                            "poison",
+                        ),
+                    )
+                    .await?;
+                }
+            }
+        }
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        // One persist span per callback, each a child of that callback's
+        // trace, all open for the one statement that stores them together.
+        let persist_spans: Vec<tracing::Span> = spans
+            .iter()
+            .map(|parent| persist_span(parent, events.len()))
+            .collect();
+        let written = self.write(&events, &deliveries, source).await;
+        drop(persist_spans);
+        match written? {
+            Written::Stored(outcome) => {
+                record_stored(&events, &spans, outcome);
+                // Deliveries on a channel arrive in tag order and each consumer
+                // stores one batch at a time, so every earlier tag on this
+                // channel is in this batch or already settled: one ack covers all.
+                match deliveries.last() {
+                    Some(last) => acknowledge(last, true).await,
+                    None => Ok(()),
+                }
+            }
+            Written::Recycled => Ok(()),
+            Written::Failed(error) => {
+                tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
+                let one_by_one = deliveries.into_iter().zip(events).zip(spans);
+                self.process_one_by_one(one_by_one.collect(), source).await
+            }
+        }
+    }
+
+    /// After a batch failed for a reason that may be about its callbacks:
+    /// isolate the failing ones, store the rest, send the failing ones to retry.
+    async fn process_one_by_one(
+        &self,
+        decoded: Vec<((Delivery, DecodedCallback), tracing::Span)>,
+        source: &mut BatchSource,
+    ) -> Result<(), SessionEnd> {
+        for ((delivery, event), span) in decoded {
+            let single = [event];
+            let persist = persist_span(&span, 1);
+            let written = self
+                .write(&single, std::slice::from_ref(&delivery), source)
+                .await;
+            drop(persist);
+            match written? {
+                Written::Stored(outcome) => {
+                    record_stored(&single, std::slice::from_ref(&span), outcome);
+                    acknowledge(&delivery, false).await?;
+                }
+                Written::Recycled => {}
+                Written::Failed(error) => {
+                    let reason = format!("database error: {error}");
+                    let routed = route(
+                        &delivery,
+                        self.router.retry_or_dead_letter(
+                            &delivery.properties,
+                            &delivery.data,
+                            &reason,
+                        ),
+                    )
+                    .await?;
+                    tracing::warn!(
+                        message_sid = %single[0].callback.message_sid,
+                        status = %single[0].callback.status,
+                        ?routed,
+                        %reason,
+                        "callback not stored"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `events`, applying the policy: conflicts are retried in place;
+    /// while the database cannot take writes the batch is held and retried
+    /// with backoff (the retry is the probe: it succeeds exactly when writes
+    /// work again). Only failures that may be about the callbacks come back.
+    async fn write(
+        &self,
+        events: &[DecodedCallback],
+        held: &[Delivery],
+        source: &mut BatchSource,
+    ) -> Result<Written, SessionEnd> {
+        let mut conflicts = 0;
+        let mut holding_since: Option<Instant> = None;
+        let mut backoff = super::database_backoff();
+        loop {
+            let error = match timed_persist(self.db, events).await {
+                Ok(outcome) => {
+                    if holding_since.is_some() {
+                        self.health.set_database_up(true);
+                        tracing::info!(held = held.len(), "database takes writes again; resuming");
+                    }
+                    return Ok(Written::Stored(outcome));
+                }
+                Err(error) => error,
+            };
+            let failure = match classify(&error) {
+                // An unexplained error while the database does not even answer
+                // is an outage too.
+                DbFailure::Other if !store::database_reachable(self.db).await => DbFailure::Outage,
+                failure => failure,
+            };
+            match failure {
+                DbFailure::Conflict if conflicts < CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * u64::from(conflicts))).await;
+                }
+                DbFailure::Conflict | DbFailure::Other => return Ok(Written::Failed(error)),
+                DbFailure::Outage => {
+                    let since = *holding_since.get_or_insert_with(|| {
+                        self.health.set_database_up(false);
+                        metrics::counter!(DATABASE_PAUSES.name).increment(1);
+                        tracing::warn!(
+                            %error,
+                            held = held.len(),
+                            "database cannot take writes; holding deliveries until it can"
+                        );
+                        Instant::now()
+                    });
+                    if since.elapsed() >= self.config.hold_limit {
+                        self.recycle(held, source).await?;
+                        return Ok(Written::Recycled);
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                        () = self.stop.cancelled() => return Err(SessionEnd::Shutdown),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Re-enqueues held deliveries, and any others already received on this
+    /// channel, as fresh copies (confirmed before each original is acked).
+    /// A copy starts with a delivery count of zero and a new consumer_timeout
+    /// clock, so a long outage never makes the broker count or drop them.
+    async fn recycle(&self, held: &[Delivery], source: &mut BatchSource) -> Result<(), SessionEnd> {
+        let buffered = source.drain_ready()?;
+        for delivery in held.iter().chain(&buffered) {
+            route(
+                delivery,
+                self.router.requeue(&delivery.properties, &delivery.data),
+            )
+            .await?;
+        }
+        metrics::counter!(DELIVERIES_RECYCLED.name).increment((held.len() + buffered.len()) as u64);
+        tracing::warn!(
+            recycled = held.len() + buffered.len(),
+            "database still cannot take writes; held deliveries re-enqueued as fresh copies"
+        );
+        Ok(())
+    }
+}
+
+/// Waits for a failure route to be confirmed, then acks the original.
+async fn route(
+    delivery: &Delivery,
+    routing: impl std::future::Future<Output = Result<Routed, RouteError>>,
+) -> Result<Routed, SessionEnd> {
+    let routed = routing
+        .await
+        .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+    acknowledge(delivery, false).await?;
+    Ok(routed)
+}
+
+async fn timed_persist(
+    db: &DatabaseConnection,
+    events: &[DecodedCallback],
+) -> Result<BatchOutcome, sea_orm::DbErr> {
+    let started = Instant::now();
+    let result = store::persist_batch(db, events).await;
+    let outcome = if result.is_ok() {
+        "committed"
+    } else {
+        "failed"
+    };
+    metrics::histogram!(DB_BATCH_DURATION.name, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
+}
+
+fn record_stored(events: &[DecodedCallback], spans: &[tracing::Span], outcome: BatchOutcome) {
+    metrics::counter!(EVENTS_PERSISTED.name).increment(outcome.inserted as u64);
+    metrics::counter!(DUPLICATES_SKIPPED.name).increment(outcome.duplicates as u64);
+    for (event, span) in events.iter().zip(spans) {
+        span.in_scope(|| {
+            tracing::info!(
+                status = %event.callback.status,
+                request_id = %event.envelope.request_id,
+                "callback processed"
+            );
+        });
+    }
+}
+
+/// Acks `delivery`, and with `multiple` every earlier one on its channel.
+async fn acknowledge(delivery: &Delivery, multiple: bool) -> Result<(), SessionEnd> {
+    delivery
+        .acker
+        .ack(BasicAckOptions { multiple })
+        .await
+        .map(|_| ())
+        .map_err(|e| SessionEnd::BrokerLost(format!("ack failed: {e}")))
+}
