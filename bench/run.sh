@@ -463,7 +463,7 @@ TITLE="Benchmarks"
   echo "- Worker rate: callbacks queued with the worker stopped, then rows / (last persisted_at − first persisted_at) once it runs. Lag: persisted_at − received_at of every stored row (persisted_at is taken when the worker builds the insert; the commit follows)."
   echo "- CPU per 1,000: requests for ingest and RabbitMQ, stored rows for worker and Postgres. Peak RSS: VmHWM."
   echo
-  echo "Reproduce: \`bench/run.sh\` (release build into \`target-bench/\`; about 4 minutes plus the build, more if it has to wait for a quiet machine; needs RabbitMQ and Postgres on 127.0.0.1, psql, jq, curl). Raw JSON of every phase and the services' logs: \`target-bench/bench-<id>/\`. CI-sized check: \`bench/smoke.sh\`. Micro-benchmarks: \`cargo bench -p shared --bench signature\`."
+  echo "Reproduce: \`bench/run.sh\` (release build into \`target-bench/\`; about 4 minutes plus the build, more if it has to wait for a quiet machine; needs RabbitMQ and Postgres on 127.0.0.1, psql, jq, curl). Raw JSON of every phase and the services' logs: \`target-bench/bench-<id>/\`. CI-sized check: \`bench/smoke.sh\`. Micro-benchmarks: \`cargo bench -p twilio-protocol --bench signature\`."
   if [ ${#NOTES[@]} -gt 0 ]; then
     echo
     echo "## Notes"

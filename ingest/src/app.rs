@@ -36,6 +36,7 @@ impl Application {
         let publisher = CallbackPublisher::new(
             config.amqp_url.clone(),
             config.topology.clone(),
+            config.batching,
             config.confirm_timeout,
         );
         let state = web::Data::new(IngestState {

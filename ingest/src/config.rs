@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use twilio_protocol::signature::AuthToken;
 
+use crate::publisher::BatchLimits;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ingest",
@@ -58,6 +60,39 @@ pub struct IngestArgs {
         default_value_t = 5000
     )]
     pub confirm_timeout_ms: u64,
+
+    /// Most callbacks published together in one broker message.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BATCH_MAX_CALLBACKS",
+        default_value_t = 64
+    )]
+    pub batch_max_callbacks: usize,
+
+    /// Most body bytes in one broker message (a larger callback goes alone).
+    #[arg(long, hide_env_values = true, env = "INGEST_BATCH_MAX_BYTES", default_value_t = 512 * 1024)]
+    pub batch_max_bytes: usize,
+
+    /// Batch messages waiting for their confirm at once; callbacks that
+    /// arrive while all are in flight go together in the next one.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BATCHES_IN_FLIGHT",
+        default_value_t = 4
+    )]
+    pub batches_in_flight: usize,
+
+    /// Optional wait, in microseconds, before a batch is closed (0: none; a
+    /// lone callback goes at once).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BATCH_LINGER_US",
+        default_value_t = 0
+    )]
+    pub batch_linger_us: u64,
 
     /// How long in-flight requests get to finish after SIGTERM.
     #[arg(
@@ -112,6 +147,8 @@ pub enum ConfigError {
     AmqpUrl(String),
     #[error("INGEST_BODY_LIMIT_BYTES must be above zero")]
     BodyLimit,
+    #[error("INGEST_BATCH_MAX_CALLBACKS, INGEST_BATCH_MAX_BYTES and INGEST_BATCHES_IN_FLIGHT must be above zero")]
+    Batching,
 }
 
 #[derive(Clone, Debug)]
@@ -123,6 +160,7 @@ pub struct IngestConfig {
     pub amqp_url: String,
     pub body_limit_bytes: usize,
     pub confirm_timeout: Duration,
+    pub batching: BatchLimits,
     pub body_timeout: Duration,
     pub trust_forwarded_headers: bool,
     pub shutdown_timeout: Duration,
@@ -155,6 +193,10 @@ impl TryFrom<IngestArgs> for IngestConfig {
         if args.body_limit_bytes == 0 {
             return Err(ConfigError::BodyLimit);
         }
+        if args.batch_max_callbacks == 0 || args.batch_max_bytes == 0 || args.batches_in_flight == 0
+        {
+            return Err(ConfigError::Batching);
+        }
         Ok(Self {
             auth_tokens,
             public_base_url,
@@ -162,6 +204,12 @@ impl TryFrom<IngestArgs> for IngestConfig {
             amqp_url: args.amqp_url,
             body_limit_bytes: args.body_limit_bytes,
             confirm_timeout: Duration::from_millis(args.confirm_timeout_ms),
+            batching: BatchLimits {
+                max_callbacks: args.batch_max_callbacks,
+                max_bytes: args.batch_max_bytes,
+                in_flight: args.batches_in_flight,
+                linger: Duration::from_micros(args.batch_linger_us),
+            },
             body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
             trust_forwarded_headers: args.trust_forwarded_headers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),

@@ -13,11 +13,19 @@ pub const REQUEST_DURATION: MetricDef = MetricDef::histogram(
 );
 pub const PUBLISH_CONFIRM_DURATION: MetricDef = MetricDef::histogram(
     "ingest_publish_confirm_duration_seconds",
-    "Time from publishing a callback to RabbitMQ's confirm",
+    "Time from handing a verified callback to the publisher to RabbitMQ's confirm of its batch",
 );
 pub const PUBLISHES_IN_FLIGHT: MetricDef = MetricDef::gauge(
     "ingest_publishes_in_flight",
-    "Publishes waiting for their confirm",
+    "Callbacks waiting for their batch's confirm",
+);
+pub const BATCH_SIZE: MetricDef = MetricDef::histogram(
+    "ingest_batch_size",
+    "Callbacks published together in one broker message (group commit)",
+);
+pub const BATCHES_IN_FLIGHT: MetricDef = MetricDef::gauge(
+    "ingest_batches_in_flight",
+    "Batch messages published and waiting for their confirm",
 );
 pub const BROKER_BLOCKED: MetricDef = MetricDef::gauge(
     "ingest_broker_blocked",
@@ -30,5 +38,7 @@ pub const ALL: &[MetricDef] = &[
     REQUEST_DURATION,
     PUBLISH_CONFIRM_DURATION,
     PUBLISHES_IN_FLIGHT,
+    BATCH_SIZE,
+    BATCHES_IN_FLIGHT,
     BROKER_BLOCKED,
 ];

@@ -6,8 +6,9 @@
 //! afterwards, whatever happened.
 
 use anyhow::{bail, Context};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use queue_wire::broker::ConfirmError;
 use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use queue_wire::topology::Topology;
 use serde::Serialize;
@@ -17,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::workload::{Generator, Mix, RunId, Workload};
+
+/// Ingest's default: a publish not confirmed within this counts as failed.
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize)]
 pub struct BrokerCeilingReport {
@@ -109,28 +113,19 @@ async fn publish_all(
             let mut failed = 0u64;
             while Instant::now() < deadline && claimed.fetch_add(1, Ordering::Relaxed) < messages {
                 let sent = Instant::now();
-                let confirmed = async {
-                    channel
-                        .basic_publish(
-                            exchange.as_str().into(),
-                            routing_key.into(),
-                            BasicPublishOptions {
-                                mandatory: true,
-                                ..BasicPublishOptions::default()
-                            },
-                            &body,
-                            properties.clone(),
-                        )
-                        .await?
-                        .await
-                }
+                let confirmed = queue_wire::broker::publish_confirmed(
+                    &channel,
+                    &exchange,
+                    routing_key,
+                    &body,
+                    properties.clone(),
+                    CONFIRM_DEADLINE,
+                )
                 .await;
                 match confirmed {
-                    Ok(Confirmation::Ack(None)) => {
-                        histogram.saturating_record(micros(sent.elapsed()));
-                    }
-                    Ok(_) => failed += 1,
-                    Err(error) => return Err(error),
+                    Ok(()) => histogram.saturating_record(micros(sent.elapsed())),
+                    Err(ConfirmError::Broker(error)) => return Err(error),
+                    Err(_) => failed += 1,
                 }
             }
             Ok((histogram, failed))

@@ -1,22 +1,24 @@
-//! The database ceiling: multi-row `INSERT ... ON CONFLICT (dedup_key) DO
-//! NOTHING RETURNING dedup_key` of rows like the worker's (same columns,
-//! realistic raw payloads), one transaction per batch, into the real schema
+//! The database ceiling: the worker's own batch statement with the
+//! projection taken out (`worker::store::projection::INSERT_EVENTS_ONLY`):
+//! the same rows (`EventRow`, realistic raw payloads), the same JSON
+//! parameter, the same pool, one statement per batch, into the real schema
 //! of a scratch database that is created, migrated and dropped here.
 //!
-//! The worker's transaction also upserts `messages`; this measures the event
-//! insert alone, so it is an upper bound for the worker's persist rate.
+//! The worker's statement also folds and upserts `messages`; this measures
+//! the event insert alone, so it is an upper bound for the worker's rate.
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
-use queue_wire::envelope::BodyKind;
-use sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value,
-};
+use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twilio_protocol::callback::StatusCallback;
+use worker::decode::DecodedCallback;
+use worker::store::projection::{EventRow, INSERT_EVENTS_ONLY};
+use worker::store::run_batch_statement;
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::local::with_database;
@@ -30,11 +32,9 @@ pub struct DbCeilingReport {
     pub concurrency: usize,
     pub elapsed_s: f64,
     pub rows_per_s: f64,
-    /// One batch: begin, insert, commit.
+    /// One batch: one statement, its own transaction.
     pub batch_latency_ms: Percentiles,
 }
-
-const COLUMNS: usize = 11;
 
 pub async fn run(
     database_url: &str,
@@ -43,7 +43,7 @@ pub async fn run(
     concurrency: usize,
     time_limit: Duration,
 ) -> anyhow::Result<DbCeilingReport> {
-    let batch = batch.clamp(1, 65_535 / COLUMNS);
+    let batch = batch.max(1);
     let name = format!("loadgen_ceiling_{}", RunId::random().as_hex());
     let admin = Database::connect(with_database(database_url, "postgres")?)
         .await
@@ -78,8 +78,9 @@ pub async fn run(
     Ok(report)
 }
 
-/// Builds every statement before the clock starts, so only the database is timed.
-fn statements(rows: u64, batch: usize) -> anyhow::Result<Vec<Statement>> {
+/// Builds every batch before the clock starts, so only the statement (and
+/// the row serialisation the worker also pays) is timed.
+fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>> {
     let run = RunId::random();
     let workload = Arc::new(Workload::new(
         "http://127.0.0.1:8080/twilio/status".into(),
@@ -88,58 +89,37 @@ fn statements(rows: u64, batch: usize) -> anyhow::Result<Vec<Statement>> {
         run,
     ));
     let mut generator = Generator::new(workload, 0, 1);
-    let mut statements = Vec::new();
+    let mut batches = Vec::new();
     let mut remaining = rows;
     while remaining > 0 {
         let in_batch = remaining.min(batch as u64) as usize;
         remaining -= in_batch as u64;
-        let mut sql = String::from(
-            "INSERT INTO message_status_events \
-             (dedup_key, message_sid, status, status_rank, error_code, raw_payload, content_type, \
-              idempotency_token, request_id, received_at, persisted_at) VALUES ",
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(in_batch * COLUMNS);
-        for row in 0..in_batch {
+        let mut events = Vec::with_capacity(in_batch);
+        for _ in 0..in_batch {
             let (_, _, params) = generator.next_event();
+            let envelope = CallbackEnvelope {
+                body: params.encode().into_bytes(),
+                body_kind: BodyKind::Form,
+                received_at: chrono::Utc::now(),
+                request_id: uuid::Uuid::new_v4().to_string(),
+                idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
+                trace_context: Vec::new(),
+            };
             let callback = StatusCallback::from_params(params)
                 .context("the generator made an invalid callback")?;
-            if row > 0 {
-                sql.push(',');
-            }
-            sql.push('(');
-            for column in 0..COLUMNS {
-                if column > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("${}", row * COLUMNS + column + 1));
-            }
-            sql.push(')');
-            let now = chrono::Utc::now();
-            values.extend([
-                dedup_key().into(),
-                callback.message_sid.as_str().to_owned().into(),
-                callback.status.as_str().to_owned().into(),
-                callback.status.rank().into(),
-                callback.error_code.into(),
-                callback.params.to_json().into(),
-                BodyKind::Form.content_type().to_owned().into(),
-                Some(uuid::Uuid::new_v4().to_string()).into(),
-                uuid::Uuid::new_v4().to_string().into(),
-                now.into(),
-                now.into(),
-            ]);
+            events.push(DecodedCallback {
+                envelope,
+                callback,
+                dedup_key: dedup_key(),
+                from_batch: false,
+            });
         }
-        sql.push_str(" ON CONFLICT (dedup_key) DO NOTHING RETURNING dedup_key");
-        statements.push(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            values,
-        ));
+        batches.push(events);
     }
-    Ok(statements)
+    Ok(batches)
 }
 
-/// 64 hex digits, like the worker's SHA-256 keys.
+/// 64 hex digits, like the worker's SHA-256 keys, and never a duplicate.
 fn dedup_key() -> String {
     (0..4)
         .map(|_| format!("{:016x}", fastrand::u64(..)))
@@ -153,29 +133,28 @@ async fn insert_all(
     concurrency: usize,
     time_limit: Duration,
 ) -> anyhow::Result<DbCeilingReport> {
-    let statements = Arc::new(statements(rows, batch)?);
+    let batches = Arc::new(batches(rows, batch)?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let deadline = started + time_limit;
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
         let db = db.clone();
-        let statements = statements.clone();
+        let batches = batches.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();
             let mut inserted = 0u64;
             while Instant::now() < deadline {
                 let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(statement) = statements.get(index) else {
+                let Some(events) = batches.get(index) else {
                     break;
                 };
                 let batch_started = Instant::now();
-                let transaction = db.begin().await?;
-                let returned = transaction.query_all_raw(statement.clone()).await?;
-                transaction.commit().await?;
+                let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
+                let returned = run_batch_statement(&db, &INSERT_EVENTS_ONLY, &rows).await?;
                 histogram.saturating_record(micros(batch_started.elapsed()));
-                inserted += returned.len() as u64;
+                inserted += returned as u64;
             }
             anyhow::Ok((histogram, inserted))
         }));

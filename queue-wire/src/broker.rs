@@ -16,7 +16,7 @@ pub async fn connect(amqp_url: &str, connection_name: &str) -> lapin::Result<Con
 }
 
 /// Why a confirmed publish did not land.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ConfirmError {
     #[error("RabbitMQ error: {0}")]
     Broker(#[from] lapin::Error),

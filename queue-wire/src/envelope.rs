@@ -15,7 +15,7 @@ const HEADER_IDEMPOTENCY_TOKEN: &str = "x-twilio-idempotency-token";
 const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
 
 /// AMQP delivery mode for messages that survive a broker restart.
-const PERSISTENT: u8 = 2;
+pub(crate) const PERSISTENT: u8 = 2;
 
 /// How the callback body is encoded, from its `Content-Type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,12 +49,14 @@ impl BodyKind {
 }
 
 /// Why a queue message could not be read back as an envelope.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EnvelopeError {
     #[error("missing or unsupported content type")]
     ContentType,
     #[error("missing or malformed header {0}")]
     Header(&'static str),
+    #[error("malformed batch message: {0}")]
+    Batch(&'static str),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -106,23 +106,16 @@ impl TestBroker {
     /// Publishes a raw message to the main exchange, as ingest does, and
     /// waits for the broker's confirm.
     pub async fn publish(&self, properties: BasicProperties, body: &[u8]) {
-        let confirmation = self
-            .publisher
-            .basic_publish(
-                self.topology.exchange().into(),
-                self.topology.routing_key().into(),
-                lapin::options::BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert_eq!(confirmation, lapin::Confirmation::Ack(None));
+        queue_wire::broker::publish_confirmed(
+            &self.publisher,
+            &self.topology.exchange(),
+            self.topology.routing_key(),
+            body,
+            properties,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("the broker confirms a test publish");
     }
 
     /// Publishes a form callback as ingest would have, received at `received_at`.
@@ -133,6 +126,17 @@ impl TestBroker {
     ) {
         let envelope = callback_envelope(params, received_at);
         self.publish(envelope.to_properties(), &envelope.body).await;
+    }
+
+    /// Publishes form callbacks as one batch message, as ingest's group
+    /// commit does; each `(params, received_at)` becomes one entry.
+    pub async fn publish_batch(&self, callbacks: &[(FormParams, chrono::DateTime<chrono::Utc>)]) {
+        let envelopes: Vec<CallbackEnvelope> = callbacks
+            .iter()
+            .map(|(params, received_at)| callback_envelope(params, *received_at))
+            .collect();
+        let (body, properties) = queue_wire::batch::encode_batch(&envelopes);
+        self.publish(properties, &body).await;
     }
 
     /// Messages ready in `queue` (not counting unacknowledged ones).

@@ -137,7 +137,8 @@ pub struct ConsumeArgs {
     )]
     pub prefetch: u16,
 
-    /// Most deliveries persisted in one transaction.
+    /// Most callbacks persisted in one transaction (a delivery carrying more
+    /// is persisted whole).
     #[arg(
         long,
         hide_env_values = true,

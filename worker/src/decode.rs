@@ -1,8 +1,12 @@
-//! Turning a queue message back into a callback the store can take, or
-//! deciding it can never be processed.
+//! Turning a delivery back into the callbacks it carries, in either queue
+//! format (one callback, or a batch that ingest committed together), and
+//! telling which can never be processed.
 
+use lapin::message::Delivery;
 use lapin::BasicProperties;
+use queue_wire::batch::QueueMessage;
 use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use std::borrow::Cow;
 use twilio_protocol::callback::StatusCallback;
 
 /// A callback ready to be stored.
@@ -11,9 +15,32 @@ pub struct DecodedCallback {
     pub envelope: CallbackEnvelope,
     pub callback: StatusCallback,
     pub dedup_key: String,
+    /// Whether it came in a batch message (rather than a message of its own).
+    pub from_batch: bool,
 }
 
-/// Why a message can never be processed, however often it is retried.
+impl DecodedCallback {
+    /// This callback as a message of its own, for a retry or dead-letter
+    /// queue (which hold one callback per message): a callback that came
+    /// alone keeps its message, failure history included; one from a batch
+    /// gets the single-callback format with its own metadata.
+    pub fn as_single_message<'a>(
+        &'a self,
+        delivery: &'a Delivery,
+    ) -> (Cow<'a, BasicProperties>, &'a [u8]) {
+        if self.from_batch {
+            (
+                Cow::Owned(self.envelope.to_properties()),
+                &self.envelope.body,
+            )
+        } else {
+            (Cow::Borrowed(&delivery.properties), &delivery.data)
+        }
+    }
+}
+
+/// Why a message, or one callback in a batch, can never be processed,
+/// however often it is retried.
 #[derive(Debug, thiserror::Error)]
 pub enum Poison {
     #[error("undecodable queue message: {0}")]
@@ -22,18 +49,77 @@ pub enum Poison {
     Callback(#[from] twilio_protocol::callback::CallbackError),
 }
 
-pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedCallback, Poison> {
-    let envelope = CallbackEnvelope::from_message(properties, body)?;
-    let callback = match envelope.body_kind {
-        BodyKind::Form => StatusCallback::from_form(&envelope.body)?,
-        BodyKind::Json => StatusCallback::from_json(&envelope.body)?,
-    };
+/// A callback of a batch that cannot be processed, kept whole so that it can
+/// be dead-lettered alone while its neighbours are stored.
+#[derive(Debug)]
+pub struct PoisonEntry {
+    pub envelope: CallbackEnvelope,
+    pub poison: Poison,
+}
+
+/// What one delivery holds.
+#[derive(Debug, Default)]
+pub struct DecodedDelivery {
+    pub callbacks: Vec<DecodedCallback>,
+    pub poison_entries: Vec<PoisonEntry>,
+}
+
+/// `Err`: the whole message cannot be processed (its format is broken, or it
+/// is a single callback that is invalid).
+pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedDelivery, Poison> {
+    match QueueMessage::decode(properties, body)? {
+        QueueMessage::Single(envelope) => {
+            let callback = decode_callback(envelope, false)?;
+            Ok(DecodedDelivery {
+                callbacks: vec![callback],
+                poison_entries: Vec::new(),
+            })
+        }
+        QueueMessage::Batch(envelopes) => {
+            let mut decoded = DecodedDelivery::default();
+            for envelope in envelopes {
+                match parse(&envelope) {
+                    Ok(callback) => decoded.callbacks.push(with_key(envelope, callback, true)),
+                    Err(poison) => decoded.poison_entries.push(PoisonEntry {
+                        envelope,
+                        poison: poison.into(),
+                    }),
+                }
+            }
+            Ok(decoded)
+        }
+    }
+}
+
+fn decode_callback(
+    envelope: CallbackEnvelope,
+    from_batch: bool,
+) -> Result<DecodedCallback, Poison> {
+    let callback = parse(&envelope)?;
+    Ok(with_key(envelope, callback, from_batch))
+}
+
+fn parse(
+    envelope: &CallbackEnvelope,
+) -> Result<StatusCallback, twilio_protocol::callback::CallbackError> {
+    match envelope.body_kind {
+        BodyKind::Form => StatusCallback::from_form(&envelope.body),
+        BodyKind::Json => StatusCallback::from_json(&envelope.body),
+    }
+}
+
+fn with_key(
+    envelope: CallbackEnvelope,
+    callback: StatusCallback,
+    from_batch: bool,
+) -> DecodedCallback {
     let dedup_key = crate::store::dedup::dedup_key(&callback);
-    Ok(DecodedCallback {
+    DecodedCallback {
         envelope,
         callback,
         dedup_key,
-    })
+        from_batch,
+    }
 }
 
 #[cfg(test)]

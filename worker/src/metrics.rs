@@ -32,7 +32,11 @@ pub const DEAD_LETTERED: MetricDef = MetricDef::counter(
 );
 pub const BATCH_SIZE: MetricDef = MetricDef::histogram(
     "worker_batch_size",
-    "Deliveries stored together in one statement",
+    "Callbacks stored together in one statement",
+);
+pub const CALLBACKS_PER_DELIVERY: MetricDef = MetricDef::histogram(
+    "worker_delivery_size",
+    "Callbacks carried by one delivery (ingest's group commit)",
 );
 pub const DB_BATCH_DURATION: MetricDef = MetricDef::histogram(
     "worker_db_batch_duration_seconds",
@@ -61,6 +65,7 @@ pub const ALL: &[MetricDef] = &[
     RETRIES,
     DEAD_LETTERED,
     BATCH_SIZE,
+    CALLBACKS_PER_DELIVERY,
     DB_BATCH_DURATION,
     CONSUMING,
     DATABASE_UP,

@@ -1,25 +1,32 @@
 //! Publishing accepted callbacks to RabbitMQ with publisher confirms.
 //!
-//! One connection and one confirm-mode channel, shared by every request: a
-//! lapin channel pipelines publishes and streams their confirms back, so many
-//! requests wait on their own confirm at once with no lock around
-//! publish-and-wait. The connection is kept by `link`'s supervisor.
+//! A request hands its verified callback to the `committer`, which groups
+//! callbacks that arrive together into one batch message with one confirm,
+//! and gets its answer when that confirm arrives. The connection and its
+//! confirm-mode channel are kept by `link`'s supervisor; a lapin channel
+//! pipelines publishes and streams their confirms back, so several batches
+//! are in flight at once with no lock around publish-and-wait.
 
+mod committer;
 mod link;
 
-use lapin::types::ShortString;
+pub use committer::BatchLimits;
+
 use queue_wire::envelope::CallbackEnvelope;
 use queue_wire::topology::Topology;
 use service_kit::telemetry::trace_headers;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use twilio_protocol::callback::StatusCallback;
 
 use crate::metrics::{PUBLISHES_IN_FLIGHT, PUBLISH_CONFIRM_DURATION};
+use committer::{Committer, Destination, Pending};
 use link::LinkSupervisor;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("not connected to RabbitMQ")]
     NotConnected,
@@ -32,25 +39,55 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct CallbackPublisher {
     link: Arc<LinkSupervisor>,
-    exchange: ShortString,
-    routing_key: ShortString,
+    queue: mpsc::UnboundedSender<Pending>,
+    exchange: Arc<str>,
     confirm_timeout: Duration,
+    stop: CancellationToken,
+    /// Taken by `start`.
+    committer: Arc<Mutex<Option<Committer>>>,
+    committer_task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl CallbackPublisher {
     /// A publisher with no connection yet: publishing fails fast with
     /// `NotConnected` until `start` has brought the first connection up.
-    pub fn new(amqp_url: String, topology: Topology, confirm_timeout: Duration) -> Self {
-        Self {
-            exchange: topology.exchange().into(),
-            routing_key: topology.routing_key().into(),
-            link: Arc::new(LinkSupervisor::new(amqp_url, topology)),
+    pub fn new(
+        amqp_url: String,
+        topology: Topology,
+        limits: BatchLimits,
+        confirm_timeout: Duration,
+    ) -> Self {
+        let exchange: Arc<str> = topology.exchange().into();
+        let destination = Destination {
+            exchange: exchange.to_string(),
+            routing_key: topology.routing_key().to_owned(),
+        };
+        let link = Arc::new(LinkSupervisor::new(amqp_url, topology));
+        let stop = CancellationToken::new();
+        let (queue, committer) = Committer::new(
+            link.clone(),
+            destination,
+            limits,
             confirm_timeout,
+            stop.clone(),
+        );
+        Self {
+            link,
+            queue,
+            exchange,
+            confirm_timeout,
+            stop,
+            committer: Arc::new(Mutex::new(Some(committer))),
+            committer_task: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// Starts the supervisor that connects (and reconnects) to RabbitMQ.
+    /// Starts the committer and the supervisor that connects (and
+    /// reconnects) to RabbitMQ.
     pub fn start(&self) {
+        if let Some(committer) = lock(&self.committer).take() {
+            *lock(&self.committer_task) = Some(tokio::spawn(committer.run()));
+        }
         self.link.start();
     }
 
@@ -59,12 +96,12 @@ impl CallbackPublisher {
         self.link.current().is_some_and(|link| link.is_ready())
     }
 
-    /// Publishes one callback as a persistent, mandatory message and waits
-    /// for the broker to confirm it. `Ok` means RabbitMQ has taken
-    /// responsibility. One deadline covers the publish and its confirm
-    /// together (a blocked broker can stall either), and a connection the
-    /// broker is blocking is refused at once: every request gets its answer
-    /// in time. The publish is a producer span of the callback's trace, and
+    /// Publishes one callback as part of a persistent, mandatory batch
+    /// message and waits for the broker to confirm it. `Ok` means RabbitMQ
+    /// has taken responsibility. The answer comes within the confirm
+    /// deadline whatever happens (a blocked broker can stall a publish or
+    /// its confirm), and a connection the broker is blocking is refused at
+    /// once. The publish is a producer span of the callback's trace, and
     /// the worker's spans continue from it.
     pub async fn publish(
         &self,
@@ -84,7 +121,7 @@ impl CallbackPublisher {
         envelope.trace_context = trace_headers(&span);
         metrics::gauge!(PUBLISHES_IN_FLIGHT.name).increment(1.0);
         let started = Instant::now();
-        let published = self.publish_confirmed(&envelope).instrument(span).await;
+        let published = self.committed(envelope).instrument(span).await;
         metrics::gauge!(PUBLISHES_IN_FLIGHT.name).decrement(1.0);
         if published.is_ok() {
             metrics::histogram!(PUBLISH_CONFIRM_DURATION.name)
@@ -93,25 +130,42 @@ impl CallbackPublisher {
         published
     }
 
-    async fn publish_confirmed(&self, envelope: &CallbackEnvelope) -> Result<(), PublishError> {
+    async fn committed(&self, envelope: CallbackEnvelope) -> Result<(), PublishError> {
         let link = self.link.current().ok_or(PublishError::NotConnected)?;
         if link.is_blocked() {
             return Err(PublishError::Blocked);
         }
-        queue_wire::broker::publish_confirmed(
-            link.channel(),
-            self.exchange.as_str(),
-            self.routing_key.as_str(),
-            &envelope.body,
-            envelope.to_properties(),
-            self.confirm_timeout,
-        )
-        .await?;
-        Ok(())
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Pending { envelope, answer })
+            .map_err(|_| PublishError::NotConnected)?;
+        match tokio::time::timeout(self.confirm_timeout, answered).await {
+            Ok(Ok(outcome)) => outcome,
+            // The committer stopped (shutting down).
+            Ok(Err(_)) => Err(PublishError::NotConnected),
+            Err(_) => Err(queue_wire::broker::ConfirmError::Timeout(self.confirm_timeout).into()),
+        }
     }
 
-    /// Closes the connection after in-flight publishes were answered.
+    /// After the server has answered its last request: stops the committer
+    /// once the batches in flight are answered, then closes the connection.
     pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let task = lock(&self.committer_task).take();
+        if let Some(task) = task {
+            if tokio::time::timeout(self.confirm_timeout + Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                tracing::debug!("batches still in flight at shutdown");
+            }
+        }
         self.link.shutdown().await;
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -1,6 +1,9 @@
 use clap::Parser;
 use ingest::app::Application;
 use ingest::config::{IngestArgs, IngestConfig};
+use lapin::BasicProperties;
+use queue_wire::batch::QueueMessage;
+use queue_wire::envelope::CallbackEnvelope;
 use std::time::Duration;
 use testkit::{wait_for, TestBroker, TEST_TOKEN};
 
@@ -9,6 +12,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub broker: TestBroker,
     pub handle: actix_web::dev::ServerHandle,
+    /// Callbacks taken off the main queue so far (see `queued`).
+    taken: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
@@ -59,6 +64,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             broker,
             handle,
+            taken: Default::default(),
         };
         if options.amqp_url.is_none() {
             test_app.wait_ready().await;
@@ -101,9 +107,35 @@ impl TestApp {
         request.send().await.unwrap()
     }
 
+    /// How many callbacks ingest has queued so far, however they were
+    /// grouped into messages. (Takes them off the queue to count them.)
     pub async fn queued(&self) -> u32 {
-        self.broker
-            .ready_count(&self.broker.topology.main_queue())
-            .await
+        let now = self.queued_callbacks().await.len();
+        let total = self
+            .taken
+            .fetch_add(now, std::sync::atomic::Ordering::SeqCst)
+            + now;
+        u32::try_from(total).unwrap()
+    }
+
+    /// Takes every message off the main queue and returns the callbacks they
+    /// carry, each with the properties of the message it came in.
+    pub async fn queued_callbacks(&self) -> Vec<(BasicProperties, CallbackEnvelope)> {
+        let messages = self
+            .broker
+            .take_all(&self.broker.topology.main_queue())
+            .await;
+        let mut callbacks = Vec::new();
+        for (properties, data) in messages {
+            match QueueMessage::decode(&properties, data).unwrap() {
+                QueueMessage::Single(envelope) => callbacks.push((properties, envelope)),
+                QueueMessage::Batch(envelopes) => callbacks.extend(
+                    envelopes
+                        .into_iter()
+                        .map(|envelope| (properties.clone(), envelope)),
+                ),
+            }
+        }
+        callbacks
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::helpers::TestApp;
 use futures_util::stream::{self, StreamExt};
-use queue_wire::envelope::{BodyKind, CallbackEnvelope};
+use queue_wire::envelope::BodyKind;
 use testkit::{message_sid, post_signed, sign, status_params, TEST_TOKEN};
 use twilio_protocol::signature::{body_sha256_hex, compute_signature, AuthToken};
 
@@ -32,11 +32,14 @@ async fn accepted_callback_is_queued_byte_for_byte_with_metadata() {
         .unwrap()
         .to_owned();
 
-    let messages = app.broker.take_all(&app.broker.topology.main_queue()).await;
-    assert_eq!(messages.len(), 1);
-    let (properties, data) = &messages[0];
-    assert_eq!(data, body.as_bytes());
-    let envelope = CallbackEnvelope::from_message(properties, data.clone()).unwrap();
+    let callbacks = app.queued_callbacks().await;
+    assert_eq!(callbacks.len(), 1);
+    let (properties, envelope) = &callbacks[0];
+    assert_eq!(envelope.body, body.as_bytes());
+    assert_eq!(
+        properties.content_type().as_ref().map(|ct| ct.as_str()),
+        Some(queue_wire::batch::BATCH_CONTENT_TYPE)
+    );
     assert_eq!(envelope.body_kind, BodyKind::Form);
     assert_eq!(envelope.idempotency_token.as_deref(), Some("idem-123"));
     assert_eq!(envelope.request_id, request_id);
@@ -85,15 +88,10 @@ async fn json_callback_with_body_hash_is_accepted_and_a_wrong_hash_refused() {
     // Same signed URL (so same hash claim), different body.
     assert_eq!(post(format!("{body} ")).await.unwrap().status(), 403);
 
-    let messages = app.broker.take_all(&app.broker.topology.main_queue()).await;
-    assert_eq!(messages.len(), 1);
-    assert_eq!(messages[0].1, body.as_bytes());
-    assert_eq!(
-        CallbackEnvelope::from_message(&messages[0].0, messages[0].1.clone())
-            .unwrap()
-            .body_kind,
-        BodyKind::Json
-    );
+    let callbacks = app.queued_callbacks().await;
+    assert_eq!(callbacks.len(), 1);
+    assert_eq!(callbacks[0].1.body, body.as_bytes());
+    assert_eq!(callbacks[0].1.body_kind, BodyKind::Json);
 }
 
 #[tokio::test]
@@ -121,4 +119,50 @@ async fn a_thousand_concurrent_callbacks_are_all_confirmed_and_queued() {
         statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
     );
     assert_eq!(app.queued().await, 1000);
+}
+
+#[tokio::test]
+async fn concurrent_callbacks_share_messages_within_the_count_cap() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        extra_args: vec!["--batch-max-callbacks", "8"],
+        ..Default::default()
+    })
+    .await;
+    let statuses: Vec<u16> = stream::iter(0..200u64)
+        .map(|n| {
+            let params = status_params(&message_sid(n), "sent", None);
+            let client = app.client.clone();
+            let address = app.address.clone();
+            async move {
+                post_signed(&client, &address, &params)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(100)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let messages = app.broker.take_all(&app.broker.topology.main_queue()).await;
+    let mut sids = std::collections::BTreeSet::new();
+    let mut total = 0;
+    for (properties, data) in messages {
+        let queue_wire::batch::QueueMessage::Batch(callbacks) =
+            queue_wire::batch::QueueMessage::decode(&properties, data).unwrap()
+        else {
+            panic!("ingest publishes batch messages");
+        };
+        assert!((1..=8).contains(&callbacks.len()), "{}", callbacks.len());
+        total += callbacks.len();
+        for callback in callbacks {
+            let params = twilio_protocol::form::FormParams::parse(&callback.body).unwrap();
+            sids.insert(params.get("MessageSid").unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        (total, sids.len()),
+        (200, 200),
+        "every callback queued exactly once"
+    );
 }

@@ -24,12 +24,12 @@ use super::batch::BatchSource;
 use super::session::SessionEnd;
 use super::spans::{persist_span, process_span};
 use crate::config::WorkerConfig;
-use crate::decode::{decode, DecodedCallback};
+use crate::decode::{decode, DecodedCallback, DecodedDelivery, PoisonEntry};
 use crate::failure::{FailureRouter, RouteError, Routed};
 use crate::health::WorkerHealth;
 use crate::metrics::{
-    BATCH_SIZE, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED, DUPLICATES_SKIPPED,
-    EVENTS_PERSISTED, UNRECOGNISED_STATUSES,
+    BATCH_SIZE, CALLBACKS_PER_DELIVERY, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED,
+    DUPLICATES_SKIPPED, EVENTS_PERSISTED, UNRECOGNISED_STATUSES,
 };
 use crate::store::outage::{classify, DbFailure};
 use crate::store::{self, BatchOutcome};
@@ -44,6 +44,44 @@ enum Written {
     Failed(sea_orm::DbErr),
     /// Held past the hold limit and re-enqueued as fresh copies.
     Recycled,
+}
+
+/// The deliveries of one batch and the callbacks they carry, in order;
+/// `owners[i]` is the index of the delivery `events[i]` came in.
+struct Taken {
+    deliveries: Vec<Delivery>,
+    poison_entries: Vec<Vec<PoisonEntry>>,
+    events: Vec<DecodedCallback>,
+    spans: Vec<tracing::Span>,
+    owners: Vec<usize>,
+}
+
+impl Taken {
+    fn with_capacity(deliveries: usize) -> Self {
+        Self {
+            deliveries: Vec::with_capacity(deliveries),
+            poison_entries: Vec::with_capacity(deliveries),
+            events: Vec::with_capacity(deliveries),
+            spans: Vec::with_capacity(deliveries),
+            owners: Vec::with_capacity(deliveries),
+        }
+    }
+
+    fn add(&mut self, delivery: Delivery, decoded: DecodedDelivery, queue: &str) {
+        let index = self.deliveries.len();
+        let carried = decoded.callbacks.len() + decoded.poison_entries.len();
+        metrics::histogram!(CALLBACKS_PER_DELIVERY.name).record(carried as f64);
+        for event in decoded.callbacks {
+            if event.callback.status.known().is_none() {
+                metrics::counter!(UNRECOGNISED_STATUSES.name).increment(1);
+            }
+            self.spans.push(process_span(&delivery, &event, queue));
+            self.events.push(event);
+            self.owners.push(index);
+        }
+        self.poison_entries.push(decoded.poison_entries);
+        self.deliveries.push(delivery);
+    }
 }
 
 /// What one consumer needs to apply the policy.
@@ -65,20 +103,10 @@ impl Processor<'_> {
         batch: Vec<Delivery>,
         source: &mut BatchSource,
     ) -> Result<(), SessionEnd> {
-        metrics::histogram!(BATCH_SIZE.name).record(batch.len() as f64);
-        let mut deliveries: Vec<Delivery> = Vec::with_capacity(batch.len());
-        let mut events: Vec<DecodedCallback> = Vec::with_capacity(batch.len());
-        let mut spans: Vec<tracing::Span> = Vec::with_capacity(batch.len());
+        let mut taken = Taken::with_capacity(batch.len());
         for delivery in batch {
             match decode(&delivery.properties, delivery.data.clone()) {
-                Ok(callback) => {
-                    if callback.callback.status.known().is_none() {
-                        metrics::counter!(UNRECOGNISED_STATUSES.name).increment(1);
-                    }
-                    spans.push(process_span(&delivery, &callback, self.queue));
-                    deliveries.push(delivery);
-                    events.push(callback);
-                }
+                Ok(decoded) => taken.add(delivery, decoded, self.queue),
                 Err(poison) => {
                     let reason = poison.to_string();
                     tracing::warn!(%reason, "dead-lettering a message that cannot be processed");
@@ -95,77 +123,125 @@ impl Processor<'_> {
                 }
             }
         }
-        if deliveries.is_empty() {
+        let Some(last) = taken.deliveries.last() else {
             return Ok(());
-        }
-        // One persist span per callback, each a child of that callback's
-        // trace, all open for the one statement that stores them together.
-        let persist_spans: Vec<tracing::Span> = spans
-            .iter()
-            .map(|parent| persist_span(parent, events.len()))
-            .collect();
-        let written = self.write(&events, &deliveries, source).await;
-        drop(persist_spans);
-        match written? {
+        };
+        metrics::histogram!(BATCH_SIZE.name).record(taken.events.len() as f64);
+        let written = if taken.events.is_empty() {
+            Written::Stored(BatchOutcome::default())
+        } else {
+            // One persist span per callback, each a child of that callback's
+            // trace, all open for the one statement that stores them together.
+            let persist_spans: Vec<tracing::Span> = taken
+                .spans
+                .iter()
+                .map(|parent| persist_span(parent, taken.events.len()))
+                .collect();
+            let written = self.write(&taken.events, &taken.deliveries, source).await;
+            drop(persist_spans);
+            written?
+        };
+        match written {
             Written::Stored(outcome) => {
-                record_stored(&events, &spans, outcome);
+                record_stored(&taken.events, &taken.spans, outcome);
+                for entries in &taken.poison_entries {
+                    self.dead_letter_entries(entries).await?;
+                }
                 // Deliveries on a channel arrive in tag order and each consumer
                 // stores one batch at a time, so every earlier tag on this
                 // channel is in this batch or already settled: one ack covers all.
-                match deliveries.last() {
-                    Some(last) => acknowledge(last, true).await,
-                    None => Ok(()),
-                }
+                acknowledge(last, true).await
             }
             Written::Recycled => Ok(()),
             Written::Failed(error) => {
-                tracing::warn!(%error, batch = events.len(), "batch failed; storing one by one");
-                let one_by_one = deliveries.into_iter().zip(events).zip(spans);
-                self.process_one_by_one(one_by_one.collect(), source).await
+                tracing::warn!(%error, batch = taken.events.len(), "batch failed; storing one by one");
+                self.process_one_by_one(taken, source).await
             }
         }
     }
 
     /// After a batch failed for a reason that may be about its callbacks:
-    /// isolate the failing ones, store the rest, send the failing ones to retry.
+    /// store them one at a time; a callback that still fails goes alone to
+    /// a retry queue (or, out of attempts, the dead-letter queue). Each
+    /// delivery is acknowledged once all it carried is stored or routed.
     async fn process_one_by_one(
         &self,
-        decoded: Vec<((Delivery, DecodedCallback), tracing::Span)>,
+        taken: Taken,
         source: &mut BatchSource,
     ) -> Result<(), SessionEnd> {
-        for ((delivery, event), span) in decoded {
-            let single = [event];
-            let persist = persist_span(&span, 1);
-            let written = self
-                .write(&single, std::slice::from_ref(&delivery), source)
-                .await;
-            drop(persist);
-            match written? {
-                Written::Stored(outcome) => {
-                    record_stored(&single, std::slice::from_ref(&span), outcome);
-                    acknowledge(&delivery, false).await?;
+        let Taken {
+            deliveries,
+            poison_entries,
+            events,
+            spans,
+            owners,
+        } = taken;
+        let mut items = events.into_iter().zip(spans).zip(owners).peekable();
+        for (index, delivery) in deliveries.iter().enumerate() {
+            let mut recycled = false;
+            while let Some(((event, span), _)) = items.next_if(|(_, owner)| *owner == index) {
+                if recycled {
+                    // Its delivery went back to the queue whole.
+                    continue;
                 }
-                Written::Recycled => {}
-                Written::Failed(error) => {
-                    let reason = format!("database error: {error}");
-                    let routed = route(
-                        &delivery,
-                        self.router.retry_or_dead_letter(
-                            &delivery.properties,
-                            &delivery.data,
-                            &reason,
-                        ),
-                    )
-                    .await?;
-                    tracing::warn!(
-                        message_sid = %single[0].callback.message_sid,
-                        status = %single[0].callback.status,
-                        ?routed,
-                        %reason,
-                        "callback not stored"
-                    );
+                let single = [event];
+                let persist = persist_span(&span, 1);
+                let written = self
+                    .write(&single, std::slice::from_ref(delivery), source)
+                    .await;
+                drop(persist);
+                match written? {
+                    Written::Stored(outcome) => {
+                        record_stored(&single, std::slice::from_ref(&span), outcome);
+                    }
+                    Written::Recycled => recycled = true,
+                    Written::Failed(error) => {
+                        let reason = format!("database error: {error}");
+                        let (properties, body) = single[0].as_single_message(delivery);
+                        let routed = self
+                            .router
+                            .retry_or_dead_letter(&properties, body, &reason)
+                            .await
+                            .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+                        span.in_scope(|| {
+                            tracing::warn!(
+                                status = %single[0].callback.status,
+                                ?routed,
+                                %reason,
+                                "callback not stored"
+                            );
+                        });
+                    }
                 }
             }
+            // A recycled delivery was acknowledged when its copy was confirmed.
+            if !recycled {
+                self.dead_letter_entries(&poison_entries[index]).await?;
+                acknowledge(delivery, false).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Callbacks of a batch that can never be processed: each goes alone to
+    /// the dead-letter queue (confirmed), while its neighbours are stored.
+    async fn dead_letter_entries(&self, entries: &[PoisonEntry]) -> Result<(), SessionEnd> {
+        for entry in entries {
+            let reason = entry.poison.to_string();
+            tracing::warn!(
+                %reason,
+                request_id = %entry.envelope.request_id,
+                "dead-lettering a callback that cannot be processed"
+            );
+            self.router
+                .dead_letter(
+                    &entry.envelope.to_properties(),
+                    &entry.envelope.body,
+                    &reason,
+                    "poison",
+                )
+                .await
+                .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
         }
         Ok(())
     }

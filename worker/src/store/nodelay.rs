@@ -9,7 +9,7 @@
 //! set the option on those whose peer is the database's port.
 //!
 //! Remove this once an sqlx release sets TCP_NODELAY itself (sqlx 0.9.0 is
-//! the newest on crates.io as of 2026-12-02, so no `[patch]` pin to a release
+//! the newest on crates.io as of 2026-12-03, so no `[patch]` pin to a release
 //! is possible; a git pin is not reachable from this build machine). It lives
 //! in the worker, its only user.
 

@@ -49,7 +49,7 @@ async fn commit_without_ack_then_redelivery_is_still_one_row() {
     let properties = envelope.to_properties();
     // A worker committed this callback and died before its ack...
     let decoded = worker::decode::decode(&properties, envelope.body.clone()).unwrap();
-    worker::store::persist_batch(&pipeline.db, &[decoded])
+    worker::store::persist_batch(&pipeline.db, &decoded.callbacks)
         .await
         .unwrap();
     assert_eq!(event_rows(&pipeline.db).await, 1);

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod batches;
 mod database;
 mod dedup;
 mod durability;

@@ -1,0 +1,65 @@
+//! `ceiling-db`: runs the database ceiling of [`crate::ceiling_db`] in a
+//! scratch database beside the given one and reports rows per second and
+//! batch latency.
+
+use clap::Args;
+use std::time::Duration;
+
+use super::common::DEFAULT_DATABASE_URL;
+use super::report::{cpu_since, format_percentiles, print_json, process_cpu_seconds, WithCpu};
+use crate::{ceiling_db, load, local};
+
+#[derive(Debug, Args)]
+pub struct CeilingDbArgs {
+    /// Any database URL on the server; the scratch database is created beside it.
+    #[arg(long, default_value = DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Rows to insert.
+    #[arg(long, default_value_t = 100_000)]
+    rows: u64,
+    /// Rows per statement (the worker's WORKER_MAX_BATCH is 256 by default).
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Batches in flight on their own connections (the worker runs one).
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Hard stop in seconds.
+    #[arg(long, default_value_t = 120)]
+    time_limit_secs: u64,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
+    local::ensure_loopback(&args.database_url)?;
+    let cpu_before = process_cpu_seconds();
+    let report = ceiling_db::run(
+        &args.database_url,
+        args.rows.min(load::MAX_REQUESTS),
+        args.batch,
+        args.concurrency.clamp(1, 64),
+        Duration::from_secs(args.time_limit_secs.clamp(1, 3600)),
+    )
+    .await?;
+    if args.json {
+        // Includes building the statements before the timed part.
+        print_json(&WithCpu {
+            report: &report,
+            client_cpu_s: cpu_since(cpu_before),
+        })?;
+    } else {
+        println!(
+            "Postgres, {}-row INSERT ... ON CONFLICT DO NOTHING, {} in flight (scratch database {}, dropped):",
+            report.batch, report.concurrency, report.database
+        );
+        println!(
+            "inserted       {} rows in {:.2} s = {:.0} rows/s",
+            report.rows, report.elapsed_s, report.rows_per_s
+        );
+        println!(
+            "batch ms       {}",
+            format_percentiles(&report.batch_latency_ms)
+        );
+    }
+    Ok(true)
+}
