@@ -231,6 +231,29 @@ metric_delta() {
     END { printf "%s %s", s[2] - s[1], c[2] - c[1] }' "$1" "$2"
 }
 
+# hist_dist FILE_BEFORE FILE_AFTER NAME: mean of a count histogram, and the share of
+# observations of 1, 2-4, 5-16, 17-64 and more.
+hist_dist() {
+  awk -v name="$3" '
+    { file = (FILENAME == ARGV[1]) ? 1 : 2 }
+    index($1, name "_bucket{") == 1 { match($1, /le="[^"]+"/); b[file, substr($1, RSTART + 4, RLENGTH - 5)] = $NF }
+    index($1, name "_sum") == 1 { s[file] = $NF }
+    index($1, name "_count") == 1 { c[file] = $NF }
+    END {
+      n = c[2] - c[1]; if (n <= 0) { printf "n/a"; exit }
+      d1 = b[2, "1"] - b[1, "1"]; d4 = b[2, "4"] - b[1, "4"]; d16 = b[2, "16"] - b[1, "16"]; d64 = b[2, "64"] - b[1, "64"]
+      printf "%.1f (1: %.0f%%, 2-4: %.0f%%, 5-16: %.0f%%, 17-64: %.0f%%, more: %.0f%%)", (s[2] - s[1]) / n,
+        d1 / n * 100, (d4 - d1) / n * 100, (d16 - d4) / n * 100, (d64 - d16) / n * 100, (n - d64) / n * 100
+    }' "$1" "$2" 2>/dev/null || printf "n/a"
+}
+# counter_delta FILE_BEFORE FILE_AFTER NAME: how much a counter grew.
+counter_delta() {
+  awk -v name="$3" '{ file = (FILENAME == ARGV[1]) ? 1 : 2 } $1 == name { v[file] = $NF } END { printf "%s", v[2] - v[1] }' "$1" "$2" 2>/dev/null || printf 0
+}
+metrics_snap() { # SERVICE_URL FILE
+  curl -fsS "$1/metrics" >"$2" 2>/dev/null || : >"$2"
+}
+
 for port in "$INGEST_PORT" "$WORKER_PORT"; do
   if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
     echo "bench/run.sh: something already listens on 127.0.0.1:$port (set BENCH_INGEST_PORT/BENCH_WORKER_PORT)" >&2
@@ -289,6 +312,11 @@ say "ceiling: Postgres over TCP, $DB_ROWS rows in $DB_BATCH-row inserts"
   --concurrency "$DB_CONCURRENCY" --time-limit-secs 90 --json >"$WORK/ceiling-db.json" || fail "ceiling-db"
 snap c3
 cores_row "DB ceiling, TCP (loadgen includes building the rows)" c2 c3 "$(j ceiling-db .client_cpu_s)"
+say "ceiling: Postgres over TCP, the worker's own statement (insert, fold, upsert), $DB_ROWS rows"
+"$LOADGEN" ceiling-db --database-url "$PG_SERVER/postgres" --rows "$DB_ROWS" --batch "$DB_BATCH" \
+  --concurrency "$DB_CONCURRENCY" --statement worker --time-limit-secs 90 --json >"$WORK/ceiling-db-worker.json" ||
+  fail "ceiling-db --statement worker"
+snap c3
 if [ "$DIAGNOSE" = 1 ]; then
   say "ceiling: Postgres over the Unix socket, $DB_ROWS rows"
   "$LOADGEN" ceiling-db --database-url "postgres://postgres@localhost/postgres?host=$PG_SOCKET_DIR" \
@@ -312,10 +340,12 @@ check_run() { # RUN_JSON OUT_NAME DATABASE_URL: wait for a run's rows and check 
 }
 
 say "backlog: $BACKLOG callbacks, $CONCURRENCY connections, worker stopped"
+metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-b0.txt"
 snap b0
 "${RUN[@]}" --concurrency "$CONCURRENCY" --requests "$BACKLOG" >"$WORK/backlog.json" ||
   fail "backlog: unexpected answers"
 snap b1
+metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-b1.txt"
 cores_row "ingest alone (backlog, worker stopped)" b0 b1 "$(j backlog .client_cpu_s)"
 
 say "worker: start, drain the backlog"
@@ -331,6 +361,7 @@ snap p0
 "${RUN[@]}" --concurrency "$CONCURRENCY" "${PEAK[@]}" >"$WORK/peak.json" || fail "peak: unexpected answers"
 snap p1
 curl -fsS "$INGEST_URL/metrics" >"$WORK/ingest-metrics-1.txt" || true
+metrics_snap "$WORKER_URL" "$WORK/worker-metrics-sent.txt"
 check_run peak peak-stored "$DATABASE_URL" || fail "peak: stored rows do not match the accepted callbacks"
 snap p2
 curl -fsS "$WORKER_URL/metrics" >"$WORK/worker-metrics-1.txt" || true
@@ -340,10 +371,12 @@ cores_row "peak, worker catching up" p1 p2 0
 OPEN_RATE=$(awk -v p="$(j peak .accepted_per_s)" -v cap="$OPEN_RATE_CAP" \
   'BEGIN { r = int(p / 2); if (r > cap) r = cap; if (r < 1) r = 1; print r }')
 say "open loop: $OPEN_RATE/s for ${OPEN_SECS}s"
+metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o0.txt"
 snap o0
 "${RUN[@]}" --rate "$OPEN_RATE" --duration "$OPEN_SECS" --database-url "$DATABASE_URL" \
   >"$WORK/open.json" || fail "open loop: unexpected answers or stored rows mismatch"
 snap o1
+metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o1.txt"
 cores_row "open loop at half the peak (incl. the wait for the rows)" o0 o1 "$(j open .client_cpu_s)"
 
 # Half the peak can be more than the worker keeps up with; then its lag is queueing.
@@ -389,6 +422,9 @@ fi
 HTTP_CEILING=$(j ceiling-http .requests_per_s)
 BROKER_CEILING=$(j ceiling-broker .confirmed_per_s)
 DB_CEILING=$(j ceiling-db .rows_per_s)
+DB_WORKER_CEILING=$(j ceiling-db-worker .rows_per_s)
+STORED_WHILE_SENDING=$(awk -v n="$(counter_delta "$WORK/worker-metrics-0.txt" "$WORK/worker-metrics-sent.txt" worker_events_persisted_total)" \
+  -v w="$(delta p0 p1 1)" 'BEGIN { if (w > 0) printf "%.0f", n / w; else printf "n/a" }')
 PEAK_RATE=$(j peak .accepted_per_s)
 ALONE_RATE=$(j backlog .accepted_per_s)
 DRAIN_RATE=$(j drain .persisted_per_s)
@@ -422,7 +458,10 @@ TITLE="Benchmarks"
   echo "| ingest accepted callbacks/s, same, worker stopped | $(num "$ALONE_RATE") | HTTP / broker as above | $(ratio "$ALONE_RATE" "$HTTP_CEILING") / $(ratio "$ALONE_RATE" "$BROKER_CEILING") |"
   echo "| ingest latency ms, worker stopped, p50 / p90 / p99 / p99.9 / max | $(lat backlog .latency_ms) | as below | |"
   echo "| ingest latency ms at peak, p50 / p90 / p99 / p99.9 / max | $(lat peak .latency_ms) | bare actix-web: $(lat ceiling-http .latency_ms); broker confirm: $(lat ceiling-broker .confirm_latency_ms) | |"
-  echo "| worker persisted events/s (draining a backlog of $BACKLOG) | $(num "$DRAIN_RATE") | Postgres, the worker's $DB_BATCH-row event INSERT ... ON CONFLICT DO NOTHING alone, $DB_CONCURRENCY transactions in flight, over TCP: $(num "$DB_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_CEILING") |"
+  echo "| worker persisted events/s (draining a backlog of $BACKLOG) | $(num "$DRAIN_RATE") | Postgres, the worker's own $DB_BATCH-row statement (insert, fold, upsert), $DB_CONCURRENCY in flight, over TCP: $(num "$DB_WORKER_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_WORKER_CEILING") |"
+  echo "| | | the same statement's event insert alone (no projection): $(num "$DB_CEILING") rows/s | $(ratio "$DRAIN_RATE" "$DB_CEILING") |"
+  echo "| stored callbacks/s while sending at peak (worker running, 64 connections; Δ worker_events_persisted_total over the sending window) | $STORED_WHILE_SENDING | | |"
+  echo "| callbacks per broker message (ingest's group commit), mean (distribution of messages): ingest alone / at peak / open loop at half the peak | $(hist_dist "$WORK/ingest-metrics-b0.txt" "$WORK/ingest-metrics-b1.txt" ingest_batch_size) / $(hist_dist "$WORK/ingest-metrics-0.txt" "$WORK/ingest-metrics-1.txt" ingest_batch_size) / $(hist_dist "$WORK/ingest-metrics-o0.txt" "$WORK/ingest-metrics-o1.txt" ingest_batch_size) | | |"
   if [ "$DIAGNOSE" = 1 ]; then
     echo "| | | same over the Unix socket: $(num "$(j ceiling-db-socket .rows_per_s)") rows/s | $(ratio "$DRAIN_RATE" "$(j ceiling-db-socket .rows_per_s)") |"
   fi
@@ -459,7 +498,7 @@ TITLE="Benchmarks"
   echo
   echo "- Traffic (\`loadgen run\`): realistic lifecycles (queued → sent → delivered 68%, → undelivered 30003/30005/30006 12%, queued → failed 30007 5%, WhatsApp … → read 15%) with Twilio's parameter sets, signed as Twilio signs; 2% exact duplicates, 1% bad signatures, 10% of messages out of order; each run its own SID prefix."
   echo "- One HTTP client for the pipeline and the HTTP ceiling: a kept-alive HTTP/1.1 connection per request in flight (hyper). Closed loop: $CONCURRENCY connections back to back. Open loop: requests on a fixed schedule, latency counted from the scheduled time (no coordinated omission)."
-  echo "- HTTP ceiling: a bare actix-web server in the load generator's process, as many workers as ingest, reading the body and answering 200. Broker ceiling: persistent mandatory publishes with confirms into a fresh copy of the pipeline's own topology (its exchange and quorum queue with the same arguments), $CONCURRENCY in flight on one channel, $(j ceiling-broker .body_bytes)-byte bodies with ingest's headers. DB ceiling: the worker's event insert alone ($DB_BATCH rows, one transaction per batch, $DB_CONCURRENCY in flight as the worker's \`WORKER_CONCURRENCY\`, into a freshly migrated scratch database, over a pool with the worker's settings, TCP_NODELAY included); the worker also upserts \`messages\` in the same transaction, so this is an upper bound for it."
+  echo "- HTTP ceiling: a bare actix-web server in the load generator's process, as many workers as ingest, reading the body and answering 200. Broker ceiling: persistent mandatory publishes with confirms into a fresh copy of the pipeline's own topology (its exchange and quorum queue with the same arguments), $CONCURRENCY in flight on one channel, $(j ceiling-broker .body_bytes)-byte bodies with ingest's headers. DB ceilings: the worker's own batch statement, and the same statement's event insert alone ($DB_BATCH rows of realistic lifecycles as one JSON parameter, one statement per batch, $DB_CONCURRENCY in flight as the worker's \`WORKER_CONCURRENCY\`, into a freshly migrated scratch database, over a pool with the worker's settings, TCP_NODELAY included)."
   echo "- Worker rate: callbacks queued with the worker stopped, then rows / (last persisted_at − first persisted_at) once it runs. Lag: persisted_at − received_at of every stored row (persisted_at is taken when the worker builds the insert; the commit follows)."
   echo "- CPU per 1,000: requests for ingest and RabbitMQ, stored rows for worker and Postgres. Peak RSS: VmHWM."
   echo

@@ -1,11 +1,9 @@
-//! The database ceiling: the worker's own batch statement with the
-//! projection taken out (`worker::store::projection::INSERT_EVENTS_ONLY`):
-//! the same rows (`EventRow`, realistic raw payloads), the same JSON
+//! The database ceilings: the worker's own batch statement
+//! (`worker::store::projection::STORE_BATCH`), or that statement with the
+//! projection taken out (`INSERT_EVENTS_ONLY`, an upper bound): the same
+//! rows (`EventRow`, realistic lifecycles and raw payloads), the same JSON
 //! parameter, the same pool, one statement per batch, into the real schema
 //! of a scratch database that is created, migrated and dropped here.
-//!
-//! The worker's statement also folds and upserts `messages`; this measures
-//! the event insert alone, so it is an upper bound for the worker's rate.
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
@@ -17,16 +15,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twilio_protocol::callback::StatusCallback;
 use worker::decode::DecodedCallback;
-use worker::store::projection::{EventRow, INSERT_EVENTS_ONLY};
+use worker::store::projection::{EventRow, INSERT_EVENTS_ONLY, STORE_BATCH};
 use worker::store::run_batch_statement;
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::local::with_database;
 use crate::workload::{Generator, Mix, RunId, Workload};
 
+/// Which of the worker's statements the ceiling runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingStatement {
+    /// The history insert alone (`INSERT_EVENTS_ONLY`): an upper bound.
+    Events,
+    /// Exactly the worker's statement (`STORE_BATCH`: insert, fold, upsert).
+    Worker,
+}
+
 #[derive(Debug, Serialize)]
 pub struct DbCeilingReport {
     pub database: String,
+    pub statement: CeilingStatement,
     pub rows: u64,
     pub batch: usize,
     pub concurrency: usize,
@@ -42,6 +51,7 @@ pub async fn run(
     batch: usize,
     concurrency: usize,
     time_limit: Duration,
+    statement: CeilingStatement,
 ) -> anyhow::Result<DbCeilingReport> {
     let batch = batch.max(1);
     let name = format!("loadgen_ceiling_{}", RunId::random().as_hex());
@@ -61,7 +71,7 @@ pub async fn run(
         .await?;
         let result = async {
             Migrator::up(&db, None).await?;
-            insert_all(&db, rows, batch, concurrency, time_limit).await
+            insert_all(&db, rows, batch, concurrency, time_limit, statement).await
         }
         .await;
         let _ = db.close().await;
@@ -132,7 +142,12 @@ async fn insert_all(
     batch: usize,
     concurrency: usize,
     time_limit: Duration,
+    statement: CeilingStatement,
 ) -> anyhow::Result<DbCeilingReport> {
+    let sql: &'static str = match statement {
+        CeilingStatement::Events => &INSERT_EVENTS_ONLY,
+        CeilingStatement::Worker => &STORE_BATCH,
+    };
     let batches = Arc::new(batches(rows, batch)?);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
@@ -152,7 +167,7 @@ async fn insert_all(
                 };
                 let batch_started = Instant::now();
                 let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
-                let returned = run_batch_statement(&db, &INSERT_EVENTS_ONLY, &rows).await?;
+                let returned = run_batch_statement(&db, sql, &rows).await?;
                 histogram.saturating_record(micros(batch_started.elapsed()));
                 inserted += returned as u64;
             }
@@ -169,6 +184,7 @@ async fn insert_all(
     let elapsed = started.elapsed();
     Ok(DbCeilingReport {
         database: String::new(),
+        statement,
         rows: inserted,
         batch,
         concurrency,

@@ -12,7 +12,7 @@
 use queue_wire::batch::encode_batch;
 use queue_wire::envelope::CallbackEnvelope;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +34,8 @@ pub struct BatchLimits {
 pub struct Pending {
     pub envelope: CallbackEnvelope,
     pub answer: oneshot::Sender<Result<(), PublishError>>,
+    /// When its request stops waiting: its batch must be confirmed by then.
+    pub deadline: Instant,
 }
 
 /// Where batches are published.
@@ -47,7 +49,6 @@ pub struct Committer {
     link: Arc<LinkSupervisor>,
     destination: Arc<Destination>,
     limits: BatchLimits,
-    confirm_timeout: Duration,
     stop: CancellationToken,
 }
 
@@ -56,7 +57,6 @@ impl Committer {
         link: Arc<LinkSupervisor>,
         destination: Destination,
         limits: BatchLimits,
-        confirm_timeout: Duration,
         stop: CancellationToken,
     ) -> (mpsc::UnboundedSender<Pending>, Self) {
         let (sender, queue) = mpsc::unbounded_channel();
@@ -65,7 +65,6 @@ impl Committer {
             link,
             destination: Arc::new(destination),
             limits,
-            confirm_timeout,
             stop,
         };
         (sender, committer)
@@ -96,9 +95,8 @@ impl Committer {
             carried = next;
             let link = self.link.clone();
             let destination = self.destination.clone();
-            let deadline = self.confirm_timeout;
             tokio::spawn(async move {
-                commit(batch, &link, &destination, deadline).await;
+                commit(batch, &link, &destination).await;
                 drop(slot);
             });
         }
@@ -128,25 +126,26 @@ impl Committer {
 }
 
 /// Publishes one batch and answers each of its callbacks with the outcome.
-async fn commit(
-    batch: Vec<Pending>,
-    link: &LinkSupervisor,
-    destination: &Destination,
-    deadline: Duration,
-) {
+async fn commit(batch: Vec<Pending>, link: &LinkSupervisor, destination: &Destination) {
     // A request that already gave up (its answer deadline passed) is not
     // published: it was answered 503 and Twilio's retry, if any, brings it.
-    let (envelopes, answers): (Vec<_>, Vec<_>) = batch
+    let now = Instant::now();
+    let live: Vec<Pending> = batch
         .into_iter()
-        .filter(|pending| !pending.answer.is_closed())
+        .filter(|pending| !pending.answer.is_closed() && pending.deadline > now)
+        .collect();
+    // The confirm must come before the first of these requests stops
+    // waiting, so that a 503 always means "not confirmed in time".
+    let Some(deadline) = live.iter().map(|pending| pending.deadline).min() else {
+        return;
+    };
+    let (envelopes, answers): (Vec<_>, Vec<_>) = live
+        .into_iter()
         .map(|pending| (pending.envelope, pending.answer))
         .unzip();
-    if envelopes.is_empty() {
-        return;
-    }
     metrics::histogram!(BATCH_SIZE.name).record(envelopes.len() as f64);
     metrics::gauge!(BATCHES_IN_FLIGHT.name).increment(1.0);
-    let outcome = publish(&envelopes, link, destination, deadline).await;
+    let outcome = publish(&envelopes, link, destination, deadline - now).await;
     metrics::gauge!(BATCHES_IN_FLIGHT.name).decrement(1.0);
     for answer in answers {
         let _ = answer.send(outcome.clone());
@@ -193,7 +192,15 @@ mod tests {
             idempotency_token: None,
             trace_context: Vec::new(),
         };
-        (Pending { envelope, answer }, answered)
+        let deadline = Instant::now() + Duration::from_secs(5);
+        (
+            Pending {
+                envelope,
+                answer,
+                deadline,
+            },
+            answered,
+        )
     }
 
     fn committer(
@@ -214,13 +221,7 @@ mod tests {
             in_flight: 1,
             linger: Duration::ZERO,
         };
-        Committer::new(
-            link,
-            destination,
-            limits,
-            Duration::from_secs(1),
-            CancellationToken::new(),
-        )
+        Committer::new(link, destination, limits, CancellationToken::new())
     }
 
     #[test]

@@ -64,13 +64,7 @@ impl CallbackPublisher {
         };
         let link = Arc::new(LinkSupervisor::new(amqp_url, topology));
         let stop = CancellationToken::new();
-        let (queue, committer) = Committer::new(
-            link.clone(),
-            destination,
-            limits,
-            confirm_timeout,
-            stop.clone(),
-        );
+        let (queue, committer) = Committer::new(link.clone(), destination, limits, stop.clone());
         Self {
             link,
             queue,
@@ -136,8 +130,13 @@ impl CallbackPublisher {
             return Err(PublishError::Blocked);
         }
         let (answer, answered) = oneshot::channel();
+        let deadline = Instant::now() + self.confirm_timeout;
         self.queue
-            .send(Pending { envelope, answer })
+            .send(Pending {
+                envelope,
+                answer,
+                deadline,
+            })
             .map_err(|_| PublishError::NotConnected)?;
         match tokio::time::timeout(self.confirm_timeout, answered).await {
             Ok(Ok(outcome)) => outcome,

@@ -23,6 +23,9 @@ pub struct CeilingDbArgs {
     /// Batches in flight on their own connections (the worker runs one).
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
+    /// Which statement: the worker's own, or its event insert alone.
+    #[arg(long, value_enum, default_value = "events")]
+    statement: ceiling_db::CeilingStatement,
     /// Hard stop in seconds.
     #[arg(long, default_value_t = 120)]
     time_limit_secs: u64,
@@ -39,6 +42,7 @@ pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
         args.batch,
         args.concurrency.clamp(1, 64),
         Duration::from_secs(args.time_limit_secs.clamp(1, 3600)),
+        args.statement,
     )
     .await?;
     if args.json {
@@ -48,8 +52,12 @@ pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
             client_cpu_s: cpu_since(cpu_before),
         })?;
     } else {
+        let statement = match report.statement {
+            ceiling_db::CeilingStatement::Events => "event INSERT ... ON CONFLICT DO NOTHING",
+            ceiling_db::CeilingStatement::Worker => "worker statement (insert, fold, upsert)",
+        };
         println!(
-            "Postgres, {}-row INSERT ... ON CONFLICT DO NOTHING, {} in flight (scratch database {}, dropped):",
+            "Postgres, {}-row {statement}, {} in flight (scratch database {}, dropped):",
             report.batch, report.concurrency, report.database
         );
         println!(
