@@ -10,14 +10,25 @@ use std::time::Duration;
 use twilio_protocol::signature::SignatureVerifier;
 
 use crate::config::IngestConfig;
-use crate::publisher::CallbackPublisher;
+use crate::publisher::{CallbackPublisher, SpoolPolicy};
 use crate::request_telemetry::callback_telemetry;
 use crate::routes::{probes, status};
 use crate::signed_url::SignedUrlOrigin;
+use crate::spool::{OpenError, Spool};
 use crate::state::{BodyLimits, IngestState};
 
 /// Slow clients: the request head must arrive within this (408 otherwise).
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why ingest cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+    /// A configuration problem: the directory is unusable or taken.
+    #[error(transparent)]
+    Spool(#[from] OpenError),
+}
 
 pub struct Application {
     port: u16,
@@ -26,18 +37,28 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `config.addr` (port 0 picks a free port) and starts connecting
-    /// to RabbitMQ in the background; the server serves from the start.
-    pub fn build(config: IngestConfig) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(config.addr)?;
-        let port = listener.local_addr()?.port();
+    /// Opens the spool, binds `config.addr` (port 0 picks a free port) and
+    /// starts connecting to RabbitMQ in the background; the server serves
+    /// from the start.
+    pub fn build(config: IngestConfig) -> Result<Self, StartError> {
         // Install the recorder before the first request records anything.
         let _ = service_kit::metrics::install(crate::metrics::ALL);
+        let spool = config.spool.clone().map(Spool::open).transpose()?;
+        let listener = TcpListener::bind(config.addr)?;
+        let port = listener.local_addr()?.port();
+        let (spool, spool_writer) = match spool {
+            Some((spool, writer)) => (Some(spool), Some(writer)),
+            None => (None, None),
+        };
         let publisher = CallbackPublisher::new(
             config.amqp_url.clone(),
             config.topology.clone(),
             config.batching,
             config.confirm_timeout,
+            spool.map(|spool| SpoolPolicy {
+                spool,
+                spool_after: config.spool_after,
+            }),
         );
         let state = web::Data::new(IngestState {
             verifier: SignatureVerifier::new(config.auth_tokens.clone()),
@@ -75,6 +96,9 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         // Last, once nothing can fail any more: a failed build leaves no task behind.
+        if let Some(writer) = spool_writer {
+            tokio::spawn(writer.run());
+        }
         publisher.start();
         Ok(Self {
             port,

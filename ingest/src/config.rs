@@ -5,10 +5,12 @@ use clap::Parser;
 use queue_wire::topology::{Topology, DEFAULT_PREFIX};
 use service_kit::telemetry::LogFormat;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 use twilio_protocol::signature::AuthToken;
 
 use crate::publisher::BatchLimits;
+use crate::spool::SpoolConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -94,6 +96,35 @@ pub struct IngestArgs {
     )]
     pub batch_linger_us: u64,
 
+    /// Directory of the durable local spool (callbacks RabbitMQ cannot
+    /// confirm in time wait here). One ingest process per directory.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SPOOL_DIR",
+        default_value = "ingest-spool"
+    )]
+    pub spool_dir: PathBuf,
+
+    /// Largest size of the spool on disk; full, callbacks get 503. 0 turns
+    /// the spool off (callbacks RabbitMQ cannot confirm get 503).
+    #[arg(long, hide_env_values = true, env = "INGEST_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
+
+    /// Size at which a spool segment is sealed and a new one started.
+    #[arg(long, hide_env_values = true, env = "INGEST_SPOOL_SEGMENT_BYTES", default_value_t = 16 << 20)]
+    pub spool_segment_bytes: u64,
+
+    /// How long a batch may wait for RabbitMQ's confirm before it is spooled
+    /// (at once while RabbitMQ is away or blocking publishers).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SPOOL_AFTER_MS",
+        default_value_t = 1000
+    )]
+    pub spool_after_ms: u64,
+
     /// How long in-flight requests get to finish after SIGTERM.
     #[arg(
         long,
@@ -161,6 +192,9 @@ pub struct IngestConfig {
     pub body_limit_bytes: usize,
     pub confirm_timeout: Duration,
     pub batching: BatchLimits,
+    /// `None`: no spool (INGEST_SPOOL_MAX_BYTES=0).
+    pub spool: Option<SpoolConfig>,
+    pub spool_after: Duration,
     pub body_timeout: Duration,
     pub trust_forwarded_headers: bool,
     pub shutdown_timeout: Duration,
@@ -210,6 +244,12 @@ impl TryFrom<IngestArgs> for IngestConfig {
                 in_flight: args.batches_in_flight,
                 linger: Duration::from_micros(args.batch_linger_us),
             },
+            spool: (args.spool_max_bytes > 0).then(|| SpoolConfig {
+                dir: args.spool_dir,
+                max_bytes: args.spool_max_bytes,
+                segment_bytes: args.spool_segment_bytes.max(64 * 1024),
+            }),
+            spool_after: Duration::from_millis(args.spool_after_ms),
             body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
             trust_forwarded_headers: args.trust_forwarded_headers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),

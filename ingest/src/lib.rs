@@ -4,7 +4,8 @@
 //! A callback's way through: `request_telemetry` (span, request id, metrics,
 //! log line) → `routes::status` → `body` (read within limits) →
 //! `signed_url` + `verify` (signature first, then parse) → `publisher`
-//! (confirmed publish) → answer.
+//! (group commit, a confirmed publish; the durable `spool` while RabbitMQ
+//! cannot confirm) → answer.
 
 pub mod app;
 pub mod body;
@@ -15,5 +16,6 @@ pub mod rejection;
 pub mod request_telemetry;
 pub mod routes;
 pub mod signed_url;
+pub mod spool;
 pub mod state;
 pub mod verify;

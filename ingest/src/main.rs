@@ -1,5 +1,5 @@
 use clap::Parser;
-use ingest::app::Application;
+use ingest::app::{Application, StartError};
 use ingest::config::{IngestArgs, IngestConfig};
 use std::process::ExitCode;
 
@@ -25,7 +25,11 @@ async fn main() -> ExitCode {
     let addr = config.addr;
     let app = match Application::build(config) {
         Ok(app) => app,
-        Err(error) => {
+        Err(StartError::Spool(error)) => {
+            telemetry.shutdown();
+            return service_kit::cli::bad_config("ingest", &error.to_string());
+        }
+        Err(StartError::Listen(error)) => {
             tracing::error!(%error, %addr, "cannot listen");
             return ExitCode::FAILURE;
         }

@@ -4,8 +4,9 @@ use service_kit::metrics::MetricDef;
 
 pub const CALLBACKS_RECEIVED: MetricDef = MetricDef::counter(
     "ingest_callbacks_received_total",
-    "Requests to POST /twilio/status by outcome: accepted, bad_signature, bad_request, \
-     too_large, unsupported_media_type, timeout, broker_unavailable",
+    "Requests to POST /twilio/status by outcome: accepted, spooled, bad_signature, \
+     bad_request, too_large, unsupported_media_type, timeout, broker_unavailable, \
+     spool_unavailable",
 );
 pub const REQUEST_DURATION: MetricDef = MetricDef::histogram(
     "ingest_request_duration_seconds",
@@ -32,6 +33,29 @@ pub const BROKER_BLOCKED: MetricDef = MetricDef::gauge(
     "1 while RabbitMQ blocks ingest's connection (memory or disk alarm)",
 );
 
+pub const SPOOLING: MetricDef = MetricDef::gauge(
+    "ingest_spooling",
+    "1 while the local spool holds callbacks RabbitMQ has not confirmed yet",
+);
+pub const SPOOLED_CALLBACKS: MetricDef = MetricDef::gauge(
+    "ingest_spool_callbacks",
+    "Callbacks in the local spool, waiting to be drained into RabbitMQ",
+);
+pub const SPOOLED_BYTES: MetricDef =
+    MetricDef::gauge("ingest_spool_bytes", "Bytes of spool segments on disk");
+pub const SPOOL_OLDEST_AGE: MetricDef = MetricDef::gauge(
+    "ingest_spool_oldest_age_seconds",
+    "Age of the oldest callback in the spool (0 when empty)",
+);
+pub const SPOOL_WRITES: MetricDef = MetricDef::counter(
+    "ingest_spool_writes_total",
+    "Group-committed spool writes by outcome: written, full, error",
+);
+pub const SPOOL_DRAINED: MetricDef = MetricDef::counter(
+    "ingest_spool_drained_callbacks_total",
+    "Spooled callbacks republished to RabbitMQ and confirmed",
+);
+
 /// All of the above.
 pub const ALL: &[MetricDef] = &[
     CALLBACKS_RECEIVED,
@@ -41,4 +65,10 @@ pub const ALL: &[MetricDef] = &[
     BATCH_SIZE,
     BATCHES_IN_FLIGHT,
     BROKER_BLOCKED,
+    SPOOLING,
+    SPOOLED_CALLBACKS,
+    SPOOLED_BYTES,
+    SPOOL_OLDEST_AGE,
+    SPOOL_WRITES,
+    SPOOL_DRAINED,
 ];

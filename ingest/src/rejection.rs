@@ -39,6 +39,7 @@ impl Rejection {
             Self::BodyTimeout(_) => "timeout",
             Self::BodyRead(_) | Self::Malformed(_) => "bad_request",
             Self::MissingSignature | Self::BadSignature => "bad_signature",
+            Self::BrokerUnavailable(PublishError::Spool(_)) => "spool_unavailable",
             Self::BrokerUnavailable(_) => "broker_unavailable",
         }
     }

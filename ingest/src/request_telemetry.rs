@@ -26,6 +26,8 @@ pub struct RequestId(pub String);
 pub struct Accepted {
     pub message_sid: String,
     pub status: String,
+    /// Kept in the local spool because RabbitMQ could not confirm it in time.
+    pub spooled: bool,
 }
 
 pub async fn callback_telemetry(
@@ -84,15 +86,20 @@ pub async fn callback_telemetry(
             Some(rejection.outcome())
         }
         (None, Some(accepted)) => {
+            let outcome = if accepted.spooled {
+                "spooled"
+            } else {
+                "accepted"
+            };
             tracing::info!(
                 message_sid = %accepted.message_sid,
                 status = %accepted.status,
-                outcome = "accepted",
+                outcome,
                 latency_ms,
                 request_id,
                 "callback accepted"
             );
-            Some("accepted")
+            Some(outcome)
         }
         // An answer actix gave before the route ran (a broken request).
         (None, None) => None,

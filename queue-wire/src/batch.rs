@@ -95,6 +95,11 @@ pub fn encode_batch(entries: &[CallbackEnvelope]) -> (Vec<u8>, BasicProperties) 
         put_chunk(&mut body, &metadata);
         put_chunk(&mut body, &entry.body);
     }
+    (body, batch_properties(entries))
+}
+
+/// The properties of a batch message carrying `entries`.
+pub fn batch_properties(entries: &[CallbackEnvelope]) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         ShortString::from(BATCH_VERSION_HEADER),
@@ -115,7 +120,7 @@ pub fn encode_batch(entries: &[CallbackEnvelope]) -> (Vec<u8>, BasicProperties) 
             properties = properties.with_message_id(message_id);
         }
     }
-    (body, properties)
+    properties
 }
 
 #[derive(Serialize)]

@@ -8,6 +8,10 @@
 //! arrives. No timer: a lone callback goes alone at once, and under load
 //! whatever arrived while the slots were busy goes together. Several
 //! batches are in flight at once (`in_flight` slots).
+//!
+//! A batch RabbitMQ cannot confirm in time (not connected, blocking
+//! publishers, a nack, no confirm within `spool_after`) goes to the spool
+//! instead, and its requests are answered once it is on disk.
 
 use queue_wire::batch::encode_batch;
 use queue_wire::envelope::CallbackEnvelope;
@@ -17,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::link::LinkSupervisor;
-use super::PublishError;
+use super::{Committed, Destination, PublishError, SpoolPolicy};
 use crate::metrics::{BATCHES_IN_FLIGHT, BATCH_SIZE};
 
 /// How callbacks are grouped; see the `INGEST_BATCH_*` settings.
@@ -33,15 +37,9 @@ pub struct BatchLimits {
 /// One verified callback waiting for its batch's confirm.
 pub struct Pending {
     pub envelope: CallbackEnvelope,
-    pub answer: oneshot::Sender<Result<(), PublishError>>,
+    pub answer: oneshot::Sender<Result<Committed, PublishError>>,
     /// When its request stops waiting: its batch must be confirmed by then.
     pub deadline: Instant,
-}
-
-/// Where batches are published.
-pub struct Destination {
-    pub exchange: String,
-    pub routing_key: String,
 }
 
 pub struct Committer {
@@ -49,22 +47,25 @@ pub struct Committer {
     link: Arc<LinkSupervisor>,
     destination: Arc<Destination>,
     limits: BatchLimits,
+    spool: Option<SpoolPolicy>,
     stop: CancellationToken,
 }
 
 impl Committer {
     pub fn new(
         link: Arc<LinkSupervisor>,
-        destination: Destination,
+        destination: Arc<Destination>,
         limits: BatchLimits,
+        spool: Option<SpoolPolicy>,
         stop: CancellationToken,
     ) -> (mpsc::UnboundedSender<Pending>, Self) {
         let (sender, queue) = mpsc::unbounded_channel();
         let committer = Self {
             queue,
             link,
-            destination: Arc::new(destination),
+            destination,
             limits,
+            spool,
             stop,
         };
         (sender, committer)
@@ -95,8 +96,9 @@ impl Committer {
             carried = next;
             let link = self.link.clone();
             let destination = self.destination.clone();
+            let spool = self.spool.clone();
             tokio::spawn(async move {
-                commit(batch, &link, &destination).await;
+                commit(batch, &link, &destination, spool.as_ref()).await;
                 drop(slot);
             });
         }
@@ -125,8 +127,18 @@ impl Committer {
     }
 }
 
-/// Publishes one batch and answers each of its callbacks with the outcome.
-async fn commit(batch: Vec<Pending>, link: &LinkSupervisor, destination: &Destination) {
+/// What a spool write leaves of a request's time: an fsync takes
+/// milliseconds, and the answer must still come before its deadline.
+const SPOOL_WRITE_MARGIN: Duration = Duration::from_millis(250);
+
+/// Publishes one batch (or spools it) and answers each of its callbacks
+/// with the outcome.
+async fn commit(
+    batch: Vec<Pending>,
+    link: &LinkSupervisor,
+    destination: &Destination,
+    spool: Option<&SpoolPolicy>,
+) {
     // A request that already gave up (its answer deadline passed) is not
     // published: it was answered 503 and Twilio's retry, if any, brings it.
     let now = Instant::now();
@@ -145,7 +157,27 @@ async fn commit(batch: Vec<Pending>, link: &LinkSupervisor, destination: &Destin
         .unzip();
     metrics::histogram!(BATCH_SIZE.name).record(envelopes.len() as f64);
     metrics::gauge!(BATCHES_IN_FLIGHT.name).increment(1.0);
-    let outcome = publish(&envelopes, link, destination, deadline - now).await;
+    let mut publish_deadline = deadline - now;
+    if let Some(policy) = spool {
+        publish_deadline = publish_deadline
+            .saturating_sub(SPOOL_WRITE_MARGIN)
+            .min(policy.spool_after);
+    }
+    let outcome = match publish(&envelopes, link, destination, publish_deadline).await {
+        Ok(()) => Ok(Committed::Broker),
+        Err(error) => match spool {
+            Some(policy) => {
+                tracing::debug!(%error, callbacks = envelopes.len(), "not confirmed in time; spooling");
+                policy
+                    .spool
+                    .append(&envelopes)
+                    .await
+                    .map(|()| Committed::Spool)
+                    .map_err(PublishError::Spool)
+            }
+            None => Err(error),
+        },
+    };
     metrics::gauge!(BATCHES_IN_FLIGHT.name).decrement(1.0);
     for answer in answers {
         let _ = answer.send(outcome.clone());
@@ -163,16 +195,30 @@ async fn publish(
         return Err(PublishError::Blocked);
     }
     let (body, properties) = encode_batch(envelopes);
-    queue_wire::broker::publish_confirmed(
+    let confirmed = queue_wire::broker::publish_confirmed(
         link.channel(),
         &destination.exchange,
         &destination.routing_key,
         &body,
         properties,
         deadline,
-    )
-    .await?;
-    Ok(())
+    );
+    // A broker that starts blocking publishers will not confirm this batch
+    // until the alarm clears: stop waiting as soon as it does.
+    tokio::select! {
+        confirmed = confirmed => Ok(confirmed?),
+        () = blocked(&link) => Err(PublishError::Blocked),
+    }
+}
+
+/// How often a batch waiting for its confirm looks for flow control.
+const BLOCKED_POLL: Duration = Duration::from_millis(10);
+
+/// Resolves once the broker blocks this connection.
+async fn blocked(link: &super::link::Link) {
+    while !link.is_blocked() {
+        tokio::time::sleep(BLOCKED_POLL).await;
+    }
 }
 
 #[cfg(test)]
@@ -182,7 +228,7 @@ mod tests {
     use queue_wire::envelope::BodyKind;
     use queue_wire::topology::Topology;
 
-    fn pending(body_bytes: usize) -> (Pending, oneshot::Receiver<Result<(), PublishError>>) {
+    fn pending(body_bytes: usize) -> (Pending, oneshot::Receiver<Result<Committed, PublishError>>) {
         let (answer, answered) = oneshot::channel();
         let envelope = CallbackEnvelope {
             body: vec![b'x'; body_bytes],
@@ -210,18 +256,19 @@ mod tests {
         let link = Arc::new(LinkSupervisor::new(
             "amqp://127.0.0.1:1/%2f".into(),
             Topology::new("unit"),
+            "unit test",
         ));
-        let destination = Destination {
+        let destination = Arc::new(Destination {
             exchange: "x".into(),
             routing_key: "k".into(),
-        };
+        });
         let limits = BatchLimits {
             max_callbacks,
             max_bytes,
             in_flight: 1,
             linger: Duration::ZERO,
         };
-        Committer::new(link, destination, limits, CancellationToken::new())
+        Committer::new(link, destination, limits, None, CancellationToken::new())
     }
 
     #[test]

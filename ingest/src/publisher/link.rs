@@ -73,6 +73,8 @@ impl Link {
 
 pub struct LinkSupervisor {
     amqp_url: String,
+    /// What callbacks meet while RabbitMQ is away, for the log lines.
+    consequence: &'static str,
     topology: Topology,
     current: RwLock<Option<Link>>,
     stop: CancellationToken,
@@ -80,9 +82,10 @@ pub struct LinkSupervisor {
 }
 
 impl LinkSupervisor {
-    pub fn new(amqp_url: String, topology: Topology) -> Self {
+    pub fn new(amqp_url: String, topology: Topology, consequence: &'static str) -> Self {
         Self {
             amqp_url,
+            consequence,
             topology,
             current: RwLock::new(None),
             stop: CancellationToken::new(),
@@ -131,7 +134,7 @@ impl LinkSupervisor {
         let mut reconnector = Reconnector::new(
             self.amqp_url.clone(),
             format!("ingest {}", self.topology.prefix()),
-            "not ready, callbacks get 503",
+            self.consequence,
         );
         while let Some(connection) = reconnector.connect(&self.stop).await {
             let link = match Link::open(connection, &self.topology).await {
@@ -166,7 +169,10 @@ impl LinkSupervisor {
                 blocked = now_blocked;
                 metrics::gauge!(BROKER_BLOCKED.name).set(if blocked { 1.0 } else { 0.0 });
                 if blocked {
-                    tracing::warn!("RabbitMQ is blocking publishers (memory or disk alarm); not ready, callbacks get 503");
+                    tracing::warn!(
+                        "RabbitMQ is blocking publishers (memory or disk alarm); {}",
+                        self.consequence
+                    );
                 } else {
                     tracing::info!("RabbitMQ unblocked publishers; ready");
                 }

@@ -9,12 +9,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-/// 200 only when a publish issued now could be confirmed.
+/// 200 while a callback accepted now would be kept: RabbitMQ could confirm
+/// it, or the spool could take it. The body says which.
 pub async fn readyz(state: web::Data<IngestState>) -> HttpResponse {
-    if state.publisher.is_ready() {
-        HttpResponse::Ok().body("ready")
-    } else {
-        HttpResponse::ServiceUnavailable().body("not connected to RabbitMQ")
+    let publisher = &state.publisher;
+    match (publisher.broker_ready(), publisher.is_ready()) {
+        (true, _) if publisher.spooling() => HttpResponse::Ok().body("ready (draining the spool)"),
+        (true, _) => HttpResponse::Ok().body("ready"),
+        (false, true) => HttpResponse::Ok().body("ready (spooling: RabbitMQ cannot confirm)"),
+        (false, false) => HttpResponse::ServiceUnavailable()
+            .body("not ready: RabbitMQ cannot confirm and the spool cannot take more"),
     }
 }
 

@@ -6,6 +6,7 @@ use chrono::Utc;
 use queue_wire::envelope::CallbackEnvelope;
 
 use crate::body;
+use crate::publisher::Committed;
 use crate::rejection::Rejection;
 use crate::request_telemetry::{Accepted, RequestId};
 use crate::state::IngestState;
@@ -48,12 +49,13 @@ pub async fn receive_status(
         idempotency_token: body::header(&request, IDEMPOTENCY_HEADER).map(str::to_owned),
         trace_context: Vec::new(),
     };
-    state.publisher.publish(envelope, &callback).await?;
+    let committed = state.publisher.publish(envelope, &callback).await?;
 
     let mut answer = HttpResponse::Ok().finish();
     answer.extensions_mut().insert(Accepted {
         message_sid: callback.message_sid.as_str().to_owned(),
         status: callback.status.as_str().to_owned(),
+        spooled: committed == Committed::Spool,
     });
     Ok(answer)
 }

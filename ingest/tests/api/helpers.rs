@@ -14,6 +14,8 @@ pub struct TestApp {
     pub handle: actix_web::dev::ServerHandle,
     /// Callbacks taken off the main queue so far (see `queued`).
     taken: std::sync::atomic::AtomicUsize,
+    /// This app's spool directory, removed with it (`None`: spool off).
+    pub spool: Option<tempfile::TempDir>,
 }
 
 #[derive(Default)]
@@ -22,6 +24,10 @@ pub struct Options<'a> {
     pub amqp_url: Option<String>,
     pub tokens: Option<&'a str>,
     pub extra_args: Vec<&'a str>,
+    /// No spool: what RabbitMQ cannot confirm gets 503.
+    pub without_spool: bool,
+    /// A spool directory to use instead of a fresh temporary one.
+    pub spool_dir: Option<std::path::PathBuf>,
 }
 
 impl TestApp {
@@ -48,6 +54,13 @@ impl TestApp {
             "--workers".to_owned(),
             "2".to_owned(),
         ];
+        let spool = (!options.without_spool && options.spool_dir.is_none())
+            .then(|| tempfile::tempdir().unwrap());
+        match (&spool, &options.spool_dir) {
+            (Some(dir), _) => argv.extend(["--spool-dir".to_owned(), path_text(dir.path())]),
+            (None, Some(dir)) => argv.extend(["--spool-dir".to_owned(), path_text(dir)]),
+            (None, None) => argv.extend(["--spool-max-bytes".to_owned(), "0".to_owned()]),
+        }
         argv.extend(options.extra_args.iter().map(|a| a.to_string()));
         if let Some(base) = options.public_base_url {
             argv.extend(["--public-base-url".to_owned(), base.to_owned()]);
@@ -65,11 +78,34 @@ impl TestApp {
             broker,
             handle,
             taken: Default::default(),
+            spool,
         };
         if options.amqp_url.is_none() {
-            test_app.wait_ready().await;
+            test_app.wait_broker_ready().await;
         }
         test_app
+    }
+
+    /// The body of `/readyz`.
+    pub async fn readyz_text(&self) -> String {
+        self.client
+            .get(format!("{}/readyz", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until RabbitMQ itself could confirm (not only the spool take).
+    pub async fn wait_broker_ready(&self) {
+        wait_for(
+            "ingest to reach RabbitMQ",
+            Duration::from_secs(30),
+            || async { (self.readyz_text().await == "ready").then_some(()) },
+        )
+        .await;
     }
 
     pub async fn readyz(&self) -> u16 {
@@ -80,13 +116,6 @@ impl TestApp {
             .unwrap()
             .status()
             .as_u16()
-    }
-
-    pub async fn wait_ready(&self) {
-        wait_for("ingest to be ready", Duration::from_secs(30), || async {
-            (self.readyz().await == 200).then_some(())
-        })
-        .await;
     }
 
     /// POSTs a form body with the given signature to /twilio/status.
@@ -118,6 +147,19 @@ impl TestApp {
         u32::try_from(total).unwrap()
     }
 
+    /// Segment files in the spool directory.
+    pub fn spool_segments(&self) -> usize {
+        let dir = self.spool.as_ref().expect("a spool").path();
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| {
+                entry
+                    .as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".spool"))
+            })
+            .count()
+    }
+
     /// Takes every message off the main queue and returns the callbacks they
     /// carry, each with the properties of the message it came in.
     pub async fn queued_callbacks(&self) -> Vec<(BasicProperties, CallbackEnvelope)> {
@@ -138,4 +180,8 @@ impl TestApp {
         }
         callbacks
     }
+}
+
+pub fn path_text(path: &std::path::Path) -> String {
+    path.to_str().expect("a UTF-8 temporary path").to_owned()
 }

@@ -8,4 +8,5 @@ mod process;
 mod publishing;
 mod rejections;
 mod resilience;
+mod spool;
 mod vectors;

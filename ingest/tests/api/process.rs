@@ -3,11 +3,14 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// The binary with a clean environment and no spool (these tests are about
+/// the process; `spool.rs` has the spool's, with a directory each).
 fn ingest() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
     command
         .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("INGEST_SPOOL_MAX_BYTES", "0");
     command
 }
 

@@ -9,6 +9,7 @@ async fn unreachable_broker_gives_503_before_twilio_gives_up() {
     let app = TestApp::spawn_with(Options {
         // Nothing listens on port 1.
         amqp_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+        without_spool: true,
         ..Options::default()
     })
     .await;
@@ -32,7 +33,13 @@ async fn unreachable_broker_gives_503_before_twilio_gives_up() {
 
 #[tokio::test]
 async fn recovers_after_the_broker_drops_the_connection() {
-    let app = TestApp::spawn().await;
+    // Without a spool, so that what is not confirmed is refused (see spool.rs
+    // for the same with one).
+    let app = TestApp::spawn_with(Options {
+        without_spool: true,
+        ..Options::default()
+    })
+    .await;
     let first = status_params(&message_sid(10), "sent", None);
     assert_eq!(
         post_signed(&app.client, &app.address, &first)

@@ -21,6 +21,8 @@ pub struct LoadResult {
     pub refused: HashSet<CallbackId>,
     /// The longest any request waited for its answer (or its failure).
     pub slowest: Duration,
+    /// The 99th percentile of those waits.
+    pub p99: Duration,
 }
 
 /// Every message goes queued → sent → delivered (undelivered for some), the
@@ -96,6 +98,12 @@ pub async fn drive(
         sent: answers.len(),
         ..LoadResult::default()
     };
+    let mut waits: Vec<Duration> = answers.iter().map(|(_, _, waited)| *waited).collect();
+    waits.sort_unstable();
+    result.p99 = waits
+        .get((waits.len() * 99 / 100).min(waits.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default();
     for (id, ok, waited) in answers {
         result.slowest = result.slowest.max(waited);
         if ok {

@@ -110,11 +110,18 @@ impl Drop for Service {
     }
 }
 
-pub fn ingest_env(prefix: &str) -> Vec<(&'static str, String)> {
+/// Ingest's environment: `amqp_url` (the broker, or a proxy in front of it)
+/// and a spool directory of the test's.
+pub fn ingest_env(
+    prefix: &str,
+    amqp_url: &str,
+    spool: &std::path::Path,
+) -> Vec<(&'static str, String)> {
     vec![
         ("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN.to_owned()),
         ("INGEST_ADDR", "127.0.0.1:0".to_owned()),
-        ("AMQP_URL", testkit::amqp_url()),
+        ("AMQP_URL", amqp_url.to_owned()),
+        ("INGEST_SPOOL_DIR", spool.display().to_string()),
         ("AMQP_TOPOLOGY_PREFIX", prefix.to_owned()),
         ("INGEST_CONFIRM_TIMEOUT_MS", "3000".to_owned()),
         ("INGEST_SHUTDOWN_TIMEOUT_SECS", "10".to_owned()),

@@ -163,7 +163,8 @@ pub fn at(second: i64) -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Starts ingest in-process on `broker`'s topology and waits until it is
-/// ready; returns its base URL.
+/// ready; returns its base URL. Without a spool: these tests are about the
+/// pipeline (ingest's own tests cover the spool).
 pub async fn start_ingest(broker: &TestBroker) -> String {
     let amqp_url = testkit::amqp_url();
     let mut config =
@@ -175,6 +176,8 @@ pub async fn start_ingest(broker: &TestBroker) -> String {
             "127.0.0.1:0",
             "--amqp-url",
             &amqp_url,
+            "--spool-max-bytes",
+            "0",
         ]))
         .unwrap();
     config.topology = broker.topology.clone();
