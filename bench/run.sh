@@ -207,7 +207,7 @@ wait_ready() { # name url
 start_ingest() {
   env -u OTEL_EXPORTER_OTLP_ENDPOINT -u PUBLIC_BASE_URL \
     TWILIO_AUTH_TOKEN="$TOKEN" INGEST_ADDR="127.0.0.1:$INGEST_PORT" AMQP_URL="$AMQP_URL" \
-    AMQP_TOPOLOGY_PREFIX="$PREFIX" LOG_FORMAT=json RUST_LOG=warn \
+    AMQP_TOPOLOGY_PREFIX="$PREFIX" INGEST_SPOOL_DIR="$WORK/spool" LOG_FORMAT=json RUST_LOG=warn \
     "$BIN/ingest" >>"$WORK/ingest.log" 2>&1 &
   INGEST_PID=$!
   wait_ready ingest "$INGEST_URL"
