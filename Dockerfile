@@ -36,7 +36,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin app
+        --home-dir /nonexistent --shell /usr/sbin/nologin app \
+    && mkdir -p /var/lib/ingest/spool \
+    && chown 10001:10001 /var/lib/ingest/spool
+# ingest's spool (INGEST_SPOOL_DIR): mount a volume here so that callbacks
+# waiting for RabbitMQ outlive the container.
+VOLUME /var/lib/ingest/spool
 COPY --from=builder /src/target/release/ingest /src/target/release/worker /usr/local/bin/
 USER 10001:10001
 # ingest listens on 8080, worker on 8081 (INGEST_ADDR / WORKER_ADDR).

@@ -52,6 +52,7 @@ pub async fn run(
     concurrency: usize,
     time_limit: Duration,
     statement: CeilingStatement,
+    schema_variant: Option<&str>,
 ) -> anyhow::Result<DbCeilingReport> {
     let batch = batch.max(1);
     let name = format!("loadgen_ceiling_{}", RunId::random().as_hex());
@@ -71,6 +72,11 @@ pub async fn run(
         .await?;
         let result = async {
             Migrator::up(&db, None).await?;
+            if let Some(sql) = schema_variant {
+                db.execute_unprepared(sql)
+                    .await
+                    .context("the schema variant failed")?;
+            }
             insert_all(&db, rows, batch, concurrency, time_limit, statement).await
         }
         .await;

@@ -270,9 +270,9 @@ mod tests {
             "{config:?}"
         );
 
-        let probe = check_broken("ingest-deployment.yaml", "path: /readyz", "path: /ready");
+        let probe = check_broken("ingest-statefulset.yaml", "path: /readyz", "path: /ready");
         assert!(
-            probe.mentions(&["Deployment/ingest", "readinessProbe GETs \"/ready\""]),
+            probe.mentions(&["StatefulSet/ingest", "readinessProbe GETs \"/ready\""]),
             "{probe:?}"
         );
 

@@ -89,6 +89,10 @@ async fn up(release: bool) -> anyhow::Result<()> {
             ("WORKER_AUTO_MIGRATE", "false"),
         ],
     )?;
+    // The spool beside the logs, kept across runs (what a stopped ingest
+    // could not publish is drained by the next).
+    let spool = logs.join("ingest-spool");
+    let spool = spool.to_string_lossy();
     let ingest = Service::start(
         "ingest",
         &bin,
@@ -96,6 +100,7 @@ async fn up(release: bool) -> anyhow::Result<()> {
         &[
             ("TWILIO_AUTH_TOKEN", DEV_TOKEN),
             ("INGEST_ADDR", INGEST_ADDR),
+            ("INGEST_SPOOL_DIR", &spool),
         ],
     )?;
     let running = async {

@@ -1,13 +1,15 @@
 //! Group commit: callbacks that arrive together share one broker message
 //! and one publisher confirm.
 //!
-//! Verified callbacks queue here. The committer takes the first, waits for
-//! a free in-flight slot, then takes every callback already waiting, up to
-//! a count and a size cap, and publishes them as one persistent, mandatory
-//! batch message; each request is answered when that message's confirm
-//! arrives. No timer: a lone callback goes alone at once, and under load
-//! whatever arrived while the slots were busy goes together. Several
-//! batches are in flight at once (`in_flight` slots).
+//! Verified callbacks queue here. The committer takes every callback
+//! waiting, up to a count and a size cap, and publishes them as one
+//! persistent, mandatory batch message; each request is answered when that
+//! message's confirm arrives. No timer: a lone callback goes alone at once.
+//! While a batch is in flight the next one fills up, and goes when that
+//! batch is answered, so under load what arrived during one publish goes
+//! together; when half a batch's worth is already waiting it goes at once,
+//! up to `in_flight` batches side by side, so a slow confirm never caps the
+//! rate at one batch per round trip.
 //!
 //! A batch RabbitMQ cannot confirm in time (not connected, blocking
 //! publishers, a nack, no confirm within `spool_after`) goes to the spool
@@ -15,9 +17,10 @@
 
 use queue_wire::batch::encode_batch;
 use queue_wire::envelope::CallbackEnvelope;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::link::LinkSupervisor;
@@ -73,57 +76,88 @@ impl Committer {
 
     /// Runs until stopped, then waits for the batches in flight.
     pub async fn run(mut self) {
-        let slots = Arc::new(Semaphore::new(self.limits.in_flight.max(1)));
-        let mut carried: Option<Pending> = None;
+        let slots = self.limits.in_flight.max(1);
+        let free = Arc::new(Semaphore::new(slots));
+        let finished = Arc::new(Notify::new());
+        let mut waiting: VecDeque<Pending> = VecDeque::new();
         loop {
-            let first = match carried.take() {
-                Some(pending) => pending,
-                None => tokio::select! {
+            if waiting.is_empty() {
+                tokio::select! {
                     next = self.queue.recv() => match next {
-                        Some(pending) => pending,
+                        Some(pending) => waiting.push_back(pending),
                         None => break,
                     },
                     () = self.stop.cancelled() => break,
-                },
-            };
-            let Ok(slot) = slots.clone().acquire_owned().await else {
+                }
+            }
+            self.take_waiting(&mut waiting);
+            // While a batch is in flight, the next one fills up as it waits:
+            // it goes when that batch is answered, or at once when enough are
+            // waiting to be worth a message of their own.
+            while free.available_permits() < slots && waiting.len() < self.parallel_threshold() {
+                tokio::select! {
+                    () = finished.notified() => {}
+                    next = self.queue.recv() => match next {
+                        Some(pending) => waiting.push_back(pending),
+                        None => break,
+                    },
+                    () = self.stop.cancelled() => break,
+                }
+                self.take_waiting(&mut waiting);
+            }
+            let Ok(slot) = free.clone().acquire_owned().await else {
                 break;
             };
             if !self.limits.linger.is_zero() {
                 tokio::time::sleep(self.limits.linger).await;
+                self.take_waiting(&mut waiting);
             }
-            let (batch, next) = self.take_batch(first);
-            carried = next;
+            let batch = self.take_batch(&mut waiting);
             let link = self.link.clone();
             let destination = self.destination.clone();
             let spool = self.spool.clone();
+            let finished = finished.clone();
             tokio::spawn(async move {
                 commit(batch, &link, &destination, spool.as_ref()).await;
                 drop(slot);
+                finished.notify_one();
             });
         }
         // Every slot back: every batch in flight has been answered.
-        let _ = slots
-            .acquire_many(u32::try_from(self.limits.in_flight.max(1)).unwrap_or(u32::MAX))
+        let _ = free
+            .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
             .await;
     }
 
-    /// `first` and whatever else is already waiting, within the caps; the
-    /// callback that would pass the size cap starts the next batch.
-    fn take_batch(&mut self, first: Pending) -> (Vec<Pending>, Option<Pending>) {
-        let mut bytes = first.envelope.body.len();
-        let mut batch = vec![first];
+    /// Callbacks waiting that justify a second batch in flight at once.
+    fn parallel_threshold(&self) -> usize {
+        (self.limits.max_callbacks / 2).max(1)
+    }
+
+    /// Moves every callback already queued to `waiting`, without waiting.
+    fn take_waiting(&mut self, waiting: &mut VecDeque<Pending>) {
+        while let Ok(pending) = self.queue.try_recv() {
+            waiting.push_back(pending);
+        }
+    }
+
+    /// The oldest waiting callbacks, within the caps (a callback larger than
+    /// the size cap still goes, alone).
+    fn take_batch(&self, waiting: &mut VecDeque<Pending>) -> Vec<Pending> {
+        let mut bytes = 0;
+        let mut batch = Vec::new();
         while batch.len() < self.limits.max_callbacks {
-            let Ok(pending) = self.queue.try_recv() else {
+            let Some(next) = waiting.front() else {
                 break;
             };
-            if bytes + pending.envelope.body.len() > self.limits.max_bytes {
-                return (batch, Some(pending));
+            let size = next.envelope.body.len();
+            if !batch.is_empty() && bytes + size > self.limits.max_bytes {
+                break;
             }
-            bytes += pending.envelope.body.len();
-            batch.push(pending);
+            bytes += size;
+            batch.extend(waiting.pop_front());
         }
-        (batch, None)
+        batch
     }
 }
 
@@ -272,42 +306,43 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_takes_what_is_waiting_up_to_the_count_cap() {
-        let (queue, mut committer) = committer(3, 1 << 20);
-        let mut answers = Vec::new();
-        for _ in 0..4 {
-            let (p, a) = pending(10);
-            queue.send(p).unwrap();
-            answers.push(a);
-        }
-        let (first, _) = pending(10);
-        let (batch, carried) = committer.take_batch(first);
-        assert_eq!(batch.len(), 3);
-        assert!(carried.is_none());
-        let (first, _) = pending(10);
-        let (batch, _) = committer.take_batch(first);
-        assert_eq!(batch.len(), 3, "the first plus the two still waiting");
+    fn a_batch_takes_the_oldest_waiting_up_to_the_count_cap() {
+        let (_, committer) = committer(3, 1 << 20);
+        let mut waiting: VecDeque<Pending> = (0..4).map(|_| pending(10).0).collect();
+        assert_eq!(committer.take_batch(&mut waiting).len(), 3);
+        assert_eq!(committer.take_batch(&mut waiting).len(), 1);
+        assert!(committer.take_batch(&mut waiting).is_empty());
     }
 
     #[test]
     fn the_callback_that_passes_the_size_cap_starts_the_next_batch() {
-        let (queue, mut committer) = committer(100, 25);
-        let mut answers = Vec::new();
-        for size in [10, 10, 1000] {
-            let (p, a) = pending(size);
-            queue.send(p).unwrap();
-            answers.push(a);
-        }
-        let (first, _) = pending(10);
-        let (batch, carried) = committer.take_batch(first);
-        assert_eq!(batch.len(), 2, "10 + 10 fit in 25, the third 10 does not");
-        let carried = carried.expect("the overflowing one is carried over");
-        assert_eq!(carried.envelope.body.len(), 10);
-        // A callback larger than the cap still goes, alone.
-        let (batch, carried) = committer.take_batch(carried);
-        assert_eq!(batch.len(), 1);
-        let oversized = carried.expect("the 1000-byte one");
-        let (batch, carried) = committer.take_batch(oversized);
-        assert_eq!((batch.len(), carried.is_none()), (1, true));
+        let (_, committer) = committer(100, 25);
+        let mut waiting: VecDeque<Pending> = [10, 10, 10, 1000, 10]
+            .iter()
+            .map(|size| pending(*size).0)
+            .collect();
+        let sizes = |batch: Vec<Pending>| -> Vec<usize> {
+            batch.iter().map(|p| p.envelope.body.len()).collect()
+        };
+        assert_eq!(
+            sizes(committer.take_batch(&mut waiting)),
+            [10, 10],
+            "the third does not fit in 25"
+        );
+        assert_eq!(sizes(committer.take_batch(&mut waiting)), [10]);
+        assert_eq!(
+            sizes(committer.take_batch(&mut waiting)),
+            [1000],
+            "larger than the cap: alone"
+        );
+        assert_eq!(sizes(committer.take_batch(&mut waiting)), [10]);
+    }
+
+    #[test]
+    fn a_second_batch_goes_in_parallel_only_when_half_a_batch_waits() {
+        let (_, usual) = committer(64, 1 << 20);
+        assert_eq!(usual.parallel_threshold(), 32);
+        let (_, tiny) = committer(1, 1 << 20);
+        assert_eq!(tiny.parallel_threshold(), 1);
     }
 }

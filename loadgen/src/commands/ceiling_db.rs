@@ -26,6 +26,10 @@ pub struct CeilingDbArgs {
     /// Which statement: the worker's own, or its event insert alone.
     #[arg(long, value_enum, default_value = "events")]
     statement: ceiling_db::CeilingStatement,
+    /// SQL run on the scratch database after the migrations: a schema
+    /// variant to measure (an index dropped or changed, a fill factor).
+    #[arg(long)]
+    schema_variant: Option<String>,
     /// Hard stop in seconds.
     #[arg(long, default_value_t = 120)]
     time_limit_secs: u64,
@@ -43,6 +47,7 @@ pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
         args.concurrency.clamp(1, 64),
         Duration::from_secs(args.time_limit_secs.clamp(1, 3600)),
         args.statement,
+        args.schema_variant.as_deref(),
     )
     .await?;
     if args.json {
