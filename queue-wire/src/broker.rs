@@ -68,15 +68,28 @@ pub async fn publish_confirmed(
     }
 }
 
-/// Whether a connection string parses as an AMQP URI. The reason never
-/// quotes the value (nor the parser's message, which may): it may hold a
-/// password.
+/// Whether `AMQP_URL` holds one or more (comma-separated) AMQP URIs that
+/// parse. The reason never quotes a value (nor the parser's message, which
+/// may): it may hold a password.
 pub fn validate_amqp_url(amqp_url: &str) -> Result<(), String> {
-    let trimmed = amqp_url.trim();
-    if !(trimmed.starts_with("amqp://") || trimmed.starts_with("amqps://")) {
+    let nodes = nodes(amqp_url);
+    if nodes.is_empty() {
+        return Err("it names no URL".into());
+    }
+    for (index, node) in nodes.iter().enumerate() {
+        validate_one(node).map_err(|reason| match nodes.len() {
+            1 => reason,
+            count => format!("URL {} of {count}: {reason}", index + 1),
+        })?;
+    }
+    Ok(())
+}
+
+fn validate_one(amqp_url: &str) -> Result<(), String> {
+    if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
         return Err("it must start with amqp:// or amqps://".into());
     }
-    trimmed
+    amqp_url
         .parse::<lapin::uri::AMQPUri>()
         .map(|_| ())
         .map_err(|_| {
@@ -84,6 +97,40 @@ pub fn validate_amqp_url(amqp_url: &str) -> Result<(), String> {
          (the value is not shown: it may hold a password)"
                 .into()
         })
+}
+
+/// The nodes an `AMQP_URL` names: one URL, or several of one cluster,
+/// comma-separated.
+pub fn nodes(amqp_url: &str) -> Vec<&str> {
+    amqp_url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect()
+}
+
+/// A node as logs name it: host:port, never the credentials.
+pub fn node_label(amqp_url: &str) -> String {
+    match amqp_url.trim().parse::<lapin::uri::AMQPUri>() {
+        Ok(uri) => format!("{}:{}", uri.authority.host, uri.authority.port),
+        Err(_) => "?".to_owned(),
+    }
+}
+
+/// A connection to the first node of `amqp_url` that answers (for one-shot
+/// commands; services keep theirs with a `Reconnector`).
+pub async fn connect_any(amqp_url: &str, connection_name: &str) -> lapin::Result<Connection> {
+    let mut last = None;
+    for node in nodes(amqp_url) {
+        match connect(node, connection_name).await {
+            Ok(connection) => return Ok(connection),
+            Err(error) => {
+                tracing::warn!(node = %node_label(node), %error, "cannot reach this RabbitMQ node; trying the next");
+                last = Some(error);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| lapin::Error::from(std::io::Error::other("AMQP_URL names no node"))))
 }
 
 #[cfg(test)]
@@ -106,5 +153,17 @@ mod tests {
             validate_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
             Ok(())
         );
+    }
+
+    #[test]
+    fn several_nodes_are_checked_one_by_one() {
+        let cluster = "amqp://u:p@10.0.0.1:5672/%2f, amqp://u:p@10.0.0.2:5673/%2f,";
+        assert_eq!(validate_amqp_url(cluster), Ok(()));
+        assert_eq!(nodes(cluster).len(), 2);
+        assert_eq!(node_label(nodes(cluster)[1]), "10.0.0.2:5673");
+        let reason = validate_amqp_url("amqp://u:s3cr3t@h1/%2f,http://u:s3cr3t@h2").unwrap_err();
+        assert!(reason.starts_with("URL 2 of 2"), "{reason}");
+        assert!(!reason.contains("s3cr3t"));
+        assert!(validate_amqp_url(" , ").is_err());
     }
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use twilio_protocol::form::FormParams;
 use twilio_protocol::signature::{compute_signature, AuthToken};
 
+pub mod cluster;
 pub mod vectors;
 
 /// The auth token every test app is configured with.
@@ -60,6 +61,8 @@ pub struct TestBroker {
     pub channel: Channel,
     /// In confirm mode, for publishing like ingest does.
     pub publisher: Channel,
+    /// The broker's `AMQP_URL` (one node, or several).
+    pub url: String,
 }
 
 /// Short retry delays so retry paths finish quickly in tests.
@@ -69,9 +72,14 @@ pub fn test_retry_delays() -> Vec<Duration> {
 
 impl TestBroker {
     pub async fn new() -> Self {
+        Self::on(&amqp_url()).await
+    }
+
+    /// The same on another broker (a test cluster: any of its nodes).
+    pub async fn on(amqp_url: &str) -> Self {
         let prefix = unique_name("test").replace('_', ".");
         let topology = Topology::new(prefix).with_retry_delays(test_retry_delays());
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        let connection = queue_wire::broker::connect_any(amqp_url, "testkit")
             .await
             .expect("RabbitMQ must run on 127.0.0.1:5672 for these tests");
         topology.declare(&connection).await.unwrap();
@@ -86,12 +94,13 @@ impl TestBroker {
             connection,
             channel,
             publisher,
+            url: amqp_url.to_owned(),
         }
     }
 
     /// Opens fresh channels after the broker dropped ours (a restart test).
     pub async fn reconnect(&mut self) {
-        let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        let connection = queue_wire::broker::connect_any(&self.url, "testkit")
             .await
             .unwrap();
         self.channel = connection.create_channel().await.unwrap();

@@ -35,7 +35,8 @@ pub struct DeadLetterSummary {
 
 async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channel), DlqError> {
     let connection =
-        queue_wire::broker::connect(amqp_url, &format!("worker dlq {}", topology.prefix())).await?;
+        queue_wire::broker::connect_any(amqp_url, &format!("worker dlq {}", topology.prefix()))
+            .await?;
     topology.declare(&connection).await?;
     let channel = connection.create_channel().await?;
     Ok((connection, channel))

@@ -16,6 +16,7 @@
 //! instead, and its requests are answered once it is on disk.
 
 use queue_wire::batch::encode_batch;
+use queue_wire::broker::ConfirmError;
 use queue_wire::envelope::CallbackEnvelope;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -197,7 +198,14 @@ async fn commit(
             .saturating_sub(SPOOL_WRITE_MARGIN)
             .min(policy.spool_after);
     }
-    let outcome = match publish(&envelopes, link, destination, publish_deadline).await {
+    // With a spool to fall back on, a broker that stopped confirming is not
+    // made to time out every batch: they go to the spool at once.
+    let published = if spool.is_some() && link.skip_broker() {
+        Err(PublishError::Unresponsive)
+    } else {
+        publish(&envelopes, link, destination, publish_deadline).await
+    };
+    let outcome = match published {
         Ok(()) => Ok(Committed::Broker),
         Err(error) => match spool {
             Some(policy) => {
@@ -224,7 +232,8 @@ async fn publish(
     destination: &Destination,
     deadline: Duration,
 ) -> Result<(), PublishError> {
-    let link = link.current().ok_or(PublishError::NotConnected)?;
+    let supervisor = link;
+    let link = supervisor.current().ok_or(PublishError::NotConnected)?;
     if link.is_blocked() {
         return Err(PublishError::Blocked);
     }
@@ -239,10 +248,16 @@ async fn publish(
     );
     // A broker that starts blocking publishers will not confirm this batch
     // until the alarm clears: stop waiting as soon as it does.
-    tokio::select! {
-        confirmed = confirmed => Ok(confirmed?),
+    let outcome = tokio::select! {
+        confirmed = confirmed => confirmed.map_err(PublishError::from),
         () = blocked(&link) => Err(PublishError::Blocked),
+    };
+    match &outcome {
+        Ok(()) => supervisor.mark_responsive(),
+        Err(PublishError::NotConfirmed(ConfirmError::Timeout(_))) => supervisor.mark_unresponsive(),
+        Err(_) => {}
     }
+    outcome
 }
 
 /// How often a batch waiting for its confirm looks for flow control.

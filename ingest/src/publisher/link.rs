@@ -8,10 +8,19 @@ use lapin::{Channel, Connection};
 use queue_wire::reconnect::Reconnector;
 use queue_wire::topology::Topology;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::BROKER_BLOCKED;
+
+/// While the broker does not confirm in time, one batch a second tries it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// How often the supervisor looks at the connection's state.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
@@ -73,6 +82,10 @@ impl Link {
 
 pub struct LinkSupervisor {
     amqp_url: String,
+    /// Set when a confirm did not come in time on the current link, until a
+    /// confirm does (or a new link replaces it): see `unresponsive`.
+    unresponsive_since: Mutex<Option<Instant>>,
+    last_probe: Mutex<Option<Instant>>,
     /// What callbacks meet while RabbitMQ is away, for the log lines.
     consequence: &'static str,
     topology: Topology,
@@ -85,6 +98,8 @@ impl LinkSupervisor {
     pub fn new(amqp_url: String, topology: Topology, consequence: &'static str) -> Self {
         Self {
             amqp_url,
+            unresponsive_since: Mutex::new(None),
+            last_probe: Mutex::new(None),
             consequence,
             topology,
             current: RwLock::new(None),
@@ -105,7 +120,41 @@ impl LinkSupervisor {
             .clone()
     }
 
+    /// A confirm did not come in time: until one does, batches go to the
+    /// spool at once instead of each waiting out the deadline, but for one
+    /// probe batch a second.
+    pub fn mark_unresponsive(&self) {
+        let mut since = lock(&self.unresponsive_since);
+        if since.is_none() {
+            tracing::warn!("RabbitMQ stopped confirming in time; {}", self.consequence);
+            *since = Some(Instant::now());
+        }
+    }
+
+    /// A confirm came: the link serves again.
+    pub fn mark_responsive(&self) {
+        if lock(&self.unresponsive_since).take().is_some() {
+            tracing::info!("RabbitMQ confirms in time again");
+        }
+    }
+
+    /// Whether a batch should skip the broker: it is unresponsive and this
+    /// is not the second's probe.
+    pub fn skip_broker(&self) -> bool {
+        if lock(&self.unresponsive_since).is_none() {
+            return false;
+        }
+        let mut last_probe = lock(&self.last_probe);
+        if last_probe.is_some_and(|at| at.elapsed() < PROBE_INTERVAL) {
+            return true;
+        }
+        *last_probe = Some(Instant::now());
+        false
+    }
+
     fn replace(&self, link: Option<Link>) -> Option<Link> {
+        // A new connection starts with a clean slate.
+        *lock(&self.unresponsive_since) = None;
         std::mem::replace(
             &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
             link,
@@ -132,7 +181,7 @@ impl LinkSupervisor {
 
     async fn supervise(self: Arc<Self>) {
         let mut reconnector = Reconnector::new(
-            self.amqp_url.clone(),
+            &self.amqp_url,
             format!("ingest {}", self.topology.prefix()),
             self.consequence,
         );
@@ -148,13 +197,21 @@ impl LinkSupervisor {
                 link.close("ingest shutting down").await;
                 return;
             }
-            tracing::info!(exchange = %self.topology.exchange(), "connected to RabbitMQ");
+            tracing::info!(
+                node = reconnector.node().unwrap_or_default(),
+                exchange = %self.topology.exchange(),
+                "connected to RabbitMQ"
+            );
             self.replace(Some(link.clone()));
             self.watch(&link).await;
             if self.stop.is_cancelled() {
                 return;
             }
-            tracing::warn!("RabbitMQ connection lost; reconnecting");
+            tracing::warn!(
+                node = reconnector.node().unwrap_or_default(),
+                "RabbitMQ connection lost; {}; reconnecting",
+                self.consequence
+            );
             self.replace(None);
             link.close("reconnecting").await;
         }

@@ -39,6 +39,8 @@ pub enum PublishError {
     Blocked,
     #[error(transparent)]
     NotConfirmed(#[from] queue_wire::broker::ConfirmError),
+    #[error("RabbitMQ has stopped confirming in time")]
+    Unresponsive,
     #[error("RabbitMQ could not confirm, and the spool could not take it: {0}")]
     Spool(SpoolError),
 }

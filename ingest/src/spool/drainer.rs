@@ -153,6 +153,8 @@ impl Drainer {
         while let Some(confirmed) = in_flight.next().await {
             confirmed.map_err(PublishError::from)?;
         }
+        // Confirms came in time: new batches may go to the broker again.
+        self.link.mark_responsive();
         self.spool.remove(segment.sequence)?;
         Ok(drained)
     }

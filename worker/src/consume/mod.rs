@@ -47,7 +47,7 @@ pub async fn run(
     let _not_consuming_on_exit = NotConsumingOnExit(health.clone());
     let topology = &config.common.topology;
     let mut reconnector = Reconnector::new(
-        config.common.amqp_url.clone(),
+        &config.common.amqp_url,
         format!("worker {}", topology.prefix()),
         "not consuming",
     );
@@ -68,7 +68,11 @@ pub async fn run(
             }
         };
         health.set_consuming(true);
-        tracing::info!(queue = %topology.main_queue(), "consuming");
+        tracing::info!(
+            node = reconnector.node().unwrap_or_default(),
+            queue = %topology.main_queue(),
+            "consuming"
+        );
         let end = session.consume(&config, &db, &health, &stop).await;
         health.set_consuming(false);
         session.close().await;

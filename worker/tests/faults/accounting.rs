@@ -25,6 +25,18 @@ pub struct LoadResult {
     pub p99: Duration,
 }
 
+impl LoadResult {
+    /// Two loads' answers as one (traffic split across two ingests).
+    pub fn merge(mut self, other: LoadResult) -> LoadResult {
+        self.sent += other.sent;
+        self.accepted.extend(other.accepted);
+        self.refused.extend(other.refused);
+        self.slowest = self.slowest.max(other.slowest);
+        self.p99 = self.p99.max(other.p99);
+        self
+    }
+}
+
 /// Every message goes queued → sent → delivered (undelivered for some), the
 /// callbacks shuffled across messages so they arrive out of order.
 pub fn callbacks(messages: u64) -> Vec<CallbackId> {

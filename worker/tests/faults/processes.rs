@@ -129,9 +129,18 @@ pub fn ingest_env(
 }
 
 pub fn worker_env(prefix: &str, database_url: &str) -> Vec<(&'static str, String)> {
+    worker_env_on(prefix, database_url, &testkit::amqp_url())
+}
+
+/// The worker's environment on another broker (a cluster's nodes).
+pub fn worker_env_on(
+    prefix: &str,
+    database_url: &str,
+    amqp_url: &str,
+) -> Vec<(&'static str, String)> {
     vec![
         ("WORKER_ADDR", "127.0.0.1:0".to_owned()),
-        ("AMQP_URL", testkit::amqp_url()),
+        ("AMQP_URL", amqp_url.to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
         ("AMQP_TOPOLOGY_PREFIX", prefix.to_owned()),
         ("WORKER_RETRY_DELAYS_MS", "200,400".to_owned()),

@@ -161,6 +161,7 @@ async fn queues_of_the_previous_release_do_not_stop_this_one() {
         connection,
         channel,
         publisher,
+        url: testkit::amqp_url(),
     };
     let database = TestDatabase::new().await;
     let worker = RunningWorker::start(&broker, &database.url).await;
