@@ -97,7 +97,8 @@ pub struct IngestArgs {
     pub batch_linger_us: u64,
 
     /// Directory of the durable local spool (callbacks RabbitMQ cannot
-    /// confirm in time wait here). One ingest process per directory.
+    /// confirm in time wait here). Each process locks a directory of its
+    /// own: this one, or `ingest-N` inside it when another process holds it.
     #[arg(
         long,
         hide_env_values = true,

@@ -197,12 +197,13 @@ impl LinkSupervisor {
                 link.close("ingest shutting down").await;
                 return;
             }
+            self.replace(Some(link.clone()));
+            // Logged once publishes can use the link (a test waits for it).
             tracing::info!(
                 node = reconnector.node().unwrap_or_default(),
                 exchange = %self.topology.exchange(),
                 "connected to RabbitMQ"
             );
-            self.replace(Some(link.clone()));
             self.watch(&link).await;
             if self.stop.is_cancelled() {
                 return;

@@ -9,7 +9,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use queue_wire::batch::{batch_properties, QueueMessage};
 use service_kit::backoff::Backoff;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{decode_payload, segment, SegmentInfo, Spool};
@@ -18,6 +18,8 @@ use crate::publisher::{Destination, LinkSupervisor, PublishError};
 
 /// How often an idle drainer looks for work and a ready broker.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the drainer looks for spools other processes left behind.
+const ADOPTION_INTERVAL: Duration = Duration::from_secs(10);
 /// Records published and waiting for their confirm at once.
 const IN_FLIGHT: usize = 8;
 
@@ -41,11 +43,12 @@ impl Drainer {
     pub async fn run(self) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut drained_since_empty = 0u64;
-        while self.wait_for_work().await {
+        let mut next_adoption = Instant::now();
+        while self.wait_for_work(&mut next_adoption).await {
             let Some(segment) = self.spool.next_to_drain().await else {
                 continue;
             };
-            match self.drain(&segment).await {
+            match self.drain(&self.spool, &segment).await {
                 Ok(drained) => {
                     backoff.reset();
                     drained_since_empty += drained;
@@ -80,8 +83,9 @@ impl Drainer {
     }
 
     /// Waits until the spool holds something and the broker could confirm
-    /// it; `false` when stopping.
-    async fn wait_for_work(&self) -> bool {
+    /// it; `false` when stopping. While its own spool is empty and the
+    /// broker ready, it drains the spools other processes left behind.
+    async fn wait_for_work(&self, next_adoption: &mut Instant) -> bool {
         loop {
             if self.stop.is_cancelled() {
                 return false;
@@ -92,6 +96,12 @@ impl Drainer {
             if ready && !self.spool.is_empty() {
                 return true;
             }
+            if ready && Instant::now() >= *next_adoption {
+                for orphan in self.spool.adopt_orphans() {
+                    self.drain_adopted(&orphan).await;
+                }
+                *next_adoption = Instant::now() + ADOPTION_INTERVAL;
+            }
             tokio::select! {
                 () = tokio::time::sleep(POLL_INTERVAL) => {}
                 () = self.stop.cancelled() => return false,
@@ -99,10 +109,36 @@ impl Drainer {
         }
     }
 
+    /// Drains a spool another process left, segment by segment, until it is
+    /// empty or a publish fails (the next look adopts it again).
+    async fn drain_adopted(&self, orphan: &Spool) {
+        let mut drained_here = 0;
+        while let Some(segment) = orphan.next_to_drain().await {
+            if self.stop.is_cancelled() {
+                return;
+            }
+            match self.drain(orphan, &segment).await {
+                Ok(drained) => {
+                    drained_here += drained;
+                    metrics::counter!(SPOOL_DRAINED.name).increment(drained);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, dir = %orphan.dir().display(), "draining an adopted spool paused");
+                    return;
+                }
+            }
+        }
+        tracing::info!(
+            dir = %orphan.dir().display(),
+            drained = drained_here,
+            "adopted spool drained: every callback in it is now confirmed by RabbitMQ"
+        );
+    }
+
     /// Publishes every record of `segment`, then removes it. Returns how
     /// many callbacks it held.
-    async fn drain(&self, segment: &SegmentInfo) -> Result<u64, DrainError> {
-        let path = segment::path(self.spool.dir(), segment.sequence);
+    async fn drain(&self, spool: &Spool, segment: &SegmentInfo) -> Result<u64, DrainError> {
+        let path = segment::path(spool.dir(), segment.sequence);
         let read_path = path.clone();
         let contents = tokio::task::spawn_blocking(move || segment::read(&read_path))
             .await
@@ -155,7 +191,7 @@ impl Drainer {
         }
         // Confirms came in time: new batches may go to the broker again.
         self.link.mark_responsive();
-        self.spool.remove(segment.sequence)?;
+        spool.remove(segment.sequence)?;
         Ok(drained)
     }
 }

@@ -8,8 +8,11 @@
 //! A drainer (`drainer`) republishes sealed segments with confirms once the
 //! broker is back, and removes a segment only after every record in it is
 //! confirmed; a crash in between republishes some, which the worker's dedup
-//! absorbs. The directory is locked, so two processes never share it; a
-//! restarted ingest drains what an earlier one left. Full, or failing to
+//! absorbs. A spool directory is locked, so two processes never share one:
+//! a second process on the same `INGEST_SPOOL_DIR` takes an `ingest-N`
+//! directory inside it. A restarted ingest drains what an earlier one left
+//! in its directory, and the drainer adopts directories no process holds
+//! (a process that died or was scaled away). Full, or failing to
 //! write: 503, never a 200 that was not written.
 //!
 //! What it does not guarantee: a lost disk loses what was on it.
@@ -57,7 +60,7 @@ pub enum OpenError {
     #[error("cannot use spool directory {dir}: {error}")]
     Io { dir: String, error: std::io::Error },
     #[error(
-        "spool directory {0} is locked by another ingest process; give each process its own INGEST_SPOOL_DIR"
+        "spool directory {0} and every directory inside it are locked by other ingest processes; give this one its own INGEST_SPOOL_DIR"
     )]
     Locked(String),
 }
@@ -110,6 +113,11 @@ impl State {
 
 struct Shared {
     config: SpoolConfig,
+    /// The directory this process holds: `config.dir` or an `ingest-N` in it.
+    dir: PathBuf,
+    /// Left by another process and taken over for draining only: it does
+    /// not report the spool metrics, which are this process's own.
+    adopted: bool,
     state: Mutex<State>,
     /// When the last write failed, until one succeeds again.
     failed_at: Mutex<Option<Instant>>,
@@ -125,34 +133,31 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating if needed) and locks the directory, and takes stock
-    /// of what an earlier process left. Returns the spool and the writer
-    /// task to spawn.
+    /// Opens and locks a directory of its own under `config.dir` (the
+    /// directory itself, or, when another process holds that, the first
+    /// free `ingest-N` inside it), and takes stock of what an earlier
+    /// process left there. Returns the spool and the writer task to spawn.
     pub fn open(config: SpoolConfig) -> Result<(Self, writer::Writer), OpenError> {
-        let dir = config.dir.clone();
+        let root = config.dir.clone();
         let io = |error| OpenError::Io {
-            dir: dir.display().to_string(),
+            dir: root.display().to_string(),
             error,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        // Held read-only, so the filesystem can still be remounted read-only.
-        let lock_path = dir.join(".lock");
-        if !lock_path.exists() {
-            File::create(&lock_path).map_err(io)?;
-        }
-        let lock = File::open(&lock_path).map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(OpenError::Locked(dir.display().to_string()))
-            }
-            Err(std::fs::TryLockError::Error(error)) => return Err(io(error)),
+        std::fs::create_dir_all(&root).map_err(io)?;
+        let (dir, lock) = claim(&root)?;
+        if dir != root {
+            tracing::info!(
+                dir = %dir.display(),
+                "another ingest process holds the spool directory; this one spools in a directory of its own inside it"
+            );
         }
         let state = take_stock(&dir).map_err(io)?;
         let (commands, receiver) = mpsc::unbounded_channel();
         let spool = Self {
             shared: Arc::new(Shared {
                 config,
+                dir,
+                adopted: false,
                 state: Mutex::new(state),
                 failed_at: Mutex::new(None),
                 _lock: lock,
@@ -164,8 +169,59 @@ impl Spool {
         Ok((spool, writer))
     }
 
+    /// The spools under the same root that no process holds and that hold
+    /// segments (left by a process that died or was scaled away), locked
+    /// for this one to drain. Nothing is ever appended to them.
+    pub fn adopt_orphans(&self) -> Vec<Spool> {
+        let root = &self.shared.config.dir;
+        let mut candidates = vec![root.clone()];
+        if let Ok(entries) = std::fs::read_dir(root) {
+            candidates.extend(
+                entries
+                    .filter_map(|entry| entry.ok())
+                    .filter(|entry| slot_number(&entry.file_name().to_string_lossy()).is_some())
+                    .map(|entry| entry.path()),
+            );
+        }
+        candidates
+            .into_iter()
+            .filter(|dir| *dir != self.shared.dir && holds_segments(dir))
+            .filter_map(|dir| self.adopt(dir))
+            .collect()
+    }
+
+    fn adopt(&self, dir: PathBuf) -> Option<Spool> {
+        let lock = try_lock(&dir).ok().flatten()?;
+        let state = match take_stock(&dir) {
+            Ok(state) => state,
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "cannot read a spool left by another process");
+                return None;
+            }
+        };
+        tracing::warn!(
+            dir = %dir.display(),
+            callbacks = state.callbacks(),
+            "adopted a spool no process holds; draining it"
+        );
+        // No writer: the channel's receiver is dropped at once.
+        let (commands, _) = mpsc::unbounded_channel();
+        Some(Self {
+            shared: Arc::new(Shared {
+                config: self.shared.config.clone(),
+                dir,
+                adopted: true,
+                state: Mutex::new(state),
+                failed_at: Mutex::new(None),
+                _lock: lock,
+            }),
+            commands,
+        })
+    }
+
+    /// The directory this spool holds (the configured one, or one inside it).
     pub fn dir(&self) -> &Path {
-        &self.shared.config.dir
+        &self.shared.dir
     }
 
     /// Appends callbacks as one record and returns once it is on disk.
@@ -226,7 +282,7 @@ impl Spool {
 
     /// Removes a drained segment (its file, durably) and forgets it.
     pub fn remove(&self, sequence: u64) -> std::io::Result<()> {
-        let dir = &self.shared.config.dir;
+        let dir = &self.shared.dir;
         match std::fs::remove_file(segment::path(dir, sequence)) {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
@@ -250,6 +306,9 @@ impl Spool {
     }
 
     fn publish_metrics(&self) {
+        if self.shared.adopted {
+            return;
+        }
         let (bytes, callbacks, oldest) = {
             let state = self.lock_state();
             (state.bytes(), state.callbacks(), state.oldest())
@@ -260,6 +319,56 @@ impl Spool {
         let age = oldest.map_or(0.0, |at| (Utc::now() - at).as_seconds_f64().max(0.0));
         metrics::gauge!(SPOOL_OLDEST_AGE.name).set(age);
     }
+}
+
+/// Most processes one spool directory serves (the directory itself and
+/// `ingest-1` .. `ingest-63` inside it).
+const MAX_SLOTS: usize = 64;
+
+fn slot_number(name: &str) -> Option<usize> {
+    name.strip_prefix("ingest-")?.parse().ok()
+}
+
+/// The first directory under `root` no other process holds, locked.
+fn claim(root: &Path) -> Result<(PathBuf, File), OpenError> {
+    for slot in 0..MAX_SLOTS {
+        let dir = match slot {
+            0 => root.to_path_buf(),
+            n => root.join(format!("ingest-{n}")),
+        };
+        let io = |error| OpenError::Io {
+            dir: dir.display().to_string(),
+            error,
+        };
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        if let Some(lock) = try_lock(&dir).map_err(io)? {
+            return Ok((dir, lock));
+        }
+    }
+    Err(OpenError::Locked(root.display().to_string()))
+}
+
+/// The directory's lock, if no other process holds it. Held through a file
+/// opened read-only, so the filesystem can still be remounted read-only.
+fn try_lock(dir: &Path) -> std::io::Result<Option<File>> {
+    let lock_path = dir.join(".lock");
+    if !lock_path.exists() {
+        File::create(&lock_path)?;
+    }
+    let lock = File::open(&lock_path)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
+fn holds_segments(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|entry| entry.ok())
+            .any(|entry| segment::sequence_of(&entry.file_name().to_string_lossy()).is_some())
+    })
 }
 
 /// What an earlier process left: every segment, sealed, with its callbacks
@@ -319,4 +428,26 @@ fn take_stock(dir: &Path) -> std::io::Result<State> {
 pub fn decode_payload(payload: &[u8]) -> Result<QueueMessage, queue_wire::envelope::EnvelopeError> {
     let (_, properties) = queue_wire::batch::encode_batch(&[]);
     QueueMessage::decode(&properties, payload.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_claim_gets_a_directory_of_its_own_until_none_is_left() {
+        let root = tempfile::tempdir().unwrap();
+        let held: Vec<(PathBuf, File)> = (0..MAX_SLOTS)
+            .map(|_| claim(root.path()).unwrap())
+            .collect();
+        assert_eq!(held[0].0, root.path());
+        assert_eq!(held[1].0, root.path().join("ingest-1"));
+        let mut dirs: Vec<&PathBuf> = held.iter().map(|(dir, _)| dir).collect();
+        dirs.dedup();
+        assert_eq!(dirs.len(), MAX_SLOTS);
+        assert!(matches!(claim(root.path()), Err(OpenError::Locked(_))));
+        // A directory let go is claimed again.
+        drop(held);
+        assert_eq!(claim(root.path()).unwrap().0, root.path());
+    }
 }

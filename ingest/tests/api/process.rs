@@ -92,15 +92,17 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
 fn json_log_lines_carry_trace_and_message_ids() {
     use std::io::{BufRead, BufReader};
     let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = ingest()
-        .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-        .env("INGEST_ADDR", "127.0.0.1:0")
-        .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        ingest()
+            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = lines_tx.send(line);
@@ -149,15 +151,27 @@ fn json_log_lines_carry_trace_and_message_ids() {
     assert!(accepted["latency_ms"].is_number());
 
     let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status();
-    let _ = child.wait();
+    let _ = child.0.wait();
     testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+}
+
+/// A child process killed when the test ends, however it ends: a failed
+/// assertion must not leave an ingest running (it would also hold the test
+/// harness's output pipe open).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A running ingest binary whose log lines (stdout and stderr) are collected.
 struct LoggedIngest {
-    child: std::process::Child,
+    child: KillOnDrop,
     lines: std::sync::mpsc::Receiver<String>,
     seen: Vec<String>,
 }
@@ -188,7 +202,7 @@ impl LoggedIngest {
             }
         });
         Self {
-            child,
+            child: KillOnDrop(child),
             lines,
             seen: Vec::new(),
         }
@@ -217,9 +231,9 @@ impl LoggedIngest {
     /// SIGTERM, then everything it logged and its exit code.
     fn terminate(mut self) -> (Option<i32>, String) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.child.0.id().to_string()])
             .status();
-        let status = self.child.wait().unwrap();
+        let status = self.child.0.wait().unwrap();
         // The reader threads end with the pipes.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.seen.push(line);

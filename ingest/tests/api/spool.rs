@@ -363,23 +363,40 @@ async fn a_killed_ingest_leaves_its_spool_to_the_next_which_drains_it_once() {
 }
 
 #[tokio::test]
-async fn two_processes_never_share_a_spool_directory() {
+async fn two_processes_never_share_a_spool_directory_and_what_they_leave_is_drained() {
     let broker = TestBroker::new().await;
     let spool = tempfile::tempdir().unwrap();
-    let _first = IngestProcess::start(&testkit::amqp_url(), broker.topology.prefix(), spool.path());
-    let second = Command::new(env!("CARGO_BIN_EXE_ingest"))
-        .env_clear()
-        .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-        .env("INGEST_ADDR", "127.0.0.1:0")
-        .env("INGEST_SPOOL_DIR", spool.path())
-        .output()
-        .unwrap();
-    assert_eq!(second.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&second.stderr);
-    assert!(
-        stderr.contains("locked by another ingest process"),
-        "{stderr}"
-    );
+    let away = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let prefix = broker.topology.prefix();
+    // Two processes given the same directory while RabbitMQ is away.
+    let first = IngestProcess::start(away, prefix, spool.path());
+    let mut second = IngestProcess::start(away, prefix, spool.path());
+    second.wait_for_line("this one spools in a directory of its own");
+    assert!(send(&first.address(), 1, 10)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    assert!(send(&second.address(), 11, 10)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    // Each wrote its own segments: the first in the directory, the second
+    // in one inside it.
+    let first_sids = spooled_sids(spool.path());
+    let second_sids = spooled_sids(&spool.path().join("ingest-1"));
+    assert_eq!(first_sids.len(), 10, "{first_sids:?}");
+    assert_eq!(second_sids.len(), 10, "{second_sids:?}");
+    assert!(first_sids.iter().all(|sid| !second_sids.contains(sid)));
+    first.kill();
+    second.kill();
+
+    // One process comes back: it drains its own directory and adopts the
+    // one the other left.
+    let mut survivor = IngestProcess::start(&testkit::amqp_url(), prefix, spool.path());
+    let sids = wait_for_queued_sids(&broker, 20).await;
+    assert_each_once(&sids, 1, 20);
+    survivor.wait_for_line("adopted spool drained");
+    assert!(spooled_sids(&spool.path().join("ingest-1")).is_empty());
 }
 
 #[tokio::test]
