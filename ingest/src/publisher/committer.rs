@@ -255,6 +255,7 @@ async fn publish(
     match &outcome {
         Ok(()) => supervisor.mark_responsive(),
         Err(PublishError::NotConfirmed(ConfirmError::Timeout(_))) => supervisor.mark_unresponsive(),
+        Err(PublishError::NotConfirmed(ConfirmError::Nacked)) => supervisor.nacked(),
         Err(_) => {}
     }
     outcome

@@ -86,6 +86,11 @@ pub struct LinkSupervisor {
     /// confirm does (or a new link replaces it): see `unresponsive`.
     unresponsive_since: Mutex<Option<Instant>>,
     last_probe: Mutex<Option<Instant>>,
+    /// Set when RabbitMQ nacked a publish: the watcher then replaces the
+    /// link (a quorum queue's client state on a channel can keep nacking
+    /// after its leader was lost; a new connection, to the next node, does
+    /// not).
+    replace_requested: std::sync::atomic::AtomicBool,
     /// What callbacks meet while RabbitMQ is away, for the log lines.
     consequence: &'static str,
     topology: Topology,
@@ -100,6 +105,7 @@ impl LinkSupervisor {
             amqp_url,
             unresponsive_since: Mutex::new(None),
             last_probe: Mutex::new(None),
+            replace_requested: std::sync::atomic::AtomicBool::new(false),
             consequence,
             topology,
             current: RwLock::new(None),
@@ -150,6 +156,12 @@ impl LinkSupervisor {
         }
         *last_probe = Some(Instant::now());
         false
+    }
+
+    /// RabbitMQ nacked a publish on the current link: it is replaced.
+    pub fn nacked(&self) {
+        self.replace_requested
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn replace(&self, link: Option<Link>) -> Option<Link> {
@@ -208,20 +220,31 @@ impl LinkSupervisor {
             if self.stop.is_cancelled() {
                 return;
             }
-            tracing::warn!(
-                node = reconnector.node().unwrap_or_default(),
-                "RabbitMQ connection lost; {}; reconnecting",
-                self.consequence
-            );
+            let nacked = self
+                .replace_requested
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
             self.replace(None);
             link.close("reconnecting").await;
+            let reason = if nacked {
+                "RabbitMQ nacked a publish on this connection"
+            } else {
+                "the RabbitMQ connection was lost"
+            };
+            // Logs it with the node, and starts the next connection with
+            // the next node after a short backoff.
+            reconnector.after_failure(&reason, &self.stop).await;
         }
     }
 
     /// Watches a live link until it dies or ingest stops; reports flow control.
     async fn watch(&self, link: &Link) {
         let mut blocked = false;
-        while !self.stop.is_cancelled() && !link.is_dead() {
+        while !self.stop.is_cancelled()
+            && !link.is_dead()
+            && !self
+                .replace_requested
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
             let now_blocked = link.is_blocked();
             if now_blocked != blocked {
                 blocked = now_blocked;

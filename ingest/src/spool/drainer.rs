@@ -7,6 +7,7 @@
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use queue_wire::batch::{batch_properties, QueueMessage};
+use queue_wire::broker::ConfirmError;
 use service_kit::backoff::Backoff;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +68,7 @@ impl Drainer {
                     }
                 }
                 Err(error) => {
+                    self.replace_link_after_nack(&error);
                     let delay = backoff.next_delay();
                     tracing::warn!(
                         %error,
@@ -109,6 +111,14 @@ impl Drainer {
         }
     }
 
+    /// A nack asks for a new link: retrying on the same channel can be
+    /// nacked forever (a quorum queue whose leader was lost).
+    fn replace_link_after_nack(&self, error: &DrainError) {
+        if let DrainError::Publish(PublishError::NotConfirmed(ConfirmError::Nacked)) = error {
+            self.link.nacked();
+        }
+    }
+
     /// Drains a spool another process left, segment by segment, until it is
     /// empty or a publish fails (the next look adopts it again).
     async fn drain_adopted(&self, orphan: &Spool) {
@@ -123,6 +133,7 @@ impl Drainer {
                     metrics::counter!(SPOOL_DRAINED.name).increment(drained);
                 }
                 Err(error) => {
+                    self.replace_link_after_nack(&error);
                     tracing::warn!(%error, dir = %orphan.dir().display(), "draining an adopted spool paused");
                     return;
                 }

@@ -35,7 +35,7 @@ impl Service {
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "warn,ingest=info,worker=info")
             .stdout(Stdio::piped())
-            // Quiet unless asked for: TEST_LOG=1 shows the services' stderr.
+            // Quiet unless asked for: TEST_LOG=1 shows the services' output.
             .stderr(if std::env::var_os("TEST_LOG").is_some() {
                 Stdio::inherit()
             } else {
@@ -47,8 +47,12 @@ impl Service {
         let mut child = command.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (port_tx, port_rx) = mpsc::channel();
+        let echo = std::env::var_os("TEST_LOG").is_some();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[{name}] {line}");
+                }
                 if let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) {
                     if value["message"]
                         .as_str()
