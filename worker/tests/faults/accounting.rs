@@ -135,6 +135,18 @@ pub async fn reached(progress: &AtomicUsize, count: usize) {
 }
 
 /// The rows, counted per callback.
+/// Waits up to `within` until every callback `load` got a 2xx for is stored.
+pub async fn wait_until_stored(db: &DatabaseConnection, load: &LoadResult, within: Duration) {
+    testkit::wait_for("accepted callbacks to be stored", within, || async {
+        let stored = stored_events(db).await;
+        load.accepted
+            .iter()
+            .all(|id| stored.contains_key(id))
+            .then_some(())
+    })
+    .await;
+}
+
 pub async fn stored_events(db: &DatabaseConnection) -> HashMap<CallbackId, i64> {
     let rows = db
         .query_all_raw(Statement::from_string(

@@ -7,7 +7,7 @@
 //! consuming).
 
 use crate::accounting::{
-    account, callbacks, drive, reached, stored_events, CallbackId, LoadResult,
+    account, callbacks, drive, reached, wait_until_stored, CallbackId, LoadResult,
 };
 use crate::processes::{ingest_binary, ingest_env, worker_binary, worker_env_on, Service};
 use queue_wire::topology::Topology;
@@ -110,22 +110,30 @@ impl ClusterRig {
             .unwrap();
     }
 
+    /// Reports the traffic's answers and the recovery time, then asserts
+    /// every callback answered 2xx and the exact accounting.
+    async fn account_for(&self, traffic: SplitTraffic, scenario: &str, recovered: Duration) {
+        let (load, all) = traffic.finished().await;
+        println!(
+            "{scenario}: full service again after {recovered:?}; {} sent, {} answered 2xx, p99 {:?}, slowest {:?}",
+            load.sent,
+            load.accepted.len(),
+            load.p99,
+            load.slowest
+        );
+        assert!(
+            load.refused.is_empty(),
+            "{scenario}: every callback answered 2xx; not: {:?}",
+            load.refused
+        );
+        self.assert_exact(&load, &all, scenario).await;
+    }
+
     /// Every accepted callback stored, the main and retry queues empty (the
     /// counts, asked of a running node, refresh every few seconds: they must
     /// read 0 twice), nothing dead-lettered; then the exact accounting.
     async fn assert_exact(&self, load: &LoadResult, all: &[CallbackId], scenario: &str) {
-        wait_for(
-            "accepted callbacks to be stored",
-            Duration::from_secs(180),
-            || async {
-                let stored = stored_events(&self.db).await;
-                load.accepted
-                    .iter()
-                    .all(|id| stored.contains_key(id))
-                    .then_some(())
-            },
-        )
-        .await;
+        wait_until_stored(&self.db, load, Duration::from_secs(180)).await;
         let topology = self.topology();
         let mut queues = vec![topology.main_queue()];
         queues.extend(topology.retry_queues());
@@ -256,19 +264,8 @@ async fn lose_the_leader(kill: bool, scenario: &str) {
         [&workers[0], &workers[1]],
     )
     .await;
-    let (load, all) = traffic.finished().await;
-    println!(
-        "{scenario} ({leader}): full service again after {recovered:?}; {} sent, {} answered 2xx, p99 {:?}, slowest {:?}",
-        load.sent,
-        load.accepted.len(),
-        load.p99,
-        load.slowest
-    );
-    assert!(
-        load.refused.is_empty(),
-        "{scenario}: every callback answered 2xx"
-    );
-    rig.assert_exact(&load, &all, scenario).await;
+    rig.account_for(traffic, &format!("{scenario} ({leader})"), recovered)
+        .await;
 }
 
 #[tokio::test]
@@ -324,17 +321,12 @@ async fn cluster_node_killed_while_retry_queues_hold_messages() {
         [&workers[0], &workers[1]],
     )
     .await;
-    let (load, all) = traffic.finished().await;
-    println!(
-        "{scenario} ({leader}, the first retry queue's leader): full service again after {recovered:?}; {} sent, {} answered 2xx",
-        load.sent,
-        load.accepted.len()
-    );
-    assert!(
-        load.refused.is_empty(),
-        "{scenario}: every callback answered 2xx"
-    );
-    rig.assert_exact(&load, &all, scenario).await;
+    rig.account_for(
+        traffic,
+        &format!("{scenario} ({leader}, the first retry queue's leader)"),
+        recovered,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -361,17 +353,10 @@ async fn cluster_rolling_restart_under_load() {
         [&workers[0], &workers[1]],
     )
     .await;
-    let (load, all) = traffic.finished().await;
-    println!(
-        "{scenario}: all three restarted and full service after {recovered:?}; {} sent, {} answered 2xx, p99 {:?}, slowest {:?}",
-        load.sent,
-        load.accepted.len(),
-        load.p99,
-        load.slowest
-    );
-    assert!(
-        load.refused.is_empty(),
-        "{scenario}: every callback answered 2xx"
-    );
-    rig.assert_exact(&load, &all, scenario).await;
+    rig.account_for(
+        traffic,
+        &format!("{scenario}, all three restarted"),
+        recovered,
+    )
+    .await;
 }

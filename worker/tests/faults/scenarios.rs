@@ -1,7 +1,7 @@
 //! The scenarios: each breaks something under load, then accounts.
 
 use crate::accounting::{
-    account, callbacks, drive, reached, stored_events, CallbackId, LoadResult,
+    account, callbacks, drive, reached, wait_until_stored, CallbackId, LoadResult,
 };
 use crate::processes::{ingest_binary, ingest_env, worker_binary, worker_env, Service};
 use sea_orm::DatabaseConnection;
@@ -63,18 +63,7 @@ impl Rig {
     /// Waits until every accepted callback is stored and nothing is left in
     /// the main or retry queues, then checks the dead-letter queue is empty.
     async fn settle(&self, load: &LoadResult) {
-        wait_for(
-            "accepted callbacks to be stored",
-            Duration::from_secs(120),
-            || async {
-                let stored = stored_events(&self.db).await;
-                load.accepted
-                    .iter()
-                    .all(|id| stored.contains_key(id))
-                    .then_some(())
-            },
-        )
-        .await;
+        wait_until_stored(&self.db, load, Duration::from_secs(120)).await;
         let mut queues = vec![self.broker.topology.main_queue()];
         queues.extend(self.broker.topology.retry_queues());
         wait_for("queues to drain", Duration::from_secs(60), || async {
