@@ -7,7 +7,6 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use std::future::Future;
 use std::net::TcpListener;
 use std::time::Duration;
-use twilio_protocol::signature::SignatureVerifier;
 
 use crate::config::IngestConfig;
 use crate::publisher::{CallbackPublisher, SpoolPolicy};
@@ -61,7 +60,7 @@ impl Application {
             }),
         );
         let state = web::Data::new(IngestState {
-            verifier: SignatureVerifier::new(config.auth_tokens.clone()),
+            keyring: config.keyring.clone(),
             signed_url: SignedUrlOrigin::new(
                 config.public_base_url.clone(),
                 config.trust_forwarded_headers,

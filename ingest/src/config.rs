@@ -7,6 +7,7 @@ use service_kit::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use twilio_protocol::keyring::{parse_secret_map, Keyring};
 use twilio_protocol::signature::AuthToken;
 
 use crate::publisher::BatchLimits;
@@ -23,9 +24,22 @@ RabbitMQ quorum queue and answers 200 only once the broker has confirmed it.\n\n
 Also serves GET /healthz, GET /readyz and GET /metrics. Stops gracefully on SIGTERM/SIGINT."
 )]
 pub struct IngestArgs {
-    /// Required. Auth token(s) that sign callbacks; comma-separated to rotate without downtime.
+    /// Auth token(s) of the main account, which also serve every account not in
+    /// TWILIO_ACCOUNT_TOKENS; comma-separated to rotate without downtime.
+    /// Required unless TWILIO_ACCOUNT_TOKENS is set.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
+
+    /// Per-account tokens, `ACxxx=token1|token2,ACyyy=token3`: a callback is
+    /// verified with the tokens of the AccountSid it carries (subaccounts).
+    #[arg(long, env = "TWILIO_ACCOUNT_TOKENS", hide_env_values = true)]
+    pub account_tokens: Option<String>,
+
+    /// SharedKey secrets, `KEY_ID=SECRET,...`: a callback whose
+    /// X-Twilio-Webhooks-Signature-Settings names a key is verified with its
+    /// secret, under HMAC_SHA1 or HMAC_SHA256 as the header says.
+    #[arg(long, env = "TWILIO_SIGNING_KEYS", hide_env_values = true)]
+    pub signing_keys: Option<String>,
 
     /// scheme://host[:port] Twilio calls; the signed URL is this + path + query.
     /// Unset: rebuilt from the request as http://<Host header>.
@@ -171,8 +185,12 @@ pub struct IngestArgs {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("TWILIO_AUTH_TOKEN is not set")]
+    #[error("TWILIO_AUTH_TOKEN is not set (nor TWILIO_ACCOUNT_TOKENS)")]
     NoAuthToken,
+    #[error("TWILIO_ACCOUNT_TOKENS: {0}")]
+    AccountTokens(String),
+    #[error("TWILIO_SIGNING_KEYS: {0}")]
+    SigningKeys(String),
     #[error("PUBLIC_BASE_URL {0:?} is not an http(s)://host[:port] URL")]
     PublicBaseUrl(String),
     #[error("AMQP_URL is not a valid AMQP URL: {0}")]
@@ -185,7 +203,8 @@ pub enum ConfigError {
 
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
-    pub auth_tokens: Vec<AuthToken>,
+    /// Every secret that may sign a callback.
+    pub keyring: Keyring,
     /// Without a trailing slash.
     pub public_base_url: Option<String>,
     pub addr: SocketAddr,
@@ -216,9 +235,23 @@ impl TryFrom<IngestArgs> for IngestConfig {
             .filter(|t| !t.is_empty())
             .map(AuthToken::new)
             .collect();
-        if auth_tokens.is_empty() {
+        let account_tokens = parse_secret_map(args.account_tokens.as_deref().unwrap_or_default())
+            .map_err(ConfigError::AccountTokens)?;
+        let signing_keys = parse_secret_map(args.signing_keys.as_deref().unwrap_or_default())
+            .map_err(ConfigError::SigningKeys)?;
+        if auth_tokens.is_empty() && account_tokens.is_empty() {
             return Err(ConfigError::NoAuthToken);
         }
+        let keyring = account_tokens
+            .into_iter()
+            .fold(Keyring::new(auth_tokens), |ring, (sid, tokens)| {
+                ring.with_account(sid, tokens)
+            });
+        let keyring = signing_keys
+            .into_iter()
+            .fold(keyring, |ring, (key, secrets)| {
+                ring.with_shared_key(key, secrets)
+            });
         let public_base_url = args
             .public_base_url
             .filter(|url| !url.trim().is_empty())
@@ -233,7 +266,7 @@ impl TryFrom<IngestArgs> for IngestConfig {
             return Err(ConfigError::Batching);
         }
         Ok(Self {
-            auth_tokens,
+            keyring,
             public_base_url,
             addr: args.addr,
             amqp_url: args.amqp_url,
@@ -284,9 +317,32 @@ mod tests {
     }
 
     #[test]
-    fn splits_rotated_tokens() {
-        let config = IngestConfig::try_from(args(&[])).unwrap();
-        assert_eq!(config.auth_tokens.len(), 2);
+    fn reads_main_account_and_key_secrets() {
+        let config = IngestConfig::try_from(args(&[
+            "--account-tokens",
+            "ACsub=s1|s2",
+            "--signing-keys",
+            "k1=secret",
+        ]))
+        .unwrap();
+        let ring = &config.keyring;
+        assert!(ring.select(Some("ACother"), None).is_ok());
+        assert!(ring.select(Some("ACsub"), None).is_ok());
+        assert!(ring.select(None, Some("key=k1")).is_ok());
+        assert!(ring.select(None, Some("key=k2")).is_err());
+        // Subaccount tokens alone are a valid configuration.
+        let only_accounts = IngestArgs::parse_from(["ingest", "--account-tokens", "ACsub=s1"]);
+        let ring = IngestConfig::try_from(only_accounts).unwrap().keyring;
+        assert!(ring.select(Some("ACsub"), None).is_ok());
+        assert!(ring.select(Some("ACother"), None).is_err());
+    }
+
+    #[test]
+    fn refuses_malformed_secret_maps() {
+        let err = IngestConfig::try_from(args(&["--account-tokens", "ACsub"])).unwrap_err();
+        assert!(matches!(err, ConfigError::AccountTokens(_)), "{err}");
+        let err = IngestConfig::try_from(args(&["--signing-keys", "k1="])).unwrap_err();
+        assert!(matches!(err, ConfigError::SigningKeys(_)), "{err}");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use service_kit::metrics::MetricDef;
 pub const CALLBACKS_RECEIVED: MetricDef = MetricDef::counter(
     "ingest_callbacks_received_total",
     "Requests to POST /twilio/status by outcome: accepted, spooled, bad_signature, \
-     bad_request, too_large, unsupported_media_type, timeout, broker_unavailable, \
-     spool_unavailable",
+     unknown_account, unknown_signing_key, unsupported_algorithm, bad_request, too_large, \
+     unsupported_media_type, timeout, broker_unavailable, spool_unavailable",
 );
 pub const REQUEST_DURATION: MetricDef = MetricDef::histogram(
     "ingest_request_duration_seconds",

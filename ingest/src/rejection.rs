@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use twilio_protocol::callback::CallbackError;
+use twilio_protocol::keyring::KeyError;
 
 use crate::publisher::PublishError;
 
@@ -24,6 +25,8 @@ pub enum Rejection {
     MissingSignature,
     #[error("X-Twilio-Signature does not match")]
     BadSignature,
+    #[error("no secret to verify with: {0}")]
+    NoKey(#[from] KeyError),
     #[error("malformed callback: {0}")]
     Malformed(#[from] CallbackError),
     #[error("broker unavailable: {0}")]
@@ -39,6 +42,9 @@ impl Rejection {
             Self::BodyTimeout(_) => "timeout",
             Self::BodyRead(_) | Self::Malformed(_) => "bad_request",
             Self::MissingSignature | Self::BadSignature => "bad_signature",
+            Self::NoKey(KeyError::UnknownAccount(_)) => "unknown_account",
+            Self::NoKey(KeyError::UnknownKey(_)) => "unknown_signing_key",
+            Self::NoKey(KeyError::UnsupportedAlgorithm(_)) => "unsupported_algorithm",
             Self::BrokerUnavailable(PublishError::Spool(_)) => "spool_unavailable",
             Self::BrokerUnavailable(_) => "broker_unavailable",
         }
@@ -53,7 +59,7 @@ impl ResponseError for Rejection {
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::BodyRead(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
-            Self::MissingSignature | Self::BadSignature => StatusCode::FORBIDDEN,
+            Self::MissingSignature | Self::BadSignature | Self::NoKey(_) => StatusCode::FORBIDDEN,
             Self::BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -1,13 +1,13 @@
 //! What every request handler shares, built once by `app`.
 
 use std::time::Duration;
-use twilio_protocol::signature::SignatureVerifier;
+use twilio_protocol::keyring::Keyring;
 
 use crate::publisher::CallbackPublisher;
 use crate::signed_url::SignedUrlOrigin;
 
 pub struct IngestState {
-    pub verifier: SignatureVerifier,
+    pub keyring: Keyring,
     pub signed_url: SignedUrlOrigin,
     pub body_limits: BodyLimits,
     pub publisher: CallbackPublisher,

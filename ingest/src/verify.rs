@@ -1,18 +1,27 @@
 //! Verify first, parse second: a body is only interpreted once its
 //! signature holds, so nothing unsigned is ever read as a callback, and
 //! anything validly signed that carries a message id and status is taken.
+//! The one thing read before verifying is the `AccountSid`, which chooses
+//! the token to verify with (the keyring's rules).
 
 use queue_wire::envelope::BodyKind;
 use twilio_protocol::callback::StatusCallback;
 use twilio_protocol::form::FormParams;
-use twilio_protocol::signature::SignatureVerifier;
+use twilio_protocol::keyring::Keyring;
 
 use crate::rejection::Rejection;
 
+/// What the request says about how it was signed.
+pub struct SignedRequest<'a> {
+    pub url: &'a str,
+    pub signature: &'a str,
+    /// `X-Twilio-Webhooks-Signature-Settings`, when sent.
+    pub settings: Option<&'a str>,
+}
+
 pub fn verified_callback(
-    verifier: &SignatureVerifier,
-    signed_url: &str,
-    signature: &str,
+    keyring: &Keyring,
+    signed: &SignedRequest<'_>,
     kind: BodyKind,
     body: &[u8],
 ) -> Result<StatusCallback, Rejection> {
@@ -21,13 +30,22 @@ pub fn verified_callback(
             // Parsing the form is needed to compute its signature; it does
             // not yet interpret it.
             let params = FormParams::parse(body).map_err(|e| Rejection::Malformed(e.into()))?;
-            if !verifier.verify_form(signed_url, &params, signature) {
+            let key = keyring.select(params.get("AccountSid"), signed.settings)?;
+            if !key
+                .verifier
+                .verify_form_with(key.algorithm, signed.url, &params, signed.signature)
+            {
                 return Err(Rejection::BadSignature);
             }
             Ok(StatusCallback::from_params(params)?)
         }
         BodyKind::Json => {
-            if !verifier.verify_json(signed_url, body, signature) {
+            let account_sid = twilio_protocol::callback::json_account_sid(body);
+            let key = keyring.select(account_sid.as_deref(), signed.settings)?;
+            if !key
+                .verifier
+                .verify_json_with(key.algorithm, signed.url, body, signed.signature)
+            {
                 return Err(Rejection::BadSignature);
             }
             Ok(StatusCallback::from_json(body)?)

@@ -132,6 +132,13 @@ impl StatusCallback {
     }
 }
 
+/// The top-level `AccountSid` string of a JSON callback body, if it has
+/// one: read before the signature is checked, to choose the account's token.
+pub fn json_account_sid(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value.get("AccountSid")?.as_str().map(str::to_owned)
+}
+
 /// A required field must have one value: two different `MessageSid`s in one
 /// callback would make it ambiguous which message it is about. The same pair
 /// repeated is unambiguous (and signs the same as one), so it is accepted.

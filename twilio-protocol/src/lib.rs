@@ -6,5 +6,6 @@
 pub mod callback;
 pub mod error_codes;
 pub mod form;
+pub mod keyring;
 pub mod signature;
 pub mod status;

@@ -2,7 +2,9 @@
 //!
 //! The signed string is the full URL followed by every parameter name and
 //! value (names byte-sorted, each name's distinct values sorted), signed with
-//! HMAC-SHA1 under the auth token and base64-encoded. The SDKs accept the
+//! HMAC-SHA1 under the auth token and base64-encoded. A callback signed with
+//! a SharedKey signs the same string with the key's secret, under HMAC-SHA1
+//! or HMAC-SHA256 (see `keyring`). The SDKs accept the
 //! signature on two URL variants (default port added, any port removed); so
 //! do we. JSON bodies are signed on the URL alone and bound to the body by a
 //! `bodySHA256` query parameter, which is checked too.
@@ -16,7 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::form::FormParams;
 
-/// One auth token. Its `Debug` never prints the secret.
+/// One secret that signs callbacks: an account's auth token or a SharedKey's
+/// secret. Its `Debug` never prints it.
 #[derive(Clone)]
 pub struct AuthToken(String);
 
@@ -32,16 +35,63 @@ impl fmt::Debug for AuthToken {
     }
 }
 
-/// Computes the signature Twilio sends for `url` and form `params`.
+/// The HMAC a signature is made with: SHA-1 for auth tokens (the default),
+/// SHA-1 or SHA-256 for a SharedKey, as its settings header says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+impl Algorithm {
+    /// `HMAC_SHA1` or `HMAC_SHA256`, in any case (the SDK upper-cases it).
+    pub fn parse(name: &str) -> Option<Self> {
+        if name.eq_ignore_ascii_case("HMAC_SHA1") {
+            Some(Self::HmacSha1)
+        } else if name.eq_ignore_ascii_case("HMAC_SHA256") {
+            Some(Self::HmacSha256)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::HmacSha1 => "HMAC_SHA1",
+            Self::HmacSha256 => "HMAC_SHA256",
+        }
+    }
+}
+
+/// Computes the signature Twilio sends for `url` and form `params` with an
+/// auth token (HMAC-SHA1).
 pub fn compute_signature(token: &AuthToken, url: &str, params: &FormParams) -> String {
-    let mut mac = match Hmac::<Sha1>::new_from_slice(token.0.as_bytes()) {
+    compute_signature_with(Algorithm::HmacSha1, token, url, params)
+}
+
+/// Computes the signature for `url` and `params` with `secret` under `algorithm`.
+pub fn compute_signature_with(
+    algorithm: Algorithm,
+    secret: &AuthToken,
+    url: &str,
+    params: &FormParams,
+) -> String {
+    let digest = match algorithm {
+        Algorithm::HmacSha1 => hmac_over::<Hmac<Sha1>>(secret, url, params),
+        Algorithm::HmacSha256 => hmac_over::<Hmac<Sha256>>(secret, url, params),
+    };
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+fn hmac_over<M: Mac + KeyInit>(secret: &AuthToken, url: &str, params: &FormParams) -> Vec<u8> {
+    let mut mac = match <M as KeyInit>::new_from_slice(secret.0.as_bytes()) {
         Ok(mac) => mac,
         // HMAC accepts keys of any length; this arm is unreachable in practice.
-        Err(_) => return String::new(),
+        Err(_) => return Vec::new(),
     };
     mac.update(url.as_bytes());
     write_signed_params(params, |bytes| mac.update(bytes));
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    mac.finalize().into_bytes().to_vec()
 }
 
 /// Feeds `params` to `sink` exactly as they enter the signed string: names
@@ -61,7 +111,7 @@ pub fn body_sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
-/// Verifies signatures against one or more auth tokens (several during a rotation).
+/// Verifies signatures against one or more secrets (several during a rotation).
 #[derive(Clone, Debug)]
 pub struct SignatureVerifier {
     tokens: Vec<AuthToken>,
@@ -72,12 +122,29 @@ impl SignatureVerifier {
         Self { tokens }
     }
 
-    /// Form-encoded callback: `url` is the URL Twilio requested (any fragment is ignored).
+    /// Form-encoded callback signed with HMAC-SHA1: `url` is the URL Twilio
+    /// requested (any fragment is ignored).
     pub fn verify_form(&self, url: &str, params: &FormParams, signature: &str) -> bool {
+        self.verify_form_with(Algorithm::HmacSha1, url, params, signature)
+    }
+
+    /// JSON callback signed with HMAC-SHA1.
+    pub fn verify_json(&self, url: &str, body: &[u8], signature: &str) -> bool {
+        self.verify_json_with(Algorithm::HmacSha1, url, body, signature)
+    }
+
+    /// Form-encoded callback signed under `algorithm`.
+    pub fn verify_form_with(
+        &self,
+        algorithm: Algorithm,
+        url: &str,
+        params: &FormParams,
+        signature: &str,
+    ) -> bool {
         let mut valid = false;
         for candidate in url_variants(url) {
             for token in &self.tokens {
-                let expected = compute_signature(token, &candidate, params);
+                let expected = compute_signature_with(algorithm, token, &candidate, params);
                 // Not short-circuited: every comparison runs, in constant time.
                 valid |= constant_time_eq(expected.as_bytes(), signature.as_bytes());
             }
@@ -87,13 +154,20 @@ impl SignatureVerifier {
 
     /// JSON callback: the URL's `bodySHA256` must equal the body's hash, and
     /// the signature must cover the URL with no parameters.
-    pub fn verify_json(&self, url: &str, body: &[u8], signature: &str) -> bool {
+    pub fn verify_json_with(
+        &self,
+        algorithm: Algorithm,
+        url: &str,
+        body: &[u8],
+        signature: &str,
+    ) -> bool {
         let Some(claimed_hash) = query_parameter(url, "bodySHA256") else {
             return false;
         };
         let actual_hash = body_sha256_hex(body);
         let hash_matches = constant_time_eq(actual_hash.as_bytes(), claimed_hash.as_bytes());
-        let signature_matches = self.verify_form(url, &FormParams::default(), signature);
+        let signature_matches =
+            self.verify_form_with(algorithm, url, &FormParams::default(), signature);
         hash_matches & signature_matches
     }
 }

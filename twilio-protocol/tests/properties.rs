@@ -6,7 +6,10 @@ use proptest::prelude::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use twilio_protocol::form::FormParams;
-use twilio_protocol::signature::{compute_signature, AuthToken, SignatureVerifier};
+use twilio_protocol::keyring::Keyring;
+use twilio_protocol::signature::{
+    compute_signature, compute_signature_with, Algorithm, AuthToken, SignatureVerifier,
+};
 
 /// Twilio's algorithm written again in Python with only its standard
 /// library, following twilio-python's RequestValidator: an independent
@@ -20,7 +23,8 @@ for case in json.load(sys.stdin):
     for name in sorted(set(n for n, _ in params)):
         for value in sorted(set(v for n, v in params if n == name)):
             s += name + value
-    digest = hmac.new(case["token"].encode(), s.encode("utf-8"), hashlib.sha1).digest()
+    hash_function = {"HMAC_SHA1": hashlib.sha1, "HMAC_SHA256": hashlib.sha256}[case["algorithm"]]
+    digest = hmac.new(case["token"].encode(), s.encode("utf-8"), hash_function).digest()
     out.append(base64.b64encode(digest).decode())
 json.dump(out, sys.stdout)
 "#;
@@ -28,11 +32,13 @@ json.dump(out, sys.stdout)
 /// Token, URL, parameters.
 type SigningCase = (String, String, Vec<(String, String)>);
 
-fn python_signatures(cases: &[SigningCase]) -> Vec<String> {
+fn python_signatures(cases: &[(Algorithm, SigningCase)]) -> Vec<String> {
     let input = serde_json::to_vec(
         &cases
             .iter()
-            .map(|(token, url, params)| serde_json::json!({"token": token, "url": url, "params": params}))
+            .map(|(algorithm, (token, url, params))| {
+                serde_json::json!({"algorithm": algorithm.name(), "token": token, "url": url, "params": params})
+            })
             .collect::<Vec<_>>(),
     )
     .unwrap();
@@ -82,6 +88,10 @@ fn url() -> impl Strategy<Value = String> {
         })
 }
 
+fn algorithm() -> impl Strategy<Value = Algorithm> {
+    prop::sample::select(vec![Algorithm::HmacSha1, Algorithm::HmacSha256])
+}
+
 fn case() -> impl Strategy<Value = SigningCase> {
     (
         "[A-Za-z0-9]{1,40}",
@@ -94,11 +104,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
 
     #[test]
-    fn our_signature_equals_the_independent_reference(cases in prop::collection::vec(case(), 1..64)) {
+    fn our_signature_equals_the_independent_reference(cases in prop::collection::vec((algorithm(), case()), 1..64)) {
         let reference = python_signatures(&cases);
-        for ((token, url, params), expected) in cases.iter().zip(reference) {
-            let ours = compute_signature(&AuthToken::new(token.clone()), url, &FormParams::from_pairs(params.clone()));
-            prop_assert_eq!(&ours, &expected, "url {} params {:?}", url, params);
+        for ((algorithm, (token, url, params)), expected) in cases.iter().zip(reference) {
+            let ours = compute_signature_with(*algorithm, &AuthToken::new(token.clone()), url, &FormParams::from_pairs(params.clone()));
+            prop_assert_eq!(&ours, &expected, "{:?} url {} params {:?}", algorithm, url, params);
         }
     }
 }
@@ -117,6 +127,29 @@ proptest! {
         prop_assert!(verifier.verify_form(&url, &params, &signature));
         let elsewhere = format!("{url}{other_path}");
         prop_assert!(!verifier.verify_form(&elsewhere, &params, &signature));
+    }
+
+    #[test]
+    fn a_shared_key_signature_verifies_only_under_its_own_algorithm(
+        algorithm in algorithm(),
+        (secret, url, params) in case(),
+    ) {
+        let params = FormParams::from_pairs(params);
+        let signature = compute_signature_with(algorithm, &AuthToken::new(secret.clone()), &url, &params);
+        let other = match algorithm {
+            Algorithm::HmacSha1 => Algorithm::HmacSha256,
+            Algorithm::HmacSha256 => Algorithm::HmacSha1,
+        };
+        let keyring = Keyring::new(vec![AuthToken::new("main-token")])
+            .with_shared_key("k1", vec![AuthToken::new(secret)]);
+        let verifies = |header: &str| {
+            let key = keyring.select(params.get("AccountSid"), Some(header)).unwrap();
+            key.verifier.verify_form_with(key.algorithm, &url, &params, &signature)
+        };
+        let own = format!("key=k1,algorithm={}", algorithm.name());
+        let wrong = format!("key=k1,algorithm={}", other.name());
+        prop_assert!(verifies(&own), "{}", own);
+        prop_assert!(!verifies(&wrong), "{}", wrong);
     }
 
     #[test]

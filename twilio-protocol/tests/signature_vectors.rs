@@ -261,3 +261,40 @@ fn empty_or_garbage_signature_fails() {
 fn token_debug_hides_the_secret() {
     assert!(!format!("{:?}", verifier()).contains("12345"));
 }
+
+/// SharedKey vectors computed with twilio-python 9.13.0's
+/// `RequestValidator("12345").compute_signature(url, params, "HMAC_SHA256")`.
+#[test]
+fn shared_key_hmac_sha256_vectors_from_the_sdk() {
+    let sha256 = Algorithm::HmacSha256;
+    let tv4_sha256 = "MZVRlkDhWv74F5ehvp2cyzlt+ulXxVGmFPmZRjaey+E=";
+    assert_eq!(
+        compute_signature_with(sha256, &token(), TV4_URL, &tv4()),
+        tv4_sha256
+    );
+    assert_eq!(
+        compute_signature_with(
+            sha256,
+            &token(),
+            "https://example.com:443/twilio/status",
+            &tv4()
+        ),
+        "FQNSfLKpAsbm2cibI1QjwYIMhjfLL2E9n6xpaSx4i0I="
+    );
+    assert!(verifier().verify_form_with(sha256, TV4_URL, &tv4(), tv4_sha256));
+    assert!(verifier().verify_form_with(
+        sha256,
+        TV4_URL,
+        &tv4(),
+        "FQNSfLKpAsbm2cibI1QjwYIMhjfLL2E9n6xpaSx4i0I="
+    ));
+    // The same signature is not accepted as HMAC-SHA1, nor TV4's SHA-1 one as SHA-256.
+    assert!(!verifier().verify_form(TV4_URL, &tv4(), tv4_sha256));
+    assert!(!verifier().verify_form_with(sha256, TV4_URL, &tv4(), "b1qZ72pOUUWY6H7AzyGhZMfr2js="));
+
+    let body = br#"{"property": "value", "boolean": true}"#;
+    let url = "https://mycompany.com/myapp.php?foo=1&bar=2&bodySHA256=0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620";
+    let json_sha256 = "+UOCWf84gdgo/5Hpg4m5/EgKnJA2/TbOw5sPNVr3bPk=";
+    assert!(verifier().verify_json_with(sha256, url, body, json_sha256));
+    assert!(!verifier().verify_json_with(sha256, url, b"{}", json_sha256));
+}

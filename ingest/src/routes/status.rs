@@ -10,7 +10,8 @@ use crate::publisher::Committed;
 use crate::rejection::Rejection;
 use crate::request_telemetry::{Accepted, RequestId};
 use crate::state::IngestState;
-use crate::verify::verified_callback;
+use crate::verify::{verified_callback, SignedRequest};
+use twilio_protocol::keyring::SIGNATURE_SETTINGS_HEADER;
 
 const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 const IDEMPOTENCY_HEADER: &str = "I-Twilio-Idempotency-Token";
@@ -23,13 +24,12 @@ pub async fn receive_status(
     let raw = body::read(&request, payload, state.body_limits).await?;
     let signature = body::header(&request, SIGNATURE_HEADER).ok_or(Rejection::MissingSignature)?;
     let signed_url = state.signed_url.signed_url(&request);
-    let callback = verified_callback(
-        &state.verifier,
-        &signed_url,
+    let signed = SignedRequest {
+        url: &signed_url,
         signature,
-        raw.kind,
-        &raw.bytes,
-    )?;
+        settings: body::header(&request, SIGNATURE_SETTINGS_HEADER),
+    };
+    let callback = verified_callback(&state.keyring, &signed, raw.kind, &raw.bytes)?;
 
     let span = tracing::Span::current();
     span.record("message_sid", callback.message_sid.as_str());

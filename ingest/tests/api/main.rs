@@ -2,6 +2,7 @@
 //! each test on a topology of its own.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod accounts;
 mod helpers;
 mod hostile;
 mod process;
