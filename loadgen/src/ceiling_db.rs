@@ -173,7 +173,7 @@ async fn insert_all(
                 };
                 let batch_started = Instant::now();
                 let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
-                let returned = run_batch_statement(&db, sql, &rows).await?;
+                let (returned, _) = run_batch_statement(&db, sql, &rows).await?;
                 histogram.saturating_record(micros(batch_started.elapsed()));
                 inserted += returned as u64;
             }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_status_tables;
 mod m20261202_000001_unranked_statuses;
+mod m20261203_000001_reconciliation;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_status_tables::Migration),
             Box::new(m20261202_000001_unranked_statuses::Migration),
+            Box::new(m20261203_000001_reconciliation::Migration),
         ]
     }
 }

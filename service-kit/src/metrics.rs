@@ -17,6 +17,12 @@ const COUNT_BUCKETS: [f64; 11] = [
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
+/// Buckets for message lifetimes, seconds to days: by convention their
+/// names end in `_to_final_seconds` (`worker_time_to_final_seconds`).
+const LIFETIME_BUCKETS: [f64; 13] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder on first call, describes `metrics`, and returns the
@@ -29,6 +35,12 @@ pub fn install(metrics: &[MetricDef]) -> Option<PrometheusHandle> {
                 .set_buckets(&LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Suffix("_size".into()), &COUNT_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_to_final_seconds".into()),
+                        &LIFETIME_BUCKETS,
+                    )
                 })
                 .and_then(|b| b.install_recorder())
                 .ok()

@@ -21,6 +21,7 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{fmt as subscriber_fmt, prelude::*, EnvFilter};
@@ -52,40 +53,72 @@ impl Telemetry {
     }
 }
 
+/// Where log lines go: a service logs to stdout; a one-shot command keeps
+/// stdout for its output and logs to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+}
+
 /// Sets up logs and traces for `service_name` (overridden by `OTEL_SERVICE_NAME`).
 pub fn init(service_name: &str, format: LogFormat) -> Result<Telemetry, TelemetryError> {
+    init_to(service_name, format, LogTarget::Stdout)
+}
+
+/// Same, with log lines going to `target`.
+pub fn init_to(
+    service_name: &str,
+    format: LogFormat,
+    target: LogTarget,
+) -> Result<Telemetry, TelemetryError> {
     let mut builder = SdkTracerProvider::builder().with_resource(resource(service_name));
     if let Some(exporter) = otlp_exporter()? {
         builder = builder.with_batch_exporter(exporter);
     }
-    Ok(init_with_provider(builder.build(), format))
+    Ok(install(builder.build(), Some(format), target))
 }
 
 /// Same with a provider built by the caller (tests use an in-memory exporter).
 /// Without an exporter, spans still get ids: logs and propagation work.
 pub fn init_with_provider(provider: SdkTracerProvider, format: LogFormat) -> Telemetry {
-    install(provider, Some(format))
+    install(provider, Some(format), LogTarget::Stdout)
 }
 
 /// For tests: traces as `init_with_provider`, but log lines only when
 /// `TEST_LOG` is set (then as JSON), so a passing run prints none.
 pub fn init_for_tests(provider: SdkTracerProvider) -> Telemetry {
     let wanted = std::env::var_os("TEST_LOG").is_some();
-    install(provider, wanted.then_some(LogFormat::Json))
+    install(
+        provider,
+        wanted.then_some(LogFormat::Json),
+        LogTarget::Stdout,
+    )
 }
 
-fn install(provider: SdkTracerProvider, format: Option<LogFormat>) -> Telemetry {
+fn install(provider: SdkTracerProvider, format: Option<LogFormat>, target: LogTarget) -> Telemetry {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let tracer = provider.tracer("twilio-status");
     opentelemetry::global::set_tracer_provider(provider.clone());
     let filter = log_filter();
     let otel = tracing_opentelemetry::layer().with_tracer(tracer);
     let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let writer = match target {
+        LogTarget::Stdout => BoxMakeWriter::new(std::io::stdout),
+        LogTarget::Stderr => BoxMakeWriter::new(std::io::stderr),
+    };
     let result = match format {
         Some(LogFormat::Json) => registry
-            .with(subscriber_fmt::layer().json().event_format(JsonLines))
+            .with(
+                subscriber_fmt::layer()
+                    .json()
+                    .event_format(JsonLines)
+                    .with_writer(writer),
+            )
             .try_init(),
-        Some(LogFormat::Pretty) => registry.with(subscriber_fmt::layer().pretty()).try_init(),
+        Some(LogFormat::Pretty) => registry
+            .with(subscriber_fmt::layer().pretty().with_writer(writer))
+            .try_init(),
         None => registry.try_init(),
     };
     // Already installed (several apps in one test process): keep the first.

@@ -27,6 +27,11 @@ impl AuthToken {
     pub fn new(token: impl Into<String>) -> Self {
         Self(token.into())
     }
+
+    /// The secret itself, for a caller that must send it (API credentials).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for AuthToken {

@@ -14,6 +14,7 @@ use crate::config::WorkerConfig;
 use crate::consume;
 use crate::health::WorkerHealth;
 use crate::http::{self, HttpState, WriteAccess};
+use crate::reconcile::{self, Reconciler};
 use crate::store::database::{connect_database, migrate};
 use crate::twilio_api::TwilioClient;
 
@@ -65,17 +66,19 @@ impl Application {
         let port = listener.local_addr()?.port();
         let _ = service_kit::metrics::install(crate::metrics::ALL);
         let health = Arc::new(WorkerHealth::default());
-        let sender = match config.sending.clone() {
-            Some(sending) => {
-                Some(TwilioClient::new(sending).map_err(|e| StartError::Twilio(e.to_string()))?)
-            }
+        let twilio = match config.twilio_api.clone() {
+            Some(api) => Some(
+                TwilioClient::new(api, config.sending.clone())
+                    .map_err(|e| StartError::Twilio(e.to_string()))?,
+            ),
             None => None,
         };
         let state = web::Data::new(HttpState {
             db: db.clone(),
             health: health.clone(),
-            sender,
+            twilio: twilio.clone(),
             write_access: WriteAccess::new(config.api_token.clone(), config.addr),
+            stale_after: config.reconcile.after.clone(),
         });
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
@@ -85,6 +88,14 @@ impl Application {
                 .run();
         // Last, once nothing can fail any more: a failed build leaves no task behind.
         let stop = CancellationToken::new();
+        if let (Some(twilio), Some(interval)) = (twilio, config.reconcile.interval) {
+            let reconciler = Reconciler::new(db.clone(), twilio, config.reconcile.clone());
+            tokio::spawn(reconcile::run_periodically(
+                reconciler,
+                interval,
+                stop.clone(),
+            ));
+        }
         let consumer = tokio::spawn(consume::run(config.clone(), db, health, stop.clone()));
         let shutdown = ShutdownHandle {
             stop: stop.clone(),

@@ -13,6 +13,7 @@ use twilio_protocol::status::MessageStatus;
 
 use crate::entity::{message, message_status_event, StoredStatus};
 use crate::health::WorkerHealth;
+use crate::stats::{self, Window};
 use crate::store;
 use crate::store::projection::SentMessage;
 use crate::twilio_api::{SendError, SendRequest, TwilioClient};
@@ -20,9 +21,11 @@ use crate::twilio_api::{SendError, SendRequest, TwilioClient};
 pub struct HttpState {
     pub db: DatabaseConnection,
     pub health: Arc<WorkerHealth>,
-    /// `None` when sending is not configured.
-    pub sender: Option<TwilioClient>,
+    /// `None` when no Twilio API credentials are configured.
+    pub twilio: Option<TwilioClient>,
     pub write_access: WriteAccess,
+    /// What counts as stale, per status (`WORKER_RECONCILE_AFTER`).
+    pub stale_after: Vec<(MessageStatus, std::time::Duration)>,
 }
 
 /// Who may call the write endpoint (POST /messages).
@@ -76,6 +79,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/messages/{message_sid}", web::get().to(get_message))
+        .route("/stats", web::get().to(get_stats))
         .route("/messages", web::post().to(send_message));
 }
 
@@ -120,7 +124,19 @@ struct MessageView {
     last_seen_at: chrono::DateTime<chrono::Utc>,
     event_count: i32,
     conflicting_outcomes: bool,
+    /// When the first final status was received.
+    final_at: Option<chrono::DateTime<chrono::Utc>>,
+    reconciliation: ReconciliationView,
     events: Vec<EventView>,
+}
+
+/// What asking Twilio's Messages API about the message found.
+#[derive(Serialize)]
+struct ReconciliationView {
+    checks: i16,
+    last_checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Twilio answered 404: never asked again.
+    twilio_not_found_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Serialize)]
@@ -132,6 +148,9 @@ struct EventView {
     persisted_at: chrono::DateTime<chrono::Utc>,
     idempotency_token: Option<String>,
     request_id: String,
+    /// `callback`, or `reconciliation` (learned from the Messages API; the
+    /// raw payload is then the API's answer).
+    source: String,
     raw_payload: serde_json::Value,
 }
 
@@ -175,6 +194,12 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
         last_seen_at: message.last_seen_at,
         event_count: message.event_count,
         conflicting_outcomes: message.conflicting_outcomes,
+        final_at: message.final_at,
+        reconciliation: ReconciliationView {
+            checks: message.reconcile_checks,
+            last_checked_at: message.reconciled_at,
+            twilio_not_found_at: message.twilio_not_found_at,
+        },
         events: events
             .into_iter()
             .map(|event| EventView {
@@ -185,10 +210,35 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
                 persisted_at: event.persisted_at,
                 idempotency_token: event.idempotency_token,
                 request_id: event.request_id,
+                source: event.source,
                 raw_payload: event.raw_payload,
             })
             .collect(),
     })
+}
+
+#[derive(serde::Deserialize)]
+struct StatsQuery {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// How messages first seen in the window fared (`stats`).
+async fn get_stats(query: web::Query<StatsQuery>, state: web::Data<HttpState>) -> HttpResponse {
+    let window = match Window::parse(
+        query.since.as_deref(),
+        query.until.as_deref(),
+        chrono::Utc::now(),
+    ) {
+        Ok(window) => window,
+        Err(error) => {
+            return HttpResponse::BadRequest().json(serde_json::json!({ "error": error }))
+        }
+    };
+    match stats::compute(&state.db, window, &state.stale_after).await {
+        Ok(stats) => HttpResponse::Ok().json(stats),
+        Err(error) => database_error(error),
+    }
 }
 
 /// Sends a message through Twilio with our StatusCallback and records it.
@@ -200,9 +250,9 @@ async fn send_message(
     if let Some(refusal) = state.write_access.refusal(&request) {
         return refusal;
     }
-    let Some(sender) = &state.sender else {
+    let Some(sender) = state.twilio.as_ref().filter(|client| client.can_send()) else {
         return HttpResponse::ServiceUnavailable().json(
-            serde_json::json!({ "error": "sending is not configured (TWILIO_ACCOUNT_SID)" }),
+            serde_json::json!({ "error": "sending is not configured (TWILIO_ACCOUNT_SID with its credentials, and PUBLIC_BASE_URL)" }),
         );
     };
     let send: SendRequest = match serde_json::from_slice(&body) {

@@ -5,7 +5,8 @@
 //! policy) → `decode` → `store` (`dedup`, `projection`, told apart from an
 //! outage by `outage`) → ack; what cannot be stored goes through `failure`
 //! (retry queues, dead-letter queue), which `dlq` lists and replays. The
-//! read API and sending are `http` and `twilio_api`.
+//! read API and sending are `http` and `twilio_api`; `reconcile` asks
+//! Twilio's Messages API about messages whose final status never came.
 
 pub mod app;
 pub mod config;
@@ -18,5 +19,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod queue_depth;
+pub mod reconcile;
+pub mod stats;
 pub mod store;
 pub mod twilio_api;

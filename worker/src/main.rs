@@ -1,8 +1,12 @@
 use clap::Parser;
+use service_kit::telemetry::LogTarget;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use worker::app::{self, Application};
-use worker::config::{Command, CommonConfig, DlqCommand, WorkerCli, WorkerConfig};
+use worker::config::{
+    Command, CommonConfig, DlqCommand, ReconcileCommand, ReconcileRunConfig, WorkerCli,
+    WorkerConfig,
+};
 use worker::dlq;
 
 #[tokio::main]
@@ -19,7 +23,12 @@ async fn main() -> ExitCode {
         Ok(common) => common,
         Err(e) => return bad_config(&e.to_string()),
     };
-    let telemetry = match service_kit::telemetry::init("worker", common.log_format) {
+    // A command's stdout is its output (dlq list, reconcile): its logs go to stderr.
+    let log_target = match cli.command {
+        None => LogTarget::Stdout,
+        Some(_) => LogTarget::Stderr,
+    };
+    let telemetry = match service_kit::telemetry::init_to("worker", common.log_format, log_target) {
         Ok(telemetry) => telemetry,
         Err(e) => return bad_config(&e.to_string()),
     };
@@ -30,6 +39,7 @@ async fn main() -> ExitCode {
         },
         Some(Command::Migrate) => migrate(&common).await,
         Some(Command::Dlq(command)) => dead_letters(&common, command).await,
+        Some(Command::Reconcile(command)) => reconcile(&common, command).await,
     };
     telemetry.shutdown();
     code
@@ -122,6 +132,52 @@ async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
             eprintln!("worker dlq: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One reconciliation run: a JSON line per message looked up on stdout,
+/// the totals on stderr.
+async fn reconcile(common: &CommonConfig, command: Box<ReconcileCommand>) -> ExitCode {
+    let config = match ReconcileRunConfig::new(command) {
+        Ok(config) => config,
+        Err(e) => return bad_config(&e.to_string()),
+    };
+    let db = match worker::store::database::connect_database(&common.database_url, 4).await {
+        Ok(db) => db,
+        Err(error) => return database_failure(&common.database_url, &error),
+    };
+    let twilio = match worker::twilio_api::TwilioClient::new(config.twilio_api, None) {
+        Ok(twilio) => twilio,
+        Err(error) => {
+            eprintln!("worker reconcile: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let reconciler = worker::reconcile::Reconciler::new(db, twilio, config.reconcile);
+    match reconciler.run_once(config.dry_run).await {
+        Ok((summary, findings)) => {
+            let mut stdout = std::io::stdout().lock();
+            for finding in findings {
+                if let Ok(line) = serde_json::to_string(&finding) {
+                    let _ = writeln!(stdout, "{line}");
+                }
+            }
+            let mode = if config.dry_run {
+                " (dry run: nothing written)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "checked {}: {} recorded, {} unchanged, {} not found, {} failed{mode}",
+                summary.checked,
+                summary.recorded,
+                summary.unchanged,
+                summary.not_found,
+                summary.failed
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => database_failure(&common.database_url, &error),
     }
 }
 

@@ -54,6 +54,37 @@ pub const QUEUE_MESSAGES: MetricDef = MetricDef::gauge(
     "rabbitmq_queue_messages",
     "Messages waiting, by queue (main, retry, dead_letter)",
 );
+pub const RECONCILE_CHECKED: MetricDef = MetricDef::counter(
+    "worker_reconcile_checked_total",
+    "Messages without a final status looked up in Twilio's Messages API",
+);
+pub const RECONCILE_RECOVERED: MetricDef = MetricDef::counter(
+    "worker_reconcile_recovered_total",
+    "Statuses learned from Twilio's Messages API and recorded, by status",
+);
+pub const RECONCILE_API_ERRORS: MetricDef = MetricDef::counter(
+    "worker_reconcile_api_errors_total",
+    "Lookups in Twilio's Messages API that gave no status, by kind (not_found, rate_limited, \
+     auth, server, unreachable, unexpected, no_credentials)",
+);
+pub const STALE_MESSAGES: MetricDef = MetricDef::gauge(
+    "worker_stale_messages",
+    "Messages without news for longer than WORKER_RECONCILE_AFTER allows their status, by \
+     status (as of the last reconciliation run)",
+);
+pub const FINAL_OUTCOMES: MetricDef = MetricDef::counter(
+    "worker_final_outcomes_total",
+    "Messages reaching their first final status, by that status and error code (empty: none)",
+);
+pub const TIME_TO_FINAL: MetricDef = MetricDef::histogram(
+    "worker_time_to_final_seconds",
+    "From a message's first event to its first final one, by outcome (the final status)",
+);
+pub const CONFLICTING_OUTCOMES: MetricDef = MetricDef::counter(
+    "worker_conflicting_outcomes_total",
+    "Messages that got a second, different outcome (delivered and undelivered, say); \
+     divided by worker_final_outcomes_total, the share of conflicting messages",
+);
 
 /// All of the above.
 pub const ALL: &[MetricDef] = &[
@@ -70,4 +101,11 @@ pub const ALL: &[MetricDef] = &[
     CONSUMING,
     DATABASE_UP,
     QUEUE_MESSAGES,
+    RECONCILE_CHECKED,
+    RECONCILE_RECOVERED,
+    RECONCILE_API_ERRORS,
+    STALE_MESSAGES,
+    FINAL_OUTCOMES,
+    TIME_TO_FINAL,
+    CONFLICTING_OUTCOMES,
 ];

@@ -1,9 +1,11 @@
 //! Worker configuration and command line: read once, validated before
 //! anything starts.
 
-mod sending;
+mod reconcile;
+mod twilio;
 
-pub use sending::{SendingArgs, SendingConfig};
+pub use reconcile::{ReconcileArgs, ReconcileConfig};
+pub use twilio::{ApiCredentials, SendingConfig, TwilioApiConfig, TwilioArgs};
 
 use clap::{Args, Parser, Subcommand};
 use queue_wire::topology::{Topology, DEFAULT_PREFIX};
@@ -40,6 +42,21 @@ pub enum Command {
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Look up, once, the messages still without a final status in Twilio's
+    /// Messages API and record what it says (as the consumer does every
+    /// WORKER_RECONCILE_INTERVAL_SECS). Prints one JSON line per message.
+    Reconcile(Box<ReconcileCommand>),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileCommand {
+    /// Ask Twilio and print what would be recorded, but write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub twilio: TwilioArgs,
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -182,7 +199,10 @@ pub struct ConsumeArgs {
     pub api_token: Option<String>,
 
     #[command(flatten)]
-    pub sending: SendingArgs,
+    pub twilio: TwilioArgs,
+
+    #[command(flatten)]
+    pub reconcile: ReconcileArgs,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -197,10 +217,16 @@ pub enum ConfigError {
     Batching,
     #[error("sending needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET")]
     SendingCredentials,
-    #[error("sending needs PUBLIC_BASE_URL (an http(s)://host[:port] URL) for the StatusCallback")]
+    #[error("PUBLIC_BASE_URL must be an http(s)://host[:port] URL (the StatusCallback of sent messages)")]
     SendingCallbackUrl,
     #[error("TWILIO_API_BASE_URL must be an http(s) URL")]
     TwilioApiBaseUrl,
+    #[error("TWILIO_ACCOUNT_TOKENS: {0}")]
+    AccountTokens(String),
+    #[error("{0}")]
+    Reconcile(String),
+    #[error("reconciliation needs Twilio API credentials: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or an API key pair), or TWILIO_ACCOUNT_TOKENS")]
+    NoApiCredentials,
 }
 
 /// What every subcommand needs.
@@ -251,7 +277,10 @@ pub struct WorkerConfig {
     pub auto_migrate: bool,
     pub database_pool_size: u32,
     pub api_token: Option<SecretString>,
+    /// `None`: no Twilio credentials, so no sending and no reconciliation.
+    pub twilio_api: Option<TwilioApiConfig>,
     pub sending: Option<SendingConfig>,
+    pub reconcile: ReconcileConfig,
 }
 
 impl WorkerConfig {
@@ -259,6 +288,7 @@ impl WorkerConfig {
         if args.concurrency == 0 || args.prefetch == 0 || args.max_batch == 0 {
             return Err(ConfigError::Batching);
         }
+        let (twilio_api, sending) = twilio::from_args(args.twilio)?;
         Ok(Self {
             common,
             addr: args.addr,
@@ -276,7 +306,29 @@ impl WorkerConfig {
                 .api_token
                 .filter(|t| !t.is_empty())
                 .map(SecretString::from),
-            sending: SendingConfig::from_args(args.sending)?,
+            twilio_api,
+            sending,
+            reconcile: ReconcileConfig::from_args(args.reconcile)?,
+        })
+    }
+}
+
+/// What the one-shot `worker reconcile` needs.
+#[derive(Clone, Debug)]
+pub struct ReconcileRunConfig {
+    pub dry_run: bool,
+    pub twilio_api: TwilioApiConfig,
+    pub reconcile: ReconcileConfig,
+}
+
+impl ReconcileRunConfig {
+    pub fn new(command: Box<ReconcileCommand>) -> Result<Self, ConfigError> {
+        let command = *command;
+        let (twilio_api, _) = twilio::from_args(command.twilio)?;
+        Ok(Self {
+            dry_run: command.dry_run,
+            twilio_api: twilio_api.ok_or(ConfigError::NoApiCredentials)?,
+            reconcile: ReconcileConfig::from_args(command.reconcile)?,
         })
     }
 }
@@ -330,8 +382,13 @@ mod tests {
             ConfigError::SendingCredentials
         );
         let with_token = [&account[..], &["--twilio-auth-token", "t"]].concat();
+        // Without PUBLIC_BASE_URL the API serves reconciliation, not sending.
+        let reconcile_only = worker_config(&with_token).unwrap();
+        assert!(reconcile_only.sending.is_none());
+        assert!(reconcile_only.twilio_api.is_some());
+        let bad_url = [&with_token[..], &["--public-base-url", "hooks.example.com"]].concat();
         assert_eq!(
-            worker_config(&with_token).unwrap_err(),
+            worker_config(&bad_url).unwrap_err(),
             ConfigError::SendingCallbackUrl
         );
         let complete = [
@@ -339,14 +396,16 @@ mod tests {
             &["--public-base-url", "https://hooks.example.com/"],
         ]
         .concat();
-        let sending = worker_config(&complete).unwrap().sending.unwrap();
+        let config = worker_config(&complete).unwrap();
+        let sending = config.sending.unwrap();
         assert_eq!(
             sending.status_callback_url,
             "https://hooks.example.com/twilio/status"
         );
-        assert_eq!(sending.username, "AC123");
+        let api = config.twilio_api.unwrap();
+        assert_eq!(api.main.as_ref().unwrap().1.username, "AC123");
         assert!(
-            !format!("{sending:?}").contains("\"t\""),
+            !format!("{api:?}").contains("\"t\""),
             "secret in Debug output"
         );
         let with_key = [
@@ -361,10 +420,47 @@ mod tests {
             ],
         ]
         .concat();
+        let api = worker_config(&with_key).unwrap().twilio_api.unwrap();
+        assert_eq!(api.main.unwrap().1.username, "SK1");
+    }
+
+    #[test]
+    fn api_credentials_are_chosen_per_account() {
+        use secrecy::ExposeSecret;
+        let config = worker_config(&[
+            "--twilio-account-sid",
+            "ACmain",
+            "--twilio-auth-token",
+            "main-new,main-old",
+            "--twilio-account-tokens",
+            "ACsub=sub-new|sub-old",
+            "--public-base-url",
+            "http://h",
+        ])
+        .unwrap();
+        let api = config.twilio_api.unwrap();
+        let (account, credentials) = api.credentials_for(Some("ACsub")).unwrap();
         assert_eq!(
-            worker_config(&with_key).unwrap().sending.unwrap().username,
-            "SK1"
+            (account.as_str(), credentials.username.as_str()),
+            ("ACsub", "ACsub")
         );
+        assert_eq!(credentials.password.expose_secret(), "sub-new");
+        // Unlisted: the main account's credentials, on the message's account.
+        let (account, credentials) = api.credentials_for(Some("ACother")).unwrap();
+        assert_eq!(
+            (account.as_str(), credentials.username.as_str()),
+            ("ACother", "ACmain")
+        );
+        assert_eq!(credentials.password.expose_secret(), "main-new");
+        let (account, _) = api.credentials_for(None).unwrap();
+        assert_eq!(account, "ACmain");
+
+        // Subaccount tokens alone: the API is on, sending is not.
+        let only_subaccounts = worker_config(&["--twilio-account-tokens", "ACsub=t"]).unwrap();
+        assert!(only_subaccounts.sending.is_none());
+        let api = only_subaccounts.twilio_api.unwrap();
+        assert!(api.credentials_for(Some("ACsub")).is_some());
+        assert!(api.credentials_for(Some("ACother")).is_none());
     }
 
     #[test]
@@ -376,5 +472,10 @@ mod tests {
         ));
         let cli = WorkerCli::parse_from(["worker", "migrate"]);
         assert!(matches!(cli.command, Some(Command::Migrate)));
+        let cli = WorkerCli::parse_from(["worker", "reconcile", "--dry-run"]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Reconcile(command)) if command.dry_run
+        ));
     }
 }

@@ -143,7 +143,7 @@ impl Processor<'_> {
         };
         match written {
             Written::Stored(outcome) => {
-                record_stored(&taken.events, &taken.spans, outcome);
+                record_stored(&taken.events, &taken.spans, &outcome);
                 for entries in &taken.poison_entries {
                     self.dead_letter_entries(entries).await?;
                 }
@@ -192,7 +192,7 @@ impl Processor<'_> {
                 drop(persist);
                 match written? {
                     Written::Stored(outcome) => {
-                        record_stored(&single, std::slice::from_ref(&span), outcome);
+                        record_stored(&single, std::slice::from_ref(&span), &outcome);
                     }
                     Written::Recycled => recycled = true,
                     Written::Failed(error) => {
@@ -356,9 +356,10 @@ async fn timed_persist(
     result
 }
 
-fn record_stored(events: &[DecodedCallback], spans: &[tracing::Span], outcome: BatchOutcome) {
+fn record_stored(events: &[DecodedCallback], spans: &[tracing::Span], outcome: &BatchOutcome) {
     metrics::counter!(EVENTS_PERSISTED.name).increment(outcome.inserted as u64);
     metrics::counter!(DUPLICATES_SKIPPED.name).increment(outcome.duplicates as u64);
+    outcome.report.record_metrics();
     for (event, span) in events.iter().zip(spans) {
         span.in_scope(|| {
             tracing::info!(

@@ -18,6 +18,10 @@ pub struct Model {
     pub terminal_outcomes: i16,
     pub conflicting_outcomes: bool,
     pub updated_at: DateTimeUtc,
+    pub final_at: Option<DateTimeUtc>,
+    pub reconciled_at: Option<DateTimeUtc>,
+    pub reconcile_checks: i16,
+    pub twilio_not_found_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

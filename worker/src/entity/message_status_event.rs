@@ -16,6 +16,7 @@ pub struct Model {
     pub request_id: String,
     pub received_at: DateTimeUtc,
     pub persisted_at: DateTimeUtc,
+    pub source: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ pub mod database;
 pub mod dedup;
 pub mod nodelay;
 pub mod outage;
+pub mod outcomes;
 pub mod projection;
 
 use chrono::Utc;
@@ -15,13 +16,16 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
+use outcomes::OutcomeReport;
 use projection::{EventRow, SentMessage, RECORD_MESSAGE, STORE_BATCH};
 
 /// What a committed batch did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct BatchOutcome {
     pub inserted: usize,
     pub duplicates: usize,
+    /// Its effect on the delivery report.
+    pub report: OutcomeReport,
 }
 
 /// Persists `events` atomically: on error nothing of the batch is written.
@@ -40,20 +44,22 @@ pub async fn persist_batch(
     unique.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
 
     let rows: Vec<EventRow> = unique.iter().map(|event| EventRow::new(event)).collect();
-    let inserted = run_batch_statement(db, &STORE_BATCH, &rows).await?;
+    let (inserted, report) = run_batch_statement(db, &STORE_BATCH, &rows).await?;
     Ok(BatchOutcome {
         inserted,
         duplicates: events.len() - inserted,
+        report,
     })
 }
 
 /// Runs a statement that takes a batch of event rows as `$1` and the
-/// persist time as `$2`, and returns how many it inserted.
+/// persist time as `$2`, and returns how many it inserted and, when the
+/// statement reports it (`STORE_BATCH` does), its effect on the delivery report.
 pub async fn run_batch_statement(
     db: &DatabaseConnection,
     statement: &str,
     rows: &[EventRow<'_>],
-) -> Result<usize, DbErr> {
+) -> Result<(usize, OutcomeReport), DbErr> {
     let batch = serde_json::to_string(rows).map_err(|e| DbErr::Custom(e.to_string()))?;
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
@@ -64,7 +70,8 @@ pub async fn run_batch_statement(
         .await?
         .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
     let inserted: i64 = row.try_get("", "inserted")?;
-    Ok(usize::try_from(inserted).unwrap_or(0))
+    let report = OutcomeReport::from_row(&row)?;
+    Ok((usize::try_from(inserted).unwrap_or(0), report))
 }
 
 /// Records a message we just sent with the status Twilio answered (Twilio

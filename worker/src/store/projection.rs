@@ -8,7 +8,8 @@
 //! - the error code is the one of the event carrying the current status;
 //! - counts add up, terminal-outcome bits OR together, and two different
 //!   outcomes (delivered and undelivered, say) flag `conflicting_outcomes`;
-//! - the first known account and addresses are kept.
+//! - the first known account and addresses are kept;
+//! - `final_at` is the earliest receipt of a final status (rank 4 or more).
 //!
 //! Every rule is commutative, and only newly inserted events are folded in,
 //! so any arrival order, any batching and any number of workers give the
@@ -17,7 +18,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::sync::LazyLock;
-use twilio_protocol::status::MessageStatus;
+use twilio_protocol::status::{CallbackStatus, MessageStatus};
 
 use crate::decode::DecodedCallback;
 
@@ -39,7 +40,12 @@ pub struct EventRow<'a> {
     account_sid: Option<&'a str>,
     from_address: Option<&'a str>,
     to_address: Option<&'a str>,
+    source: &'static str,
 }
+
+/// Where an event came from (`message_status_events.source`).
+pub const SOURCE_CALLBACK: &str = "callback";
+pub const SOURCE_RECONCILIATION: &str = "reconciliation";
 
 impl<'a> EventRow<'a> {
     pub fn new(event: &'a DecodedCallback) -> Self {
@@ -61,8 +67,48 @@ impl<'a> EventRow<'a> {
             account_sid: callback.param("AccountSid"),
             from_address: callback.param("From"),
             to_address: callback.param("To"),
+            source: SOURCE_CALLBACK,
         }
     }
+
+    /// A status learned from Twilio's Messages API: `raw_payload` is the
+    /// API's answer, `source` says so.
+    pub fn reconciled(event: &'a ReconciledEvent) -> Self {
+        let status = &event.status;
+        Self {
+            dedup_key: &event.dedup_key,
+            message_sid: &event.message_sid,
+            status: status.as_str(),
+            status_rank: status.rank(),
+            status_precedence: status.precedence(),
+            outcome_bit: status.terminal_outcome_bit(),
+            error_code: event.error_code,
+            raw_payload: event.api_answer.clone(),
+            content_type: "application/json",
+            idempotency_token: None,
+            request_id: &event.request_id,
+            received_at: event.received_at,
+            account_sid: event.account_sid.as_deref(),
+            from_address: event.from_address.as_deref(),
+            to_address: event.to_address.as_deref(),
+            source: SOURCE_RECONCILIATION,
+        }
+    }
+}
+
+/// What a reconciliation learned about one message, as an event.
+#[derive(Clone, Debug)]
+pub struct ReconciledEvent {
+    pub dedup_key: String,
+    pub message_sid: String,
+    pub status: CallbackStatus,
+    pub error_code: Option<i32>,
+    pub api_answer: serde_json::Value,
+    pub request_id: String,
+    pub received_at: DateTime<Utc>,
+    pub account_sid: Option<String>,
+    pub from_address: Option<String>,
+    pub to_address: Option<String>,
 }
 
 /// A message we just sent, with the status Twilio answered: the inputs of
@@ -99,10 +145,10 @@ const UPSERT_MESSAGES_FROM_DELTAS: &str = "
     INSERT INTO messages AS m
       (message_sid, status, status_rank, status_precedence, error_code, account_sid,
        from_address, to_address, first_seen_at, last_seen_at, event_count,
-       terminal_outcomes, conflicting_outcomes)
+       terminal_outcomes, conflicting_outcomes, final_at)
     SELECT message_sid, status, status_rank, status_precedence, error_code, account_sid,
            from_address, to_address, first_seen_at, last_seen_at, event_count,
-           terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0
+           terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0, final_at
     FROM deltas ORDER BY message_sid
     ON CONFLICT (message_sid) DO UPDATE SET
       status = CASE WHEN EXCLUDED.status_precedence > m.status_precedence
@@ -121,6 +167,7 @@ const UPSERT_MESSAGES_FROM_DELTAS: &str = "
       terminal_outcomes = m.terminal_outcomes | EXCLUDED.terminal_outcomes,
       conflicting_outcomes = ((m.terminal_outcomes | EXCLUDED.terminal_outcomes)
                               & ((m.terminal_outcomes | EXCLUDED.terminal_outcomes) - 1)) <> 0,
+      final_at = LEAST(m.final_at, EXCLUDED.final_at),
       updated_at = now()";
 
 /// The columns of an event row, as `$1` (a JSON array of `EventRow`) holds them.
@@ -128,7 +175,8 @@ const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS b(
       dedup_key text, message_sid text, status text, status_rank smallint,
       status_precedence smallint, outcome_bit smallint, error_code integer,
       raw_payload jsonb, content_type text, idempotency_token text, request_id text,
-      received_at timestamptz, account_sid text, from_address text, to_address text)";
+      received_at timestamptz, account_sid text, from_address text, to_address text,
+      source text)";
 
 /// Inserts a batch of events into the history, skipping known dedup keys
 /// (in key order: a fixed lock order across workers), then folds only the
@@ -137,7 +185,8 @@ const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS b(
 /// (prepared once per connection, whatever the batch size). `$1` is the
 /// batch, `$2` the time it is persisted. Within a message the winning event
 /// is the highest precedence, ties broken by dedup key; addresses come from
-/// the first event that has them. Returns the number of events inserted.
+/// the first event that has them. Returns the number of events inserted,
+/// and what the batch did to the delivery report (`OUTCOME_REPORT`).
 pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH batch AS (
@@ -161,25 +210,53 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
              min(b.received_at) AS first_seen_at,
              max(b.received_at) AS last_seen_at,
              count(*)::integer AS event_count,
-             bit_or(b.outcome_bit) AS terminal_outcomes
+             bit_or(b.outcome_bit) AS terminal_outcomes,
+             min(b.received_at) FILTER (WHERE b.status_rank >= 4) AS final_at
            FROM batch b JOIN inserted USING (dedup_key)
            GROUP BY b.message_sid
+         ), prior AS (
+           SELECT m.message_sid, m.status_rank, m.final_at, m.first_seen_at, m.terminal_outcomes
+           FROM messages m WHERE m.message_sid IN (SELECT message_sid FROM deltas)
          ), upserted AS (
            {UPSERT_MESSAGES_FROM_DELTAS}
            RETURNING 1
+         ), changes AS (
+           SELECT d.*, p.message_sid IS NOT NULL AS known,
+             p.status_rank AS prior_rank, p.final_at AS prior_final_at,
+             LEAST(d.first_seen_at, p.first_seen_at) AS message_first_seen_at,
+             COALESCE(p.terminal_outcomes, 0) AS prior_outcomes
+           FROM deltas d LEFT JOIN prior p USING (message_sid)
          )
-         SELECT (SELECT count(*) FROM inserted) AS inserted"
+         SELECT (SELECT count(*) FROM inserted) AS inserted,
+           {OUTCOME_REPORT}"
     )
 });
+
+/// What a batch did to the delivery report (see `outcomes`): the messages
+/// it brought to their first final status, and how many it made
+/// conflicting. Read from the state before the batch (`prior`, the
+/// statement's snapshot), so a message counts once however its callbacks
+/// arrive; two batches finalising the same message at the same instant in
+/// two transactions could both count it.
+const OUTCOME_REPORT: &str = "
+    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
+        'status', c.status, 'error_code', c.error_code,
+        'seconds', extract(epoch FROM c.final_at - c.message_first_seen_at))), '[]'::jsonb)::text
+     FROM changes c
+     WHERE c.final_at IS NOT NULL
+       AND (NOT c.known OR (c.prior_final_at IS NULL AND c.prior_rank < 4))) AS finals,
+    (SELECT count(*) FROM changes c
+     WHERE ((c.terminal_outcomes | c.prior_outcomes) & ((c.terminal_outcomes | c.prior_outcomes) - 1)) <> 0
+       AND (c.prior_outcomes & (c.prior_outcomes - 1)) = 0) AS newly_conflicting";
 
 /// The history insert alone, from `batch` (as `STORE_BATCH` reads it).
 /// Returns the dedup keys it inserted.
 pub const INSERT_EVENTS: &str = "
     INSERT INTO message_status_events
       (dedup_key, message_sid, status, status_rank, error_code, raw_payload,
-       content_type, idempotency_token, request_id, received_at, persisted_at)
+       content_type, idempotency_token, request_id, received_at, persisted_at, source)
     SELECT dedup_key, message_sid, status, status_rank, error_code, raw_payload,
-           content_type, idempotency_token, request_id, received_at, $2
+           content_type, idempotency_token, request_id, received_at, $2, source
     FROM batch ORDER BY dedup_key
     ON CONFLICT (dedup_key) DO NOTHING
     RETURNING dedup_key";
@@ -202,7 +279,8 @@ pub static RECORD_MESSAGE: LazyLock<String> = LazyLock::new(|| {
                   $4::smallint AS status_precedence, NULL::integer AS error_code,
                   $6::text AS account_sid, $7::text AS from_address, $8::text AS to_address,
                   $9::timestamptz AS first_seen_at, $9::timestamptz AS last_seen_at,
-                  0 AS event_count, $5::smallint AS terminal_outcomes
+                  0 AS event_count, $5::smallint AS terminal_outcomes,
+                  CASE WHEN $3::smallint >= 4 THEN $9::timestamptz END AS final_at
          )
          {UPSERT_MESSAGES_FROM_DELTAS}"
     )

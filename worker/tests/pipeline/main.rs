@@ -12,5 +12,7 @@ mod failures;
 mod helpers;
 mod ordering;
 mod outages;
+mod reconcile;
+mod report;
 mod seams;
 mod sending;

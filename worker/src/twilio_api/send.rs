@@ -1,15 +1,10 @@
-//! The one call we make to Twilio: create a message whose StatusCallback
-//! points at our ingest (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`).
+//! Creating a message whose StatusCallback points at our ingest
+//! (`POST /2010-04-01/Accounts/{AccountSid}/Messages.json`).
 
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use twilio_protocol::form::FormParams;
 
-use crate::config::SendingConfig;
+use super::{TwilioClient, TwilioError};
 
 /// What to send, as `POST /messages` takes it.
 #[derive(Clone, Debug, Deserialize)]
@@ -66,15 +61,6 @@ pub struct CreatedMessage {
     pub to: Option<String>,
 }
 
-/// Twilio's error body.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct TwilioError {
-    pub status: u16,
-    pub code: Option<i64>,
-    pub message: String,
-    pub more_info: Option<String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("Twilio refused the message: {} (code {:?})", .0.message, .0.code)]
@@ -83,37 +69,17 @@ pub enum SendError {
     Unreachable(String),
     #[error("unexpected answer from Twilio (HTTP {status})")]
     Unexpected { status: u16 },
+    #[error("sending is not configured (TWILIO_ACCOUNT_SID)")]
+    NotConfigured,
 }
-
-type HttpsClient = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
-/// hyper with rustls on ring (the crypto lapin already uses), so the
-/// workspace keeps one TLS stack and reqwest stays TLS-free.
-#[derive(Clone)]
-pub struct TwilioClient {
-    http: HttpsClient,
-    config: SendingConfig,
-}
-
-const TIMEOUT: Duration = Duration::from_secs(15);
 
 impl TwilioClient {
-    pub fn new(config: SendingConfig) -> Result<Self, rustls::Error> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let http =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(connector);
-        Ok(Self { http, config })
-    }
-
+    /// Creates the message on the main account, with our StatusCallback.
     pub async fn send(&self, request: &SendRequest) -> Result<CreatedMessage, SendError> {
+        let (Some(sending), Some((account_sid, credentials))) = (&self.sending, &self.api.main)
+        else {
+            return Err(SendError::NotConfigured);
+        };
         let mut form = vec![("To".to_owned(), request.to.clone())];
         if let Some(from) = &request.from {
             form.push(("From".to_owned(), from.clone()));
@@ -132,51 +98,22 @@ impl TwilioClient {
         );
         form.push((
             "StatusCallback".to_owned(),
-            self.config.status_callback_url.clone(),
+            sending.status_callback_url.clone(),
         ));
-
-        let url = format!(
-            "{}/2010-04-01/Accounts/{}/Messages.json",
-            self.config.api_base_url, self.config.account_sid
-        );
-        let credentials = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.config.username,
-            self.config.password.expose_secret()
-        ));
-        let http_request = hyper::Request::post(url)
-            .header(hyper::header::AUTHORIZATION, format!("Basic {credentials}"))
-            .header(
-                hyper::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
+        let url = self.account_url(account_sid, "Messages.json");
+        let answer = self
+            .exchange(
+                hyper::Request::post(url),
+                credentials,
+                Some(FormParams::from_pairs(form).encode()),
             )
-            .header(hyper::header::ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(
-                FormParams::from_pairs(form).encode(),
-            )))
-            .map_err(|e| SendError::Unreachable(e.to_string()))?;
-        let exchange = async {
-            let response = self
-                .http
-                .request(http_request)
-                .await
-                .map_err(|e| SendError::Unreachable(e.to_string()))?;
-            let status = response.status().as_u16();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| SendError::Unreachable(e.to_string()))?
-                .to_bytes();
-            Ok::<_, SendError>((status, body))
-        };
-        let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
             .await
-            .map_err(|_| SendError::Unreachable(format!("no answer within {TIMEOUT:?}")))??;
+            .map_err(SendError::Unreachable)?;
+        let status = answer.status;
         if (200..300).contains(&status) {
-            serde_json::from_slice(&body).map_err(|_| SendError::Unexpected { status })
+            serde_json::from_slice(&answer.body).map_err(|_| SendError::Unexpected { status })
         } else {
-            match serde_json::from_slice::<TwilioError>(&body) {
+            match serde_json::from_slice::<TwilioError>(&answer.body) {
                 Ok(error) => Err(SendError::Refused(error)),
                 Err(_) => Err(SendError::Unexpected { status }),
             }

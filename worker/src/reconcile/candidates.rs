@@ -1,0 +1,119 @@
+//! The reconciler's SQL: which messages are due a lookup, how many are
+//! stale, and what a lookup leaves on the message's row.
+//!
+//! A message is due when its status is one of `WORKER_RECONCILE_AFTER`'s
+//! and nothing was heard of it (no event, no lookup) for that status's
+//! time, doubled for each lookup already made, fewer than
+//! `WORKER_RECONCILE_MAX_CHECKS` lookups ago, and Twilio has not answered
+//! 404 for it. The scan rides `messages_status_idx` (status, last_seen_at).
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use std::time::Duration;
+use twilio_protocol::status::MessageStatus;
+
+/// A message due a lookup, as stored.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub message_sid: String,
+    pub account_sid: Option<String>,
+    pub status: String,
+    pub error_code: Option<i32>,
+}
+
+/// The per-status thresholds as the two arrays the statements unnest.
+fn threshold_arrays(after: &[(MessageStatus, Duration)]) -> (Vec<String>, Vec<f64>) {
+    after
+        .iter()
+        .map(|(status, after)| (status.as_str().to_owned(), after.as_secs_f64()))
+        .unzip()
+}
+
+const DUE: &str = "
+    SELECT m.message_sid, m.account_sid, m.status, m.error_code
+    FROM unnest($1::text[], $2::float8[]) AS t(status, after_secs)
+    JOIN messages m
+      ON m.status = t.status AND m.status_precedence >= 0
+     AND m.last_seen_at < now() - make_interval(secs => t.after_secs)
+    WHERE m.twilio_not_found_at IS NULL
+      AND m.reconcile_checks < $3
+      AND COALESCE(GREATEST(m.last_seen_at, m.reconciled_at), m.last_seen_at)
+          < now() - make_interval(secs => t.after_secs * power(2, m.reconcile_checks))
+    ORDER BY m.last_seen_at, m.message_sid
+    LIMIT $4";
+
+pub async fn due(
+    db: &DatabaseConnection,
+    after: &[(MessageStatus, Duration)],
+    max_checks: i16,
+    limit: usize,
+) -> Result<Vec<Candidate>, DbErr> {
+    let (statuses, seconds) = threshold_arrays(after);
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            DUE,
+            [
+                statuses.into(),
+                seconds.into(),
+                max_checks.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Candidate {
+                message_sid: row.try_get("", "message_sid")?,
+                account_sid: row.try_get("", "account_sid")?,
+                status: row.try_get("", "status")?,
+                error_code: row.try_get("", "error_code")?,
+            })
+        })
+        .collect()
+}
+
+const STALE: &str = "
+    SELECT t.status, count(m.message_sid) AS stale
+    FROM unnest($1::text[], $2::float8[]) AS t(status, after_secs)
+    LEFT JOIN messages m
+      ON m.status = t.status AND m.status_precedence >= 0
+     AND m.last_seen_at < now() - make_interval(secs => t.after_secs)
+    GROUP BY t.status";
+
+/// Messages past their status's threshold, per configured status (zeros included).
+pub async fn stale_counts(
+    db: &DatabaseConnection,
+    after: &[(MessageStatus, Duration)],
+) -> Result<Vec<(String, i64)>, DbErr> {
+    let (statuses, seconds) = threshold_arrays(after);
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            STALE,
+            [statuses.into(), seconds.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("", "status")?, row.try_get("", "stale")?)))
+        .collect()
+}
+
+/// Counts a lookup; `not_found` also records Twilio's 404 for good.
+pub async fn mark_checked(
+    db: &DatabaseConnection,
+    message_sid: &str,
+    not_found: bool,
+) -> Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE messages SET
+           reconciled_at = now(),
+           reconcile_checks = LEAST(reconcile_checks + 1, 32767),
+           twilio_not_found_at = CASE WHEN $2 THEN COALESCE(twilio_not_found_at, now())
+                                      ELSE twilio_not_found_at END
+         WHERE message_sid = $1",
+        [message_sid.into(), not_found.into()],
+    ))
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Delivery outcomes as the store sees them happen: a message reaching its
+//! first final status (with the time since it was first seen), and a
+//! message whose outcomes start to conflict. `STORE_BATCH` reports both per
+//! batch; here they become metrics.
+
+use sea_orm::{DbErr, QueryResult};
+use serde::Deserialize;
+
+use crate::metrics::{CONFLICTING_OUTCOMES, FINAL_OUTCOMES, TIME_TO_FINAL};
+
+/// One message that reached a final status in a batch.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct FinalOutcome {
+    pub status: String,
+    pub error_code: Option<i32>,
+    /// From the message's first event to its first final one.
+    pub seconds: f64,
+}
+
+/// What one batch did to the delivery report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutcomeReport {
+    pub finals: Vec<FinalOutcome>,
+    pub newly_conflicting: u64,
+}
+
+impl OutcomeReport {
+    /// Reads the `finals` and `newly_conflicting` columns; a statement
+    /// without them (the benchmark's bare insert) reports nothing.
+    pub fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
+        let Ok(finals) = row.try_get::<String>("", "finals") else {
+            return Ok(Self::default());
+        };
+        let finals = serde_json::from_str(&finals).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let newly_conflicting: i64 = row.try_get("", "newly_conflicting")?;
+        Ok(Self {
+            finals,
+            newly_conflicting: u64::try_from(newly_conflicting).unwrap_or(0),
+        })
+    }
+
+    pub fn record_metrics(&self) {
+        for outcome in &self.finals {
+            let error_code = outcome
+                .error_code
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            metrics::counter!(
+                FINAL_OUTCOMES.name,
+                "status" => outcome.status.clone(),
+                "error_code" => error_code
+            )
+            .increment(1);
+            metrics::histogram!(TIME_TO_FINAL.name, "outcome" => outcome.status.clone())
+                .record(outcome.seconds.max(0.0));
+        }
+        if self.newly_conflicting > 0 {
+            metrics::counter!(CONFLICTING_OUTCOMES.name).increment(self.newly_conflicting);
+        }
+    }
+}

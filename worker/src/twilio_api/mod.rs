@@ -1,0 +1,135 @@
+//! Twilio's REST API, the one thing we call out to: creating a message
+//! (`send`) and looking one up (`fetch`). hyper with rustls on ring (the
+//! crypto lapin already uses), so the workspace keeps one TLS stack and
+//! reqwest stays TLS-free.
+
+mod fetch;
+mod send;
+
+pub use fetch::{FetchError, FetchedMessage};
+pub use send::{CreatedMessage, SendError, SendRequest};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::config::{ApiCredentials, SendingConfig, TwilioApiConfig};
+
+type HttpsClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// Twilio's error body.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct TwilioError {
+    pub status: u16,
+    pub code: Option<i64>,
+    pub message: String,
+    pub more_info: Option<String>,
+}
+
+/// One answer from the API.
+struct Answer {
+    status: u16,
+    /// `Retry-After`, in seconds, when sent.
+    retry_after: Option<Duration>,
+    body: Bytes,
+}
+
+#[derive(Clone)]
+pub struct TwilioClient {
+    http: HttpsClient,
+    api: TwilioApiConfig,
+    /// `None`: the API is configured but sending is not.
+    sending: Option<SendingConfig>,
+}
+
+/// The longest a request to Twilio may take (Twilio's own API timeout is similar).
+const TIMEOUT: Duration = Duration::from_secs(15);
+
+impl TwilioClient {
+    pub fn new(
+        api: TwilioApiConfig,
+        sending: Option<SendingConfig>,
+    ) -> Result<Self, rustls::Error> {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Self { http, api, sending })
+    }
+
+    pub fn can_send(&self) -> bool {
+        self.sending.is_some() && self.api.main.is_some()
+    }
+
+    /// `{base}/2010-04-01/Accounts/{account}/{rest}`.
+    fn account_url(&self, account_sid: &str, rest: &str) -> String {
+        format!(
+            "{}/2010-04-01/Accounts/{account_sid}/{rest}",
+            self.api.base_url
+        )
+    }
+
+    /// Sends one request and reads the whole answer, within `TIMEOUT`.
+    async fn exchange(
+        &self,
+        request: hyper::http::request::Builder,
+        credentials: &ApiCredentials,
+        body: Option<String>,
+    ) -> Result<Answer, String> {
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            credentials.username,
+            credentials.password.expose_secret()
+        ));
+        let mut request = request
+            .header(hyper::header::AUTHORIZATION, format!("Basic {basic}"))
+            .header(hyper::header::ACCEPT, "application/json");
+        if body.is_some() {
+            request = request.header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(hyper::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| e.to_string())?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                retry_after,
+                body,
+            })
+        };
+        tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {TIMEOUT:?}"))?
+    }
+}
