@@ -274,7 +274,7 @@ async fn send_message(
             let message = SentMessage {
                 message_sid: &created.sid,
                 status,
-                account_sid: created.account_sid.clone(),
+                account_sid: created.account_sid.clone().or(send.account_sid.clone()),
                 from_address: created.from.clone().or(send.from.clone()),
                 to_address: created.to.clone().or(Some(send.to.clone())),
                 seen_at: chrono::Utc::now(),
@@ -314,6 +314,9 @@ fn twilio_failure(error: SendError) -> HttpResponse {
                 "twilio_status": twilio.status,
                 "more_info": twilio.more_info,
             }))
+        }
+        SendError::NoCredentials(_) => {
+            HttpResponse::BadRequest().json(serde_json::json!({ "error": error.to_string() }))
         }
         other => HttpResponse::BadGateway().json(serde_json::json!({ "error": other.to_string() })),
     }

@@ -1,7 +1,6 @@
 //! Twilio's REST API: credentials per account, the base URL, and sending
 //! (`POST /messages`). The API is used (reconciliation) when any
-//! credentials are set; sending also needs the main account and
-//! `PUBLIC_BASE_URL`.
+//! credentials are set; sending also needs `PUBLIC_BASE_URL`.
 
 use clap::Args;
 use secrecy::SecretString;
@@ -88,7 +87,7 @@ impl TwilioApiConfig {
     }
 }
 
-/// Sending through the main account.
+/// Sending: where Twilio is to send the new messages' callbacks.
 #[derive(Clone, Debug)]
 pub struct SendingConfig {
     pub status_callback_url: String,
@@ -140,10 +139,11 @@ pub(super) fn from_args(
     if !is_http_url(&base_url) {
         return Err(ConfigError::TwilioApiBaseUrl);
     }
-    // Sending needs the main account and the URL of our ingest; without the
-    // URL the API still serves reconciliation.
-    let sending = match (&main, present(args.public_base_url)) {
-        (Some(_), Some(url)) => {
+    // Sending needs credentials and the URL of our ingest; without the URL
+    // the API still serves reconciliation.
+    let has_credentials = main.is_some() || !accounts.is_empty();
+    let sending = match (has_credentials, present(args.public_base_url)) {
+        (true, Some(url)) => {
             let base = url.trim().trim_end_matches('/').to_owned();
             if !is_http_url(&base) {
                 return Err(ConfigError::SendingCallbackUrl);

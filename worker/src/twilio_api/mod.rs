@@ -68,7 +68,7 @@ impl TwilioClient {
     }
 
     pub fn can_send(&self) -> bool {
-        self.sending.is_some() && self.api.main.is_some()
+        self.sending.is_some()
     }
 
     /// `{base}/2010-04-01/Accounts/{account}/{rest}`.

@@ -9,6 +9,10 @@ use super::{TwilioClient, TwilioError};
 /// What to send, as `POST /messages` takes it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct SendRequest {
+    /// The (sub)account to send from: its own token when listed in
+    /// TWILIO_ACCOUNT_TOKENS, else the main account's credentials. Default:
+    /// the main account.
+    pub account_sid: Option<String>,
     pub to: String,
     pub from: Option<String>,
     pub messaging_service_sid: Option<String>,
@@ -69,17 +73,27 @@ pub enum SendError {
     Unreachable(String),
     #[error("unexpected answer from Twilio (HTTP {status})")]
     Unexpected { status: u16 },
-    #[error("sending is not configured (TWILIO_ACCOUNT_SID)")]
+    #[error(
+        "sending is not configured (TWILIO_ACCOUNT_SID with its credentials, and PUBLIC_BASE_URL)"
+    )]
     NotConfigured,
+    #[error("no credentials for account {0} (TWILIO_ACCOUNT_TOKENS, or the main account's)")]
+    NoCredentials(String),
 }
 
 impl TwilioClient {
-    /// Creates the message on the main account, with our StatusCallback.
+    /// Creates the message, with our StatusCallback, on the request's
+    /// account (default: the main one) with that account's credentials.
     pub async fn send(&self, request: &SendRequest) -> Result<CreatedMessage, SendError> {
-        let (Some(sending), Some((account_sid, credentials))) = (&self.sending, &self.api.main)
-        else {
+        let Some(sending) = &self.sending else {
             return Err(SendError::NotConfigured);
         };
+        let (account_sid, credentials) = self
+            .api
+            .credentials_for(request.account_sid.as_deref())
+            .ok_or_else(|| {
+            SendError::NoCredentials(request.account_sid.clone().unwrap_or_default())
+        })?;
         let mut form = vec![("To".to_owned(), request.to.clone())];
         if let Some(from) = &request.from {
             form.push(("From".to_owned(), from.clone()));
@@ -100,11 +114,11 @@ impl TwilioClient {
             "StatusCallback".to_owned(),
             sending.status_callback_url.clone(),
         ));
-        let url = self.account_url(account_sid, "Messages.json");
+        let url = self.account_url(&account_sid, "Messages.json");
         let answer = self
             .exchange(
                 hyper::Request::post(url),
-                credentials,
+                &credentials,
                 Some(FormParams::from_pairs(form).encode()),
             )
             .await

@@ -228,3 +228,32 @@ async fn bound_beyond_loopback_without_a_token_sending_is_refused() {
         .unwrap();
     assert_eq!(unknown.status(), 404);
 }
+
+#[tokio::test]
+async fn a_subaccount_sends_with_its_own_token() {
+    const SUB: &str = "AC11111111111111111111111111111111";
+    let tokens = format!("{SUB}=sub-token|sub-old");
+    let sender = start(&["--twilio-account-tokens", &tokens]).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/2010-04-01/Accounts/{SUB}/Messages.json")))
+        .and(basic_auth(SUB, "sub-token"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "sid": SENT_SID, "status": "queued", "account_sid": SUB,
+            "from": "+15017122661", "to": "+15558675310"
+        })))
+        .expect(1)
+        .mount(&sender.twilio)
+        .await;
+    let response = post(
+        &sender,
+        json!({"account_sid": SUB, "to": "+15558675310", "from": "+15017122661", "body": "hi"}),
+        None,
+    )
+    .await;
+    assert_eq!(response.status(), 201);
+    let db = sender.database.connect().await;
+    assert_eq!(
+        message_row(&db, SENT_SID).await.account_sid.as_deref(),
+        Some(SUB)
+    );
+}
