@@ -2,6 +2,7 @@
 //! until the shutdown future resolves, then close the broker connection.
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use std::future::Future;
@@ -89,6 +90,10 @@ impl Application {
         })
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .keep_alive(match config.keep_alive {
+            Some(idle) => KeepAlive::Timeout(idle),
+            None => KeepAlive::Disabled,
+        })
         .disable_signals();
         if let Some(workers) = config.workers {
             server = server.workers(workers);

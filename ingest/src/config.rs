@@ -149,6 +149,19 @@ pub struct IngestArgs {
     )]
     pub shutdown_timeout_secs: u64,
 
+    /// How long an idle client connection is kept open, in seconds (0: close
+    /// after each request). Longer than the idle timeout of whatever calls
+    /// ingest (AWS ALB 60 s, hyper clients 90 s, Google's load balancers
+    /// 600 s), so that the client closes first: a request sent on a
+    /// connection the server is closing at that instant fails unanswered.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_KEEP_ALIVE_SECS",
+        default_value_t = 120
+    )]
+    pub keep_alive_secs: u64,
+
     /// Longest time a client may take to send the request body.
     #[arg(
         long,
@@ -218,6 +231,8 @@ pub struct IngestConfig {
     pub body_timeout: Duration,
     pub trust_forwarded_headers: bool,
     pub shutdown_timeout: Duration,
+    /// `None`: no keep-alive.
+    pub keep_alive: Option<Duration>,
     pub workers: Option<usize>,
     pub topology: Topology,
     pub log_format: LogFormat,
@@ -287,6 +302,8 @@ impl TryFrom<IngestArgs> for IngestConfig {
             body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
             trust_forwarded_headers: args.trust_forwarded_headers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            keep_alive: (args.keep_alive_secs > 0)
+                .then(|| Duration::from_secs(args.keep_alive_secs)),
             workers: args.workers,
             topology: Topology::new(args.topology_prefix),
             log_format: args.log_format,

@@ -19,6 +19,8 @@ pub struct LoadResult {
     pub accepted: HashSet<CallbackId>,
     /// Answered with something other than 2xx, or no answer at all.
     pub refused: HashSet<CallbackId>,
+    /// Why each refused one was: its HTTP status, or the client's error.
+    pub refusals: Vec<(CallbackId, String)>,
     /// The longest any request waited for its answer (or its failure).
     pub slowest: Duration,
     /// The 99th percentile of those waits.
@@ -31,6 +33,7 @@ impl LoadResult {
         self.sent += other.sent;
         self.accepted.extend(other.accepted);
         self.refused.extend(other.refused);
+        self.refusals.extend(other.refusals);
         self.slowest = self.slowest.max(other.slowest);
         self.p99 = self.p99.max(other.p99);
         self
@@ -73,7 +76,7 @@ pub async fn drive(
         .build()
         .unwrap();
     let start = tokio::time::Instant::now();
-    let answers: Vec<(CallbackId, bool, Duration)> =
+    let answers: Vec<(CallbackId, Result<(), String>, Duration)> =
         stream::iter(callbacks.into_iter().enumerate())
             .map(|(index, (sid, status))| {
                 let client = client.clone();
@@ -90,14 +93,18 @@ pub async fn drive(
                     let params = status_params(&sid, &status, error_code);
                     let target = format!("{url}/twilio/status");
                     let sent_at = tokio::time::Instant::now();
-                    let ok = client
+                    let answer = client
                         .post(&target)
                         .header("Content-Type", "application/x-www-form-urlencoded")
                         .header("X-Twilio-Signature", testkit::sign(&target, &params))
                         .body(params.encode())
                         .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
+                        .await;
+                    let ok = match answer {
+                        Ok(response) if response.status().is_success() => Ok(()),
+                        Ok(response) => Err(format!("HTTP {}", response.status())),
+                        Err(error) => Err(format!("no answer: {error:?}")),
+                    };
                     let waited = sent_at.elapsed();
                     progress.fetch_add(1, Ordering::SeqCst);
                     ((sid, status), ok, waited)
@@ -118,10 +125,14 @@ pub async fn drive(
         .unwrap_or_default();
     for (id, ok, waited) in answers {
         result.slowest = result.slowest.max(waited);
-        if ok {
-            result.accepted.insert(id);
-        } else {
-            result.refused.insert(id);
+        match ok {
+            Ok(()) => {
+                result.accepted.insert(id);
+            }
+            Err(why) => {
+                result.refused.insert(id.clone());
+                result.refusals.push((id, why));
+            }
         }
     }
     result

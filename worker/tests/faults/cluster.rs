@@ -124,7 +124,7 @@ impl ClusterRig {
         assert!(
             load.refused.is_empty(),
             "{scenario}: every callback answered 2xx; not: {:?}",
-            load.refused
+            load.refusals
         );
         self.assert_exact(&load, &all, scenario).await;
     }
