@@ -2,10 +2,17 @@
 //! stale, and what a lookup leaves on the message's row.
 //!
 //! A message is due when its status is one of `WORKER_RECONCILE_AFTER`'s
-//! and nothing was heard of it (no event, no lookup) for that status's
-//! time, doubled for each lookup already made, fewer than
-//! `WORKER_RECONCILE_MAX_CHECKS` lookups ago, and Twilio has not answered
-//! 404 for it. The scan rides `messages_status_idx` (status, last_seen_at).
+//! and nothing was heard of it (no event, no lookup attempt) for that
+//! status's time, doubled for each answered lookup already made, fewer than
+//! `WORKER_RECONCILE_MAX_CHECKS` of them, and Twilio has not answered 404
+//! for it. The scan rides `messages_status_idx` (status, last_seen_at).
+//!
+//! A run claims what it takes: `reconciled_at` is set as the messages are
+//! selected (rows locked by another worker's claim are skipped), so workers
+//! running side by side share the due messages instead of each asking
+//! Twilio about all of them, and a lookup that fails (Twilio down, our
+//! credentials refused) waits the status's time before the next attempt
+//! instead of filling every run.
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::time::Duration;
@@ -41,17 +48,30 @@ const DUE: &str = "
     ORDER BY m.last_seen_at, m.message_sid
     LIMIT $4";
 
+/// The due messages, claimed (`DUE`, locked and stamped in one statement).
+static CLAIM: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH due AS ({DUE} FOR UPDATE OF m SKIP LOCKED)
+         UPDATE messages m SET reconciled_at = now()
+         FROM due WHERE m.message_sid = due.message_sid
+         RETURNING due.message_sid, due.account_sid, due.status, due.error_code"
+    )
+});
+
+/// The messages due a lookup, oldest first; `claim`: stamped as taken by
+/// this run (a dry run only reads).
 pub async fn due(
     db: &DatabaseConnection,
     after: &[(MessageStatus, Duration)],
     max_checks: i16,
     limit: usize,
+    claim: bool,
 ) -> Result<Vec<Candidate>, DbErr> {
     let (statuses, seconds) = threshold_arrays(after);
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            DUE,
+            if claim { CLAIM.as_str() } else { DUE },
             [
                 statuses.into(),
                 seconds.into(),
@@ -98,7 +118,7 @@ pub async fn stale_counts(
         .collect()
 }
 
-/// Counts a lookup; `not_found` also records Twilio's 404 for good.
+/// Counts an answered lookup; `not_found` also records Twilio's 404 for good.
 pub async fn mark_checked(
     db: &DatabaseConnection,
     message_sid: &str,

@@ -111,12 +111,15 @@ impl Reconciler {
             &self.config.after,
             self.config.max_checks,
             self.config.max_per_run,
+            !dry_run,
         )
         .await?;
+        // By the account the API is asked as (a message with no AccountSid
+        // belongs to the main account): its limits are that account's.
         let mut by_account: HashMap<Option<String>, Vec<Candidate>> = HashMap::new();
         for candidate in due {
             by_account
-                .entry(candidate.account_sid.clone())
+                .entry(self.twilio.account_for(candidate.account_sid.as_deref()))
                 .or_default()
                 .push(candidate);
         }
@@ -198,7 +201,9 @@ impl Reconciler {
         Ok(finding)
     }
 
-    /// Looks the message up, waiting out the account's rate limits.
+    /// Looks the message up, waiting out the account's rate limits. Once
+    /// one message of the account is still rate limited after every
+    /// attempt, the account's other lookups wait for the next run.
     async fn fetch(
         &self,
         candidate: &Candidate,
@@ -207,6 +212,9 @@ impl Reconciler {
         let mut attempt = 0;
         loop {
             pacer.ready().await;
+            if pacer.given_up() {
+                return Err(FetchError::RateLimited { retry_after: None });
+            }
             let result = self
                 .twilio
                 .fetch_message(candidate.account_sid.as_deref(), &candidate.message_sid)
@@ -217,6 +225,7 @@ impl Reconciler {
                         .increment(1);
                     attempt += 1;
                     if attempt >= RATE_LIMITED_ATTEMPTS {
+                        pacer.give_up();
                         return Err(FetchError::RateLimited { retry_after });
                     }
                     pacer
@@ -253,7 +262,9 @@ impl Reconciler {
             error_code: message.error_code,
             api_answer: message.raw,
             request_id: run_id.to_owned(),
-            received_at: Utc::now(),
+            // When Twilio last changed the message, as the event's time (so
+            // time to final is Twilio's, not our lookup's); now if unknown.
+            received_at: message.updated_at.unwrap_or_else(Utc::now),
             account_sid: message
                 .account_sid
                 .or_else(|| candidate.account_sid.clone()),

@@ -2,6 +2,7 @@
 //! flight (the caller's `buffer_unordered`), and a shared pause that a 429
 //! sets for everyone asking for that account, as long as `Retry-After` says.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -17,12 +18,15 @@ pub fn backoff(attempt: u32) -> Duration {
 #[derive(Debug)]
 pub struct Pacer {
     not_before: Mutex<Instant>,
+    /// Rate limited through every attempt: the account waits for the next run.
+    given_up: AtomicBool,
 }
 
 impl Default for Pacer {
     fn default() -> Self {
         Self {
             not_before: Mutex::new(Instant::now()),
+            given_up: AtomicBool::new(false),
         }
     }
 }
@@ -37,6 +41,14 @@ impl Pacer {
             }
             tokio::time::sleep_until(until).await;
         }
+    }
+
+    pub fn give_up(&self) {
+        self.given_up.store(true, Ordering::SeqCst);
+    }
+
+    pub fn given_up(&self) -> bool {
+        self.given_up.load(Ordering::SeqCst)
     }
 
     /// Holds every lookup for this account back for `pause` from now.

@@ -167,7 +167,9 @@ const UPSERT_MESSAGES_FROM_DELTAS: &str = "
       terminal_outcomes = m.terminal_outcomes | EXCLUDED.terminal_outcomes,
       conflicting_outcomes = ((m.terminal_outcomes | EXCLUDED.terminal_outcomes)
                               & ((m.terminal_outcomes | EXCLUDED.terminal_outcomes) - 1)) <> 0,
-      final_at = LEAST(m.final_at, EXCLUDED.final_at),
+      -- A row final before final_at existed keeps NULL: its time is unknown.
+      final_at = CASE WHEN m.final_at IS NULL AND m.status_rank >= 4 THEN NULL
+                      ELSE LEAST(m.final_at, EXCLUDED.final_at) END,
       updated_at = now()";
 
 /// The columns of an event row, as `$1` (a JSON array of `EventRow`) holds them.

@@ -14,6 +14,8 @@ pub struct FetchedMessage {
     pub account_sid: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// `date_updated`: when Twilio last changed the message.
+    pub updated_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The answer as Twilio sent it (stored as the event's raw payload).
     pub raw: serde_json::Value,
 }
@@ -26,6 +28,8 @@ struct MessageResource {
     account_sid: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// RFC 2822, as Twilio writes its dates.
+    date_updated: Option<String>,
 }
 
 /// Why a lookup gave no status.
@@ -108,6 +112,10 @@ impl TwilioClient {
             account_sid: resource.account_sid,
             from: resource.from,
             to: resource.to,
+            updated_at: resource
+                .date_updated
+                .and_then(|date| chrono::DateTime::parse_from_rfc2822(&date).ok())
+                .map(|date| date.with_timezone(&chrono::Utc)),
             raw,
         })
     }

@@ -67,6 +67,14 @@ impl TwilioClient {
         Ok(Self { http, api, sending })
     }
 
+    /// The account a lookup of a message of `account_sid` is made as (its
+    /// own, or the main one when it has none); `None` without credentials.
+    pub fn account_for(&self, account_sid: Option<&str>) -> Option<String> {
+        self.api
+            .credentials_for(account_sid)
+            .map(|(account, _)| account)
+    }
+
     pub fn can_send(&self) -> bool {
         self.sending.is_some()
     }

@@ -269,19 +269,19 @@ async fn lose_the_leader(kill: bool, scenario: &str) {
 }
 
 #[tokio::test]
-#[ignore = "runs a three-node RabbitMQ cluster; run by hand (not yet in .ci/run)"]
+#[ignore = "runs a three-node RabbitMQ cluster; .ci/run runs it after the parallel suite"]
 async fn cluster_main_queue_leader_stopped_under_load() {
     lose_the_leader(false, "cluster: the main queue's leader node stopped").await;
 }
 
 #[tokio::test]
-#[ignore = "runs a three-node RabbitMQ cluster; run by hand (not yet in .ci/run)"]
+#[ignore = "runs a three-node RabbitMQ cluster; .ci/run runs it after the parallel suite"]
 async fn cluster_main_queue_leader_killed_under_load() {
     lose_the_leader(true, "cluster: the main queue's leader node SIGKILLed").await;
 }
 
 #[tokio::test]
-#[ignore = "runs a three-node RabbitMQ cluster; run by hand (not yet in .ci/run)"]
+#[ignore = "runs a three-node RabbitMQ cluster; .ci/run runs it after the parallel suite"]
 async fn cluster_node_killed_while_retry_queues_hold_messages() {
     let scenario = "cluster: a node SIGKILLed while retry queues hold messages";
     let rig = ClusterRig::new("3000,3000,3000,3000").await;
@@ -330,7 +330,7 @@ async fn cluster_node_killed_while_retry_queues_hold_messages() {
 }
 
 #[tokio::test]
-#[ignore = "runs a three-node RabbitMQ cluster; run by hand (not yet in .ci/run)"]
+#[ignore = "runs a three-node RabbitMQ cluster; .ci/run runs it after the parallel suite"]
 async fn cluster_rolling_restart_under_load() {
     let scenario = "cluster: rolling restart, one node at a time";
     let rig = ClusterRig::new("200,400").await;

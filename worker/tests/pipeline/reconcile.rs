@@ -100,11 +100,18 @@ fn message_path(account: &str, sid: &str) -> String {
     format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json")
 }
 
+/// When the fake API says its messages last changed: an hour ago, to the
+/// second (RFC 2822, as Twilio writes dates).
+fn updated_an_hour_ago() -> chrono::DateTime<Utc> {
+    let at = Utc::now() - Age::hours(1);
+    chrono::DateTime::from_timestamp(at.timestamp(), 0).unwrap()
+}
+
 fn resource(account: &str, sid: &str, status: &str, error_code: Option<i32>) -> serde_json::Value {
     json!({
         "sid": sid, "account_sid": account, "status": status, "error_code": error_code,
         "error_message": null, "from": "+15017122661", "to": "+15558675310",
-        "date_updated": "Thu, 03 Dec 2026 10:00:00 +0000", "num_segments": "1"
+        "date_updated": updated_an_hour_ago().to_rfc2822(), "num_segments": "1"
     })
 }
 
@@ -152,6 +159,12 @@ async fn a_sent_message_whose_receipt_never_came_gets_delivered_from_the_api() {
         events[1].raw_payload, answer,
         "Twilio's answer is the raw payload"
     );
+    // The event's time is Twilio's date_updated, so time to final is Twilio's.
+    let updated = chrono::DateTime::parse_from_rfc2822(answer["date_updated"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&Utc);
+    assert_eq!(events[1].received_at, updated);
+    assert_eq!(message_row(rig.db(), &stuck).await.final_at, Some(updated));
     assert_eq!(message_row(rig.db(), &fresh).await.status, "sent");
 
     // Final now: never asked again (the mock expects exactly one lookup).
@@ -437,5 +450,72 @@ async fn the_command_prints_a_line_per_message_and_refuses_to_run_without_creden
         message_row(rig.db(), &sid).await.status,
         "sent",
         "a dry run"
+    );
+}
+
+#[tokio::test]
+async fn workers_side_by_side_share_the_due_messages() {
+    let rig = rig().await;
+    let sids: Vec<String> = (61..69).map(message_sid).collect();
+    for sid in &sids {
+        rig.callback(sid, "sent", MAIN, HOURS_13).await;
+        Mock::given(method("GET"))
+            .and(path(message_path(MAIN, sid)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(resource(
+                MAIN,
+                sid,
+                "delivered",
+                None,
+            )))
+            .expect(1)
+            .mount(&rig.twilio)
+            .await;
+    }
+    // Two workers' runs at once: each message is asked about once.
+    let (first, second) = (rig.reconciler(&[]), rig.reconciler(&[]));
+    let (a, b) = tokio::join!(first.run_once(false), second.run_once(false));
+    let (a, b) = (a.unwrap().0, b.unwrap().0);
+    assert_eq!(a.checked + b.checked, sids.len(), "{a:?} {b:?}");
+    assert_eq!(a.recorded + b.recorded, sids.len());
+}
+
+#[tokio::test]
+async fn a_failing_lookup_does_not_hold_up_the_others() {
+    let rig = rig().await;
+    let (failing, next) = (message_sid(71), message_sid(72));
+    // The failing one is older, so it comes first.
+    rig.callback(&failing, "sent", MAIN, Age::hours(14)).await;
+    rig.callback(&next, "sent", MAIN, HOURS_13).await;
+    Mock::given(method("GET"))
+        .and(path(message_path(MAIN, &failing)))
+        .respond_with(ResponseTemplate::new(500).set_body_json(
+            json!({"status": 500, "code": 20500, "message": "Internal Server Error"}),
+        ))
+        .expect(1)
+        .mount(&rig.twilio)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(message_path(MAIN, &next)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(resource(
+            MAIN,
+            &next,
+            "delivered",
+            None,
+        )))
+        .expect(1)
+        .mount(&rig.twilio)
+        .await;
+    let reconciler = rig.reconciler(&["--reconcile-max-per-run", "1"]);
+    let (first, findings) = reconciler.run_once(false).await.unwrap();
+    assert_eq!((first.checked, first.failed), (1, 1), "{findings:?}");
+    assert_eq!(findings[0].message_sid, failing);
+    let (second, findings) = reconciler.run_once(false).await.unwrap();
+    assert_eq!((second.checked, second.recorded), (1, 1), "{findings:?}");
+    assert_eq!(findings[0].message_sid, next);
+    let row = message_row(rig.db(), &failing).await;
+    assert_eq!(row.reconcile_checks, 0, "a failed lookup is not an answer");
+    assert!(
+        row.reconciled_at.is_some(),
+        "but it waits before the next attempt"
     );
 }
