@@ -19,8 +19,9 @@ use crate::spool::SpoolConfig;
     version,
     about = "Receives Twilio message status callbacks, verifies X-Twilio-Signature and publishes them to RabbitMQ",
     long_about = "Receives Twilio message status callbacks on POST /twilio/status, verifies \
-X-Twilio-Signature exactly as Twilio's SDKs do, publishes the raw callback to a durable \
-RabbitMQ quorum queue and answers 200 only once the broker has confirmed it.\n\n\
+X-Twilio-Signature exactly as Twilio's SDKs do (the auth token of the callback's account, or \
+the SharedKey its X-Twilio-Webhooks-Signature-Settings names), publishes the raw callback to a \
+durable RabbitMQ quorum queue and answers 200 only once the broker has confirmed it.\n\n\
 Also serves GET /healthz, GET /readyz and GET /metrics. Stops gracefully on SIGTERM/SIGINT."
 )]
 pub struct IngestArgs {

@@ -217,8 +217,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for node in &self.nodes {
             if let Some(pid) = node.pid() {
+                // A node killed earlier left its pid file: quietly a no-op.
                 let _ = Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
+                    .stderr(std::process::Stdio::null())
                     .status();
             }
         }

@@ -218,7 +218,8 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            GROUP BY b.message_sid
          ), prior AS (
            SELECT m.message_sid, m.status_rank, m.final_at, m.first_seen_at, m.terminal_outcomes
-           FROM messages m WHERE m.message_sid IN (SELECT message_sid FROM deltas)
+           FROM messages m
+           WHERE m.message_sid IN (SELECT message_sid FROM deltas WHERE final_at IS NOT NULL)
          ), upserted AS (
            {UPSERT_MESSAGES_FROM_DELTAS}
            RETURNING 1
@@ -228,6 +229,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
              LEAST(d.first_seen_at, p.first_seen_at) AS message_first_seen_at,
              COALESCE(p.terminal_outcomes, 0) AS prior_outcomes
            FROM deltas d LEFT JOIN prior p USING (message_sid)
+           WHERE d.final_at IS NOT NULL
          )
          SELECT (SELECT count(*) FROM inserted) AS inserted,
            {OUTCOME_REPORT}"
@@ -236,7 +238,8 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
 
 /// What a batch did to the delivery report (see `outcomes`): the messages
 /// it brought to their first final status, and how many it made
-/// conflicting. Read from the state before the batch (`prior`, the
+/// conflicting. Only messages with a final event in the batch can change
+/// either, so only their prior state is read. Read from the state before the batch (`prior`, the
 /// statement's snapshot), so a message counts once however its callbacks
 /// arrive; two batches finalising the same message at the same instant in
 /// two transactions could both count it.

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The cost of a change to the worker's store statement (STORE_BATCH), against
+# the statement of another revision, in the same run on the same database:
+#   bench/store-statement/run.sh [BASE_REV]   (default: the previous commit)
+# Each round runs the base and the current statement for 30 s (pgbench, two
+# clients, 256-row batches of random lifecycles over 200,000 messages), each
+# on emptied tables; prints batches/s and the ratio. Needs psql and pgbench;
+# the schema is the current one (migrated by `worker migrate`).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BASE=${1:-HEAD~1}
+ROUNDS=${ROUNDS:-4}
+DB=${DB:-twilio_status_statement_bench}
+PG="-h 127.0.0.1 -U postgres"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+git show "$BASE:worker/src/store/projection.rs" | python3 bench/store-statement/extract.py >"$WORK/base.sql"
+python3 bench/store-statement/extract.py <worker/src/store/projection.rs >"$WORK/current.sql"
+psql $PG -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
+cargo build -q -p worker
+DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" target/debug/worker migrate 2>/dev/null
+
+declare -A total=([base]=0 [current]=0)
+for round in $(seq 1 "$ROUNDS"); do
+  for which in base current; do
+    psql $PG -d "$DB" -qc "TRUNCATE message_status_events, messages"
+    tps=$(pgbench $PG -n -c 2 -j 2 -T 30 -f "$WORK/$which.sql" "$DB" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -1)
+    echo "round $round $which: $tps batches/s"
+    total[$which]=$(awk -v a="${total[$which]}" -v b="$tps" 'BEGIN { print a + b }')
+  done
+done
+awk -v b="${total[base]}" -v c="${total[current]}" -v n="$ROUNDS" \
+  'BEGIN { printf "mean: base %.1f, current %.1f batches/s; current / base = %.2f\n", b / n, c / n, c / b }'
+psql $PG -qc "DROP DATABASE $DB"
