@@ -5,7 +5,7 @@
 //! the token to verify with (the keyring's rules).
 
 use queue_wire::envelope::BodyKind;
-use twilio_protocol::callback::StatusCallback;
+use twilio_protocol::callback::{JsonBody, StatusCallback};
 use twilio_protocol::form::FormParams;
 use twilio_protocol::keyring::Keyring;
 
@@ -40,15 +40,17 @@ pub fn verified_callback(
             Ok(StatusCallback::from_params(params)?)
         }
         BodyKind::Json => {
-            let account_sid = twilio_protocol::callback::json_account_sid(body);
-            let key = keyring.select(account_sid.as_deref(), signed.settings)?;
+            // Parsed once: the account before verifying, the callback after.
+            let parsed = JsonBody::parse(body);
+            let account_sid = parsed.as_ref().ok().and_then(JsonBody::account_sid);
+            let key = keyring.select(account_sid, signed.settings)?;
             if !key
                 .verifier
                 .verify_json_with(key.algorithm, signed.url, body, signed.signature)
             {
                 return Err(Rejection::BadSignature);
             }
-            Ok(StatusCallback::from_json(body)?)
+            Ok(parsed?.into_callback()?)
         }
     }
 }

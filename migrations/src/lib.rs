@@ -19,3 +19,12 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs a migration's SQL (each migration is one text of statements).
+async fn execute(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
+}

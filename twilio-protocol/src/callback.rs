@@ -89,22 +89,7 @@ impl StatusCallback {
     /// Parses a JSON body: an object whose values are strings (or numbers and
     /// booleans, kept as their text), arrays of those for repeated names.
     pub fn from_json(body: &[u8]) -> Result<Self, CallbackError> {
-        let value: Value = serde_json::from_slice(body).map_err(|_| CallbackError::Json)?;
-        let Value::Object(object) = value else {
-            return Err(CallbackError::Json);
-        };
-        let mut pairs = Vec::with_capacity(object.len());
-        for (name, value) in object {
-            match value {
-                Value::Array(values) => {
-                    for v in values {
-                        pairs.push((name.clone(), scalar_text(v)?));
-                    }
-                }
-                v => pairs.push((name, scalar_text(v)?)),
-            }
-        }
-        Self::from_params(FormParams::from_pairs(pairs))
+        JsonBody::parse(body)?.into_callback()
     }
 
     pub fn from_params(params: FormParams) -> Result<Self, CallbackError> {
@@ -132,11 +117,38 @@ impl StatusCallback {
     }
 }
 
-/// The top-level `AccountSid` string of a JSON callback body, if it has
-/// one: read before the signature is checked, to choose the account's token.
-pub fn json_account_sid(body: &[u8]) -> Option<String> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    value.get("AccountSid")?.as_str().map(str::to_owned)
+/// A JSON callback body, parsed once: its `AccountSid` is read before the
+/// signature is checked (to choose the account's token), the callback after.
+#[derive(Debug)]
+pub struct JsonBody(serde_json::Map<String, Value>);
+
+impl JsonBody {
+    pub fn parse(body: &[u8]) -> Result<Self, CallbackError> {
+        match serde_json::from_slice(body) {
+            Ok(Value::Object(object)) => Ok(Self(object)),
+            _ => Err(CallbackError::Json),
+        }
+    }
+
+    /// The top-level `AccountSid`, when it is a string.
+    pub fn account_sid(&self) -> Option<&str> {
+        self.0.get("AccountSid")?.as_str()
+    }
+
+    pub fn into_callback(self) -> Result<StatusCallback, CallbackError> {
+        let mut pairs = Vec::with_capacity(self.0.len());
+        for (name, value) in self.0 {
+            match value {
+                Value::Array(values) => {
+                    for v in values {
+                        pairs.push((name.clone(), scalar_text(v)?));
+                    }
+                }
+                v => pairs.push((name, scalar_text(v)?)),
+            }
+        }
+        StatusCallback::from_params(FormParams::from_pairs(pairs))
+    }
 }
 
 /// A required field must have one value: two different `MessageSid`s in one

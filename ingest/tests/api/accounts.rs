@@ -47,15 +47,7 @@ async fn post(
 }
 
 async fn outcome_count(app: &TestApp, outcome: &str) -> f64 {
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let label = format!("outcome=\"{outcome}\"");
     metrics
         .lines()

@@ -108,6 +108,18 @@ impl TestApp {
         .await;
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn readyz(&self) -> u16 {
         self.client
             .get(format!("{}/readyz", self.address))

@@ -223,15 +223,7 @@ async fn metrics_never_show_the_token() {
     .await;
     let params = status_params(&message_sid(1), "sent", None);
     testkit::post_signed(&app.client, &app.address, &params).await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("ingest_callbacks_received_total"),
         "{metrics}"

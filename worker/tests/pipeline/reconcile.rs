@@ -86,6 +86,20 @@ impl Rig {
         wait_for_event_rows(self.db(), before + 1).await;
     }
 
+    /// The fake API answers one lookup of `sid` with `status`, and expects
+    /// exactly one.
+    async fn answers_once(&self, sid: &str, account: &str, status: &str, error_code: Option<i32>) {
+        Mock::given(method("GET"))
+            .and(path(message_path(account, sid)))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(resource(account, sid, status, error_code)),
+            )
+            .expect(1)
+            .mount(&self.twilio)
+            .await;
+    }
+
     async fn events(&self, sid: &str) -> Vec<message_status_event::Model> {
         message_status_event::Entity::find()
             .filter(message_status_event::Column::MessageSid.eq(sid))
@@ -190,17 +204,7 @@ async fn a_queued_message_we_sent_and_never_heard_of_gets_failed_with_30007() {
     )
     .await
     .unwrap();
-    Mock::given(method("GET"))
-        .and(path(message_path(MAIN, &sid)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(resource(
-            MAIN,
-            &sid,
-            "failed",
-            Some(30007),
-        )))
-        .expect(1)
-        .mount(&rig.twilio)
-        .await;
+    rig.answers_once(&sid, MAIN, "failed", Some(30007)).await;
     let (summary, _) = rig.reconciler(&[]).run_once(false).await.unwrap();
     assert_eq!(summary.recorded, 1);
     let row = message_row(rig.db(), &sid).await;
@@ -378,17 +382,7 @@ async fn a_dry_run_asks_but_writes_nothing() {
     let rig = rig().await;
     let sid = message_sid(41);
     rig.callback(&sid, "sent", MAIN, HOURS_13).await;
-    Mock::given(method("GET"))
-        .and(path(message_path(MAIN, &sid)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(resource(
-            MAIN,
-            &sid,
-            "delivered",
-            None,
-        )))
-        .expect(1)
-        .mount(&rig.twilio)
-        .await;
+    rig.answers_once(&sid, MAIN, "delivered", None).await;
     let (summary, findings) = rig.reconciler(&[]).run_once(true).await.unwrap();
     assert_eq!(summary.recorded, 1);
     assert_eq!(findings[0].twilio_status.as_deref(), Some("delivered"));
@@ -404,17 +398,7 @@ async fn the_command_prints_a_line_per_message_and_refuses_to_run_without_creden
     let rig = rig().await;
     let sid = message_sid(51);
     rig.callback(&sid, "sent", MAIN, HOURS_13).await;
-    Mock::given(method("GET"))
-        .and(path(message_path(MAIN, &sid)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(resource(
-            MAIN,
-            &sid,
-            "delivered",
-            None,
-        )))
-        .expect(1)
-        .mount(&rig.twilio)
-        .await;
+    rig.answers_once(&sid, MAIN, "delivered", None).await;
     let run = |with_credentials: bool| {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_worker"));
         command
@@ -494,17 +478,7 @@ async fn a_failing_lookup_does_not_hold_up_the_others() {
         .expect(1)
         .mount(&rig.twilio)
         .await;
-    Mock::given(method("GET"))
-        .and(path(message_path(MAIN, &next)))
-        .respond_with(ResponseTemplate::new(200).set_body_json(resource(
-            MAIN,
-            &next,
-            "delivered",
-            None,
-        )))
-        .expect(1)
-        .mount(&rig.twilio)
-        .await;
+    rig.answers_once(&next, MAIN, "delivered", None).await;
     let reconciler = rig.reconciler(&["--reconcile-max-per-run", "1"]);
     let (first, findings) = reconciler.run_once(false).await.unwrap();
     assert_eq!((first.checked, first.failed), (1, 1), "{findings:?}");
