@@ -35,11 +35,20 @@ CROSS JOIN LATERAL (VALUES
   ) AS o(status, rank, error_code, after, applies)
 WHERE o.applies;
 
+-- The days' partitions first, as the worker makes them.
+SELECT message_status_events_partition(day)
+FROM (SELECT DISTINCT (received_at AT TIME ZONE 'UTC')::date AS day FROM events) AS days;
+
 INSERT INTO message_status_events
-  (dedup_key, message_sid, status, status_rank, error_code, raw_payload, content_type,
-   idempotency_token, request_id, received_at, persisted_at)
-SELECT encode(sha256(convert_to(e.sid || e.status, 'UTF8')), 'hex'),
-       e.sid, e.status, e.rank, e.error_code,
+  (received_at, persisted_at, request_id, error_code, status_rank, json_body, dedup_key,
+   message_sid, status, source, idempotency_token, raw_payload)
+SELECT e.received_at,
+       e.received_at + interval '20 milliseconds',
+       gen_random_uuid(),
+       e.error_code, e.rank, false,
+       substr(sha256(convert_to(e.sid || e.status, 'UTF8')), 1, 16),
+       e.sid, e.status, 'callback',
+       gen_random_uuid()::text,
        jsonb_strip_nulls(jsonb_build_object(
          'AccountSid', 'AC8f4b1e2c3d4a5b6c7d8e9f0a1b2c3d4e',
          'ApiVersion', '2010-04-01',
@@ -51,12 +60,7 @@ SELECT encode(sha256(convert_to(e.sid || e.status, 'UTF8')), 'hex'),
          'RawDlrDoneDate', CASE WHEN e.status = 'delivered' THEN to_char(e.received_at, 'YYMMDDHH24MI') END,
          'SmsSid', e.sid,
          'SmsStatus', e.status,
-         'To', '+1555' || lpad((hashtext(e.sid) & 8388607)::text, 7, '0'))),
-       'application/x-www-form-urlencoded',
-       gen_random_uuid()::text,
-       gen_random_uuid()::text,
-       e.received_at,
-       e.received_at + interval '20 milliseconds'
+         'To', '+1555' || lpad((hashtext(e.sid) & 8388607)::text, 7, '0')))
 FROM events e
 ORDER BY e.received_at;
 

@@ -135,9 +135,9 @@ fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>>
     Ok(batches)
 }
 
-/// 64 hex digits, like the worker's SHA-256 keys, and never a duplicate.
+/// 32 hex digits, like the worker's keys (`dedup::KEY_BYTES`), and never a duplicate.
 fn dedup_key() -> String {
-    (0..4)
+    (0..2)
         .map(|_| format!("{:016x}", fastrand::u64(..)))
         .collect()
 }

@@ -114,6 +114,30 @@ impl Connection {
         }
     }
 
+    /// GETs `path_and_query` on the target's host (`loadgen read`), reading
+    /// the whole body.
+    pub async fn get(&mut self, path_and_query: &str) -> Answer {
+        let timeout = self.timeout;
+        let exchange = async {
+            let request = Request::get(path_and_query)
+                .header(hyper::header::HOST, self.target.host_header.as_str())
+                .body(Full::new(Bytes::new()))?;
+            let sender = self.sender().await?;
+            sender.ready().await?;
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            response.into_body().collect().await?;
+            anyhow::Ok(status)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(status)) => Answer::Status(status),
+            Ok(Err(_)) | Err(_) => {
+                self.sender = None;
+                Answer::TransportError
+            }
+        }
+    }
+
     /// Like `post_callback`, keeping the answer's headers and body (`loadgen send`).
     pub async fn post_callback_verbose(
         &mut self,

@@ -26,6 +26,7 @@ use crate::commands::ceiling_db::CeilingDbArgs;
 use crate::commands::ceiling_http::CeilingHttpArgs;
 use crate::commands::check::CheckArgs;
 use crate::commands::delete_topology::DeleteTopologyArgs;
+use crate::commands::read::ReadArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::send::SendArgs;
 
@@ -69,6 +70,8 @@ equal exactly the unique accepted callbacks (duplicates and bad signatures exclu
     Run(RunArgs),
     /// Check what the worker stored for an earlier run, by its run id.
     Check(CheckArgs),
+    /// Read API latency: GET /messages/{sid} for messages sampled from the database, closed loop.
+    Read(ReadArgs),
     /// HTTP ceiling: a bare in-process actix-web server answering 200, driven by the same client.
     CeilingHttp(CeilingHttpArgs),
     /// Broker ceiling: persistent publishes with confirms into a fresh copy of the pipeline's topology (deleted after).
@@ -92,6 +95,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => commands::send::run(args).await,
         Command::Run(args) => commands::run::run(args).await,
         Command::Check(args) => commands::check::run(args).await,
+        Command::Read(args) => commands::read::run(args).await,
         Command::CeilingHttp(args) => commands::ceiling_http::run(args).await,
         Command::CeilingBroker(args) => commands::ceiling_broker::run(args).await,
         Command::CeilingDb(args) => commands::ceiling_db::run(args).await,

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_status_tables;
 mod m20261202_000001_unranked_statuses;
 mod m20261203_000001_reconciliation;
+mod m20261204_000001_partitioned_history;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_status_tables::Migration),
             Box::new(m20261202_000001_unranked_statuses::Migration),
             Box::new(m20261203_000001_reconciliation::Migration),
+            Box::new(m20261204_000001_partitioned_history::Migration),
         ]
     }
 }

@@ -15,6 +15,7 @@ use crate::consume;
 use crate::health::WorkerHealth;
 use crate::http::{self, HttpState, WriteAccess};
 use crate::reconcile::{self, Reconciler};
+use crate::retention;
 use crate::store::database::{connect_database, migrate};
 use crate::twilio_api::TwilioClient;
 
@@ -96,6 +97,11 @@ impl Application {
                 stop.clone(),
             ));
         }
+        tokio::spawn(retention::run_periodically(
+            db.clone(),
+            config.history.clone(),
+            stop.clone(),
+        ));
         let consumer = tokio::spawn(consume::run(config.clone(), db, health, stop.clone()));
         let shutdown = ShutdownHandle {
             stop: stop.clone(),

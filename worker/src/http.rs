@@ -147,7 +147,8 @@ struct EventView {
     received_at: chrono::DateTime<chrono::Utc>,
     persisted_at: chrono::DateTime<chrono::Utc>,
     idempotency_token: Option<String>,
-    request_id: String,
+    /// Ingest's id of the request (or of the reconciliation run).
+    request_id: Option<uuid::Uuid>,
     /// `callback`, or `reconciliation` (learned from the Messages API; the
     /// raw payload is then the API's answer).
     source: String,
@@ -172,10 +173,17 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
         }
         Err(error) => return database_error(error),
     };
+    // Its events were received between its first and last sighting: the
+    // bounds leave out the history's other days (partitions) before any is read.
     let events = message_status_event::Entity::find()
         .filter(message_status_event::Column::MessageSid.eq(sid.as_str()))
+        .filter(
+            message_status_event::Column::ReceivedAt
+                .between(message.first_seen_at, message.last_seen_at),
+        )
         .order_by_asc(message_status_event::Column::ReceivedAt)
-        .order_by_asc(message_status_event::Column::Id)
+        .order_by_asc(message_status_event::Column::PersistedAt)
+        .order_by_asc(message_status_event::Column::DedupKey)
         .all(&state.db)
         .await;
     let events = match events {

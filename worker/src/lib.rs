@@ -6,7 +6,8 @@
 //! outage by `outage`) → ack; what cannot be stored goes through `failure`
 //! (retry queues, dead-letter queue), which `dlq` lists and replays. The
 //! read API and sending are `http` and `twilio_api`; `reconcile` asks
-//! Twilio's Messages API about messages whose final status never came.
+//! Twilio's Messages API about messages whose final status never came;
+//! `retention` keeps the history's day partitions (`store::partitions`).
 
 pub mod app;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod http;
 pub mod metrics;
 pub mod queue_depth;
 pub mod reconcile;
+pub mod retention;
 pub mod stats;
 pub mod store;
 pub mod twilio_api;

@@ -4,8 +4,8 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use worker::app::{self, Application};
 use worker::config::{
-    Command, CommonConfig, DlqCommand, ReconcileCommand, ReconcileRunConfig, WorkerCli,
-    WorkerConfig,
+    Command, CommonConfig, DlqCommand, HistoryConfig, ReconcileCommand, ReconcileRunConfig,
+    RetentionCommand, WorkerCli, WorkerConfig,
 };
 use worker::dlq;
 
@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         Some(Command::Migrate) => migrate(&common).await,
         Some(Command::Dlq(command)) => dead_letters(&common, command).await,
         Some(Command::Reconcile(command)) => reconcile(&common, command).await,
+        Some(Command::Retention(command)) => retention(&common, command).await,
     };
     telemetry.shutdown();
     code
@@ -175,6 +176,44 @@ async fn reconcile(common: &CommonConfig, command: Box<ReconcileCommand>) -> Exi
                 summary.not_found,
                 summary.failed
             );
+            ExitCode::SUCCESS
+        }
+        Err(error) => database_failure(&common.database_url, &error),
+    }
+}
+
+async fn retention(common: &CommonConfig, command: RetentionCommand) -> ExitCode {
+    let config = HistoryConfig::from_args(&command.history);
+    let db = match worker::store::database::connect_database(&common.database_url, 2).await {
+        Ok(db) => db,
+        Err(error) => return database_failure(&common.database_url, &error),
+    };
+    let now = chrono::Utc::now();
+    match worker::retention::run_once(&db, &config, now, command.dry_run).await {
+        Ok(upkeep) => {
+            let mut stdout = std::io::stdout().lock();
+            for partition in &upkeep.dropped {
+                if let Ok(line) = serde_json::to_string(partition) {
+                    let _ = writeln!(stdout, "{line}");
+                }
+            }
+            let verb = if command.dry_run {
+                "would drop"
+            } else {
+                "dropped"
+            };
+            match config.retention_days {
+                Some(days) => eprintln!(
+                    "{verb} {} day(s) of history before {} (retention {days} days); {} partition(s) created ahead",
+                    upkeep.dropped.len(),
+                    worker::store::partitions::horizon(now, days),
+                    upkeep.created
+                ),
+                None => eprintln!(
+                    "WORKER_RETENTION_DAYS is 0: the history is kept for ever; {} partition(s) created ahead",
+                    upkeep.created
+                ),
+            }
             ExitCode::SUCCESS
         }
         Err(error) => database_failure(&common.database_url, &error),

@@ -87,6 +87,15 @@ pub const CONFLICTING_OUTCOMES: MetricDef = MetricDef::counter(
 );
 
 /// All of the above.
+pub const HISTORY_PARTITIONS_DROPPED: MetricDef = MetricDef::counter(
+    "worker_history_partitions_dropped_total",
+    "Day partitions of the event history dropped past the retention horizon (WORKER_RETENTION_DAYS)",
+);
+pub const HISTORY_OLDEST_DAY: MetricDef = MetricDef::gauge(
+    "worker_history_oldest_day_timestamp_seconds",
+    "Start (Unix time) of the oldest day the event history still holds",
+);
+
 pub const ALL: &[MetricDef] = &[
     EVENTS_PERSISTED,
     DUPLICATES_SKIPPED,
@@ -108,4 +117,6 @@ pub const ALL: &[MetricDef] = &[
     FINAL_OUTCOMES,
     TIME_TO_FINAL,
     CONFLICTING_OUTCOMES,
+    HISTORY_PARTITIONS_DROPPED,
+    HISTORY_OLDEST_DAY,
 ];

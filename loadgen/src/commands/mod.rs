@@ -7,6 +7,7 @@ pub mod ceiling_db;
 pub mod ceiling_http;
 pub mod check;
 pub mod delete_topology;
+pub mod read;
 pub mod run;
 pub mod send;
 

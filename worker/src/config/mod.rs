@@ -1,9 +1,11 @@
 //! Worker configuration and command line: read once, validated before
 //! anything starts.
 
+mod history;
 mod reconcile;
 mod twilio;
 
+pub use history::{HistoryArgs, HistoryConfig};
 pub use reconcile::{ReconcileArgs, ReconcileConfig};
 pub use twilio::{ApiCredentials, SendingConfig, TwilioApiConfig, TwilioArgs};
 
@@ -46,6 +48,20 @@ pub enum Command {
     /// Messages API and record what it says (as the consumer does every
     /// WORKER_RECONCILE_INTERVAL_SECS). Prints one JSON line per message.
     Reconcile(Box<ReconcileCommand>),
+    /// Look after the event history once (as the consumer does every
+    /// WORKER_HISTORY_UPKEEP_SECS): create the day partitions ahead of need
+    /// and drop the days past WORKER_RETENTION_DAYS. Prints one JSON line
+    /// per day dropped. Writes go on meanwhile.
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionCommand {
+    /// Print the days that would be dropped, but drop nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +219,9 @@ pub struct ConsumeArgs {
 
     #[command(flatten)]
     pub reconcile: ReconcileArgs,
+
+    #[command(flatten)]
+    pub history: HistoryArgs,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -281,6 +300,7 @@ pub struct WorkerConfig {
     pub twilio_api: Option<TwilioApiConfig>,
     pub sending: Option<SendingConfig>,
     pub reconcile: ReconcileConfig,
+    pub history: HistoryConfig,
 }
 
 impl WorkerConfig {
@@ -309,6 +329,7 @@ impl WorkerConfig {
             twilio_api,
             sending,
             reconcile: ReconcileConfig::from_args(args.reconcile)?,
+            history: HistoryConfig::from_args(&args.history),
         })
     }
 }

@@ -31,8 +31,8 @@ use crate::config::ReconcileConfig;
 use crate::metrics::{
     RECONCILE_API_ERRORS, RECONCILE_CHECKED, RECONCILE_RECOVERED, STALE_MESSAGES,
 };
-use crate::store::projection::{EventRow, ReconciledEvent, STORE_BATCH};
-use crate::store::run_batch_statement;
+use crate::store::projection::{EventRow, ReconciledEvent};
+use crate::store::write_rows;
 use crate::twilio_api::{FetchError, FetchedMessage, TwilioClient};
 use pacing::Pacer;
 
@@ -123,7 +123,8 @@ impl Reconciler {
                 .or_default()
                 .push(candidate);
         }
-        let run_id = format!("reconcile-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+        // A UUID like ingest's request ids: the events' `request_id`.
+        let run_id = uuid::Uuid::new_v4().to_string();
         let accounts = by_account.into_values().map(|messages| {
             let run_id = run_id.as_str();
             async move {
@@ -271,8 +272,7 @@ impl Reconciler {
             from_address: message.from,
             to_address: message.to,
         };
-        let (inserted, report) =
-            run_batch_statement(&self.db, &STORE_BATCH, &[EventRow::reconciled(&event)]).await?;
+        let (inserted, report) = write_rows(&self.db, &[EventRow::reconciled(&event)]).await?;
         report.record_metrics();
         if inserted > 0 {
             metrics::counter!(RECONCILE_RECOVERED.name, "status" => status.as_str().to_owned())
@@ -303,7 +303,7 @@ fn reconciled_dedup_key(message_sid: &str, status: &str, error_code: Option<i32>
             .unwrap_or_default()
             .as_bytes(),
     );
-    hex::encode(hasher.finalize())
+    crate::store::dedup::key_of(hasher)
 }
 
 /// Runs every `interval` until `stop`; a failed run is logged and the next

@@ -9,15 +9,17 @@ pub mod dedup;
 pub mod nodelay;
 pub mod outage;
 pub mod outcomes;
+pub mod partitions;
 pub mod projection;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
 use outcomes::OutcomeReport;
 use projection::{EventRow, SentMessage, RECORD_MESSAGE, STORE_BATCH};
+use serde::Serialize;
 
 /// What a committed batch did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -33,7 +35,7 @@ pub async fn persist_batch(
     db: &DatabaseConnection,
     events: &[DecodedCallback],
 ) -> Result<BatchOutcome, DbErr> {
-    // One row per dedup key, in key order (a fixed lock order across workers).
+    // One row per dedup key (the key covers the MessageSid).
     let mut unique: Vec<&DecodedCallback> = Vec::with_capacity(events.len());
     let mut seen = HashSet::with_capacity(events.len());
     for event in events {
@@ -41,10 +43,8 @@ pub async fn persist_batch(
             unique.push(event);
         }
     }
-    unique.sort_by(|a, b| a.dedup_key.cmp(&b.dedup_key));
-
     let rows: Vec<EventRow> = unique.iter().map(|event| EventRow::new(event)).collect();
-    let (inserted, report) = run_batch_statement(db, &STORE_BATCH, &rows).await?;
+    let (inserted, report) = write_rows(db, &rows).await?;
     Ok(BatchOutcome {
         inserted,
         duplicates: events.len() - inserted,
@@ -52,13 +52,76 @@ pub async fn persist_batch(
     })
 }
 
+/// Writes event rows with `STORE_BATCH` (callbacks and reconciled statuses
+/// alike), in its own transaction:
+/// - rows near a midnight first take a transaction lock per key, in key
+///   order, so two copies of one event written at once on both sides of
+///   midnight (two partitions, two unique indexes) wait for each other, and
+///   the second one's statement, begun after the wait, sees the first;
+/// - a day with no partition yet (an old event replayed, a late
+///   reconciliation, a clock ahead) gets one, and the batch runs again.
+pub async fn write_rows(
+    db: &DatabaseConnection,
+    rows: &[EventRow<'_>],
+) -> Result<(usize, OutcomeReport), DbErr> {
+    match write_rows_once(db, rows).await {
+        Err(error) if partitions::is_missing_partition(&error) => {
+            let days: Vec<_> = rows.iter().map(|row| row.received_at()).collect();
+            partitions::ensure_days_of(db, &days).await?;
+            write_rows_once(db, rows).await
+        }
+        result => result,
+    }
+}
+
+async fn write_rows_once(
+    db: &DatabaseConnection,
+    rows: &[EventRow<'_>],
+) -> Result<(usize, OutcomeReport), DbErr> {
+    let mut sorted: Vec<&EventRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| (a.message_sid(), a.dedup_key()).cmp(&(b.message_sid(), b.dedup_key())));
+    let mut locks: Vec<i64> = sorted
+        .iter()
+        .filter(|row| row.near_midnight())
+        .map(|row| lock_key(row.dedup_key()))
+        .collect();
+    if locks.is_empty() {
+        return run_batch_statement(db, &STORE_BATCH, &sorted).await;
+    }
+    locks.sort_unstable();
+    locks.dedup();
+    let transaction = db.begin().await?;
+    transaction
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(k) \
+             FROM unnest(string_to_array($1, ',')::bigint[]) AS k ORDER BY k",
+            [locks
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+                .into()],
+        ))
+        .await?;
+    let result = run_batch_statement(&transaction, &STORE_BATCH, &sorted).await?;
+    transaction.commit().await?;
+    Ok(result)
+}
+
+/// A transaction lock id for a key: its first 8 bytes (a hash already).
+fn lock_key(hex_key: &str) -> i64 {
+    let prefix = hex_key.get(..16).unwrap_or(hex_key);
+    u64::from_str_radix(prefix, 16).map_or(0, |bits| bits as i64)
+}
+
 /// Runs a statement that takes a batch of event rows as `$1` and the
 /// persist time as `$2`, and returns how many it inserted and, when the
 /// statement reports it (`STORE_BATCH` does), its effect on the delivery report.
-pub async fn run_batch_statement(
-    db: &DatabaseConnection,
+pub async fn run_batch_statement<R: Serialize>(
+    db: &impl ConnectionTrait,
     statement: &str,
-    rows: &[EventRow<'_>],
+    rows: &[R],
 ) -> Result<(usize, OutcomeReport), DbErr> {
     let batch = serde_json::to_string(rows).map_err(|e| DbErr::Custom(e.to_string()))?;
     let row = db

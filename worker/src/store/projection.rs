@@ -15,16 +15,19 @@
 //! so any arrival order, any batching and any number of workers give the
 //! same row.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
+use queue_wire::envelope::BodyKind;
 use serde::Serialize;
 use std::sync::LazyLock;
 use twilio_protocol::status::{CallbackStatus, MessageStatus};
+use uuid::Uuid;
 
 use crate::decode::DecodedCallback;
 
 /// One event as the batch statement reads it (`jsonb_to_recordset`).
 #[derive(Serialize)]
 pub struct EventRow<'a> {
+    /// Hex (`dedup::key_of`); stored as `bytea`.
     dedup_key: &'a str,
     message_sid: &'a str,
     status: &'a str,
@@ -33,14 +36,48 @@ pub struct EventRow<'a> {
     outcome_bit: i16,
     error_code: Option<i32>,
     raw_payload: serde_json::Value,
-    content_type: &'static str,
+    json_body: bool,
     idempotency_token: Option<&'a str>,
-    request_id: &'a str,
+    /// Ingest's request id; `None` if it is not a UUID (the column is `uuid`).
+    request_id: Option<Uuid>,
     received_at: DateTime<Utc>,
+    /// Received within `DAY_EDGE` of a UTC midnight: its copy may sit in the
+    /// neighbouring day's partition (see `STORE_BATCH`).
+    near_midnight: bool,
     account_sid: Option<&'a str>,
     from_address: Option<&'a str>,
     to_address: Option<&'a str>,
     source: &'static str,
+}
+
+impl EventRow<'_> {
+    pub fn dedup_key(&self) -> &str {
+        self.dedup_key
+    }
+
+    pub fn message_sid(&self) -> &str {
+        self.message_sid
+    }
+
+    pub fn received_at(&self) -> DateTime<Utc> {
+        self.received_at
+    }
+
+    pub fn near_midnight(&self) -> bool {
+        self.near_midnight
+    }
+}
+
+/// How close to a UTC midnight (the history's partition boundary) an event
+/// must be received for the store to look for its copy across it. Two
+/// copies of one callback received less than this apart are always one
+/// event; copies received the same UTC day are, however far apart.
+pub const DAY_EDGE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Whether `at` is within `DAY_EDGE` of a UTC midnight.
+pub fn near_midnight(at: DateTime<Utc>) -> bool {
+    let since_midnight = at - at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at);
+    since_midnight < DAY_EDGE || since_midnight > chrono::TimeDelta::days(1) - DAY_EDGE
 }
 
 /// Where an event came from (`message_status_events.source`).
@@ -60,10 +97,11 @@ impl<'a> EventRow<'a> {
             outcome_bit: status.terminal_outcome_bit(),
             error_code: callback.error_code,
             raw_payload: callback.params.to_json(),
-            content_type: event.envelope.body_kind.content_type(),
+            json_body: matches!(event.envelope.body_kind, BodyKind::Json),
             idempotency_token: event.envelope.idempotency_token.as_deref(),
-            request_id: &event.envelope.request_id,
+            request_id: Uuid::parse_str(&event.envelope.request_id).ok(),
             received_at: event.envelope.received_at,
+            near_midnight: near_midnight(event.envelope.received_at),
             account_sid: callback.param("AccountSid"),
             from_address: callback.param("From"),
             to_address: callback.param("To"),
@@ -84,10 +122,11 @@ impl<'a> EventRow<'a> {
             outcome_bit: status.terminal_outcome_bit(),
             error_code: event.error_code,
             raw_payload: event.api_answer.clone(),
-            content_type: "application/json",
+            json_body: true,
             idempotency_token: None,
-            request_id: &event.request_id,
+            request_id: Uuid::parse_str(&event.request_id).ok(),
             received_at: event.received_at,
+            near_midnight: near_midnight(event.received_at),
             account_sid: event.account_sid.as_deref(),
             from_address: event.from_address.as_deref(),
             to_address: event.to_address.as_deref(),
@@ -173,15 +212,26 @@ const UPSERT_MESSAGES_FROM_DELTAS: &str = "
       updated_at = now()";
 
 /// The columns of an event row, as `$1` (a JSON array of `EventRow`) holds them.
-const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS b(
+const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS r(
       dedup_key text, message_sid text, status text, status_rank smallint,
       status_precedence smallint, outcome_bit smallint, error_code integer,
-      raw_payload jsonb, content_type text, idempotency_token text, request_id text,
-      received_at timestamptz, account_sid text, from_address text, to_address text,
-      source text)";
+      raw_payload jsonb, json_body boolean, idempotency_token text, request_id uuid,
+      received_at timestamptz, near_midnight boolean, account_sid text, from_address text,
+      to_address text, source text)";
+
+/// The batch as every statement reads it: the rows, keys as bytes.
+static BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT decode(r.dedup_key, 'hex') AS dedup_key, r.message_sid, r.status, r.status_rank,
+           r.status_precedence, r.outcome_bit, r.error_code, r.raw_payload, r.json_body,
+           r.idempotency_token, r.request_id, r.received_at, r.near_midnight, r.account_sid,
+           r.from_address, r.to_address, r.source
+         FROM {EVENT_ROWS}"
+    )
+});
 
 /// Inserts a batch of events into the history, skipping known dedup keys
-/// (in key order: a fixed lock order across workers), then folds only the
+/// (in (message, key) order: a fixed lock order across workers), then folds only the
 /// rows it inserted per message and applies them: one statement, so one
 /// round trip and its own transaction, with a text that never changes
 /// (prepared once per connection, whatever the batch size). `$1` is the
@@ -192,9 +242,9 @@ const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS b(
 pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH batch AS (
-           SELECT * FROM {EVENT_ROWS}
+           {batch}
          ), inserted AS (
-           {INSERT_EVENTS}
+           {insert}
          ), deltas AS (
            SELECT b.message_sid,
              (array_agg(b.status ORDER BY b.status_precedence DESC, b.dedup_key))[1] AS status,
@@ -214,7 +264,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
              count(*)::integer AS event_count,
              bit_or(b.outcome_bit) AS terminal_outcomes,
              min(b.received_at) FILTER (WHERE b.status_rank >= 4) AS final_at
-           FROM batch b JOIN inserted USING (dedup_key)
+           FROM batch b JOIN inserted USING (message_sid, dedup_key)
            GROUP BY b.message_sid
          ), prior AS (
            SELECT m.message_sid, m.status_rank, m.final_at, m.first_seen_at, m.terminal_outcomes
@@ -232,7 +282,9 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            WHERE d.final_at IS NOT NULL
          )
          SELECT (SELECT count(*) FROM inserted) AS inserted,
-           {OUTCOME_REPORT}"
+           {OUTCOME_REPORT}",
+        batch = *BATCH,
+        insert = *INSERT_EVENTS,
     )
 });
 
@@ -255,23 +307,43 @@ const OUTCOME_REPORT: &str = "
        AND (c.prior_outcomes & (c.prior_outcomes - 1)) = 0) AS newly_conflicting";
 
 /// The history insert alone, from `batch` (as `STORE_BATCH` reads it).
-/// Returns the dedup keys it inserted.
-pub const INSERT_EVENTS: &str = "
-    INSERT INTO message_status_events
-      (dedup_key, message_sid, status, status_rank, error_code, raw_payload,
-       content_type, idempotency_token, request_id, received_at, persisted_at, source)
-    SELECT dedup_key, message_sid, status, status_rank, error_code, raw_payload,
-           content_type, idempotency_token, request_id, received_at, $2, source
-    FROM batch ORDER BY dedup_key
-    ON CONFLICT (dedup_key) DO NOTHING
-    RETURNING dedup_key";
+/// Returns the (message, key) pairs it inserted.
+///
+/// A copy received the same UTC day lands in the same partition, whose
+/// unique index (`message_sid`, `dedup_key`) skips it (`ON CONFLICT DO
+/// NOTHING` names no index: each partition has its own). An event near a
+/// midnight also looks for its copy in the history up to twice `DAY_EDGE`
+/// around it, which reaches the neighbouring day; the store takes a lock
+/// per key for such batches first (`store::write_rows`), so two copies
+/// written at once across midnight still meet.
+pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO message_status_events
+           (received_at, persisted_at, request_id, error_code, status_rank, json_body, dedup_key,
+            message_sid, status, source, idempotency_token, raw_payload)
+         SELECT received_at, $2, request_id, error_code, status_rank, json_body, dedup_key,
+                message_sid, status, source, idempotency_token, raw_payload
+         FROM batch b
+         WHERE NOT (b.near_midnight AND EXISTS (
+           SELECT 1 FROM message_status_events e
+           WHERE e.message_sid = b.message_sid AND e.dedup_key = b.dedup_key
+             AND e.received_at > b.received_at - interval '{reach} seconds'
+             AND e.received_at < b.received_at + interval '{reach} seconds'))
+         ORDER BY message_sid, dedup_key
+         ON CONFLICT DO NOTHING
+         RETURNING message_sid, dedup_key",
+        reach = 2 * DAY_EDGE.num_seconds(),
+    )
+});
 
 /// The bare history insert of a batch, with no projection: what the
 /// database ceiling of the benchmark measures against `STORE_BATCH`.
 pub static INSERT_EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH batch AS (SELECT * FROM {EVENT_ROWS}), inserted AS ({INSERT_EVENTS})
-         SELECT (SELECT count(*) FROM inserted) AS inserted"
+        "WITH batch AS ({batch}), inserted AS ({insert})
+         SELECT (SELECT count(*) FROM inserted) AS inserted",
+        batch = *BATCH,
+        insert = *INSERT_EVENTS,
     )
 });
 

@@ -10,6 +10,7 @@ mod durability;
 mod end_to_end;
 mod failures;
 mod helpers;
+mod history;
 mod ordering;
 mod outages;
 mod reconcile;

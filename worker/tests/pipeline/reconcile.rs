@@ -103,7 +103,7 @@ impl Rig {
     async fn events(&self, sid: &str) -> Vec<message_status_event::Model> {
         message_status_event::Entity::find()
             .filter(message_status_event::Column::MessageSid.eq(sid))
-            .order_by_asc(message_status_event::Column::Id)
+            .order_by_asc(message_status_event::Column::PersistedAt)
             .all(self.db())
             .await
             .unwrap()

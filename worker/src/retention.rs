@@ -1,0 +1,66 @@
+//! History upkeep: the day partitions ahead of need, and retention. Run by
+//! the consumer every `WORKER_HISTORY_UPKEEP_SECS` and by `worker retention`.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DatabaseConnection, DbErr};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::HistoryConfig;
+use crate::store::partitions::{self, Partition};
+
+/// What one upkeep run did.
+#[derive(Debug, Default)]
+pub struct Upkeep {
+    pub created: usize,
+    /// Dropped, or (dry run) to be dropped.
+    pub dropped: Vec<Partition>,
+}
+
+/// Creates the partitions ahead and, when a retention is set, drops the
+/// days before its horizon.
+pub async fn run_once(
+    db: &DatabaseConnection,
+    config: &HistoryConfig,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<Upkeep, DbErr> {
+    let created = if dry_run {
+        0
+    } else {
+        partitions::ensure_ahead(db, now).await?
+    };
+    let dropped = match config.retention_days {
+        Some(days) => partitions::drop_before(db, partitions::horizon(now, days), dry_run).await?,
+        None => Vec::new(),
+    };
+    if let Some(oldest) = partitions::list(db).await?.first() {
+        let start = oldest.day.and_time(chrono::NaiveTime::MIN).and_utc();
+        metrics::gauge!(crate::metrics::HISTORY_OLDEST_DAY.name).set(start.timestamp() as f64);
+    }
+    Ok(Upkeep { created, dropped })
+}
+
+/// Runs at once, then every `config.upkeep_interval`, until `stop`; a failed
+/// run is logged and the next one tried on schedule (a write that finds its
+/// day missing creates it itself, so nothing waits on this).
+pub async fn run_periodically(
+    db: DatabaseConnection,
+    config: HistoryConfig,
+    stop: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(config.upkeep_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let run = tokio::select! {
+            _ = stop.cancelled() => return,
+            run = run_once(&db, &config, Utc::now(), false) => run,
+        };
+        if let Err(error) = run {
+            tracing::warn!(%error, "history upkeep failed; next on schedule");
+        }
+    }
+}
