@@ -445,6 +445,8 @@ PG_VERSION=$(psql "$PG_SERVER/postgres" -X -tAc 'SHOW server_version' 2>/dev/nul
 TITLE="Benchmarks"
 [ "$SMOKE" = 1 ] && TITLE="Benchmark smoke run (a few hundred callbacks: a check, not a measurement)"
 
+# bench/growth/run.sh's section (the history at size) is kept as it is.
+GROWTH_SECTION=$(awk '/^<!-- growth:/,/^<!-- \/growth -->/' "$OUT" 2>/dev/null || true)
 {
   echo "# $TITLE"
   echo
@@ -515,7 +517,12 @@ TITLE="Benchmarks"
     echo
     for f in "${FAILURES[@]}"; do echo "- $f"; done
   fi
-} >"$OUT"
+  if [ -n "$GROWTH_SECTION" ]; then
+    echo
+    echo "$GROWTH_SECTION"
+  fi
+} >"$OUT.new"
+mv "$OUT.new" "$OUT"
 
 say "wrote $OUT"
 if [ ${#FAILURES[@]} -gt 0 ]; then

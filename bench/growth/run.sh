@@ -1,56 +1,190 @@
 #!/usr/bin/env bash
-# Issue 17's first step: how the history grows. For each size (messages;
-# 3 events each on average), prefills a database of its own with realistic
-# lifecycles in SQL (bench/growth/prefill.sql, 250,000 messages a
-# transaction), then reports rows, bytes per event (table + indexes +
-# TOAST) and the plans of the queries that must not scan the history.
-#   bench/growth/run.sh 300000 3000000        # sizes in messages
-# Disk: about 800 bytes per event today (3M events ≈ 2.4 GB). Not part of CI.
-# Still to add: the worker's drain rate and the read API's p99 at each size
-# (bench/run.sh measures both against an empty database).
+# How the worker and the read API fare as the event history grows (issue 17).
+#
+# For each size (in messages, 3 events each on average; 0 is the empty
+# baseline, measured in the same run), prefills a database of its own with
+# realistic lifecycles in SQL (bench/growth/prefill.sql, 250,000 messages a
+# transaction, 20 messages a second back from now, so about 5M events a day),
+# then, with ingest and the worker (release build) on it:
+#   - drain: BACKLOG callbacks queued with the worker stopped, then the
+#     worker's rate (rows / persisted_at span, as bench/run.sh measures it);
+#   - read: GET /messages/{sid} for messages sampled from the history,
+#     READS requests, 4 in flight (loadgen read);
+#   - bytes per event (every partition: table + indexes + TOAST);
+#   - EXPLAIN (ANALYZE) of the read and operations queries.
+# Writes the "Growth" section of BENCHMARKS.md (bench/run.sh keeps it) and
+# the raw files to target-bench/growth-<id>/.
+#
+#   bench/growth/run.sh 0 3333333 10000000     # 0, 10M and 30M events
+#
+# Disk: about 640 bytes an event (30M events ≈ 19 GB). Prefilling 10M
+# messages takes about 15 minutes. GROWTH_KEEP=1 keeps the databases
+# (twilio_status_growth_<size>) and reuses them on the next run. Not part
+# of CI. Environment: BACKLOG (20000), READS (4000), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PG="-h 127.0.0.1 -U postgres"
+ROOT=$PWD
+[ $# -gt 0 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target-bench}
+BIN=$CARGO_TARGET_DIR/release
+PG_SERVER=postgres://postgres@127.0.0.1:5432
+PG="-X -q -h 127.0.0.1 -U postgres"
+export AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+BACKLOG=${BACKLOG:-20000}
+READS=${READS:-4000}
 CHUNK=250000
-SPREAD_S=${SPREAD_S:-0.05}   # seconds between messages: 20 messages/s
-cargo build -q -p worker
+INGEST_PORT=18090
+WORKER_PORT=18091
+ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
+WORK=$CARGO_TARGET_DIR/growth-$ID
+PREFIX=growth.$ID
+TOKEN=growth-$ID
+mkdir -p "$WORK"
+say() { printf '[growth %4ds] %s\n' "$SECONDS" "$*" >&2; }
+j() { jq -r "$2" "$WORK/$1.json"; }
 
-for size in "$@"; do
-  db="twilio_status_growth_$size"
-  psql $PG -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
-  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" target/debug/worker migrate 2>/dev/null
-  started=$(date +%s)
-  for ((first = 1; first <= size; first += CHUNK)); do
-    last=$((first + CHUNK - 1 < size ? first + CHUNK - 1 : size))
-    psql $PG -d "$db" -q -v first="$first" -v last="$last" -v spread_s="$SPREAD_S" \
-      -f bench/growth/prefill.sql
+INGEST_PID=""
+WORKER_PID=""
+stop() { # pid
+  [ -n "$1" ] || return 0
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  set +e
+  stop "$WORKER_PID"
+  stop "$INGEST_PID"
+  "$BIN/loadgen" delete-topology --prefix "$PREFIX" >/dev/null 2>&1
+  if [ "${GROWTH_KEEP:-0}" != 1 ]; then
+    for size in "$@"; do
+      psql $PG -d postgres -c "DROP DATABASE IF EXISTS twilio_status_growth_$size WITH (FORCE)" >/dev/null 2>&1
+    done
+  fi
+  say "logs and JSON in $WORK"
+  exit "$rc"
+}
+trap 'cleanup "$@"' EXIT
+trap 'exit 130' INT TERM
+
+wait_ready() { # name url
+  for _ in $(seq 1 300); do
+    curl -fsS -o /dev/null --max-time 1 "$2/readyz" 2>/dev/null && return 0
+    sleep 0.2
   done
-  psql $PG -d "$db" -q -c "VACUUM ANALYZE"
-  echo "## $size messages (prefilled in $(($(date +%s) - started)) s)"
-  psql $PG -d "$db" -At -F ' | ' -c "
-    SELECT 'events', count(*),
-      pg_size_pretty(pg_total_relation_size('message_status_events')),
-      round(pg_total_relation_size('message_status_events')::numeric / count(*)) || ' bytes/event',
-      'table ' || pg_size_pretty(pg_relation_size('message_status_events'))
-        || ', indexes ' || pg_size_pretty(pg_indexes_size('message_status_events'))
-        || ', TOAST ' || pg_size_pretty(pg_total_relation_size('message_status_events')
-             - pg_relation_size('message_status_events') - pg_indexes_size('message_status_events'))
-    FROM message_status_events
-    UNION ALL
-    SELECT 'messages', count(*), pg_size_pretty(pg_total_relation_size('messages')),
-      round(pg_total_relation_size('messages')::numeric / count(*)) || ' bytes/message', ''
-    FROM messages"
-  sid=$(psql $PG -d "$db" -At -c "SELECT message_sid FROM messages ORDER BY random() LIMIT 1")
-  explain() {
-    echo; echo "$1:"; echo '```'
-    psql $PG -d "$db" -At -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) $2"
-    echo '```'
-  }
-  explain "GET /messages/{sid}: the message" "SELECT * FROM messages WHERE message_sid = '$sid'"
-  explain "GET /messages/{sid}: its history" \
-    "SELECT * FROM message_status_events WHERE message_sid = '$sid' ORDER BY received_at, id"
-  explain "stuck in sent for 12 hours" \
-    "SELECT message_sid FROM messages WHERE status = 'sent' AND status_precedence >= 0
-       AND last_seen_at < now() - interval '12 hours' ORDER BY last_seen_at LIMIT 100"
-  explain "contradictions" "SELECT message_sid FROM messages WHERE conflicting_outcomes LIMIT 100"
+  say "$1 not ready; its log:"; tail -20 "$WORK/$1.log" >&2; return 1
+}
+start_ingest() {
+  env -u OTEL_EXPORTER_OTLP_ENDPOINT -u PUBLIC_BASE_URL \
+    TWILIO_AUTH_TOKEN="$TOKEN" INGEST_ADDR="127.0.0.1:$INGEST_PORT" AMQP_TOPOLOGY_PREFIX="$PREFIX" \
+    INGEST_SPOOL_DIR="$WORK/spool" LOG_FORMAT=json RUST_LOG=warn \
+    "$BIN/ingest" >>"$WORK/ingest.log" 2>&1 &
+  INGEST_PID=$!
+  wait_ready ingest "http://127.0.0.1:$INGEST_PORT"
+}
+start_worker() { # database URL
+  env -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    DATABASE_URL="$1" AMQP_TOPOLOGY_PREFIX="$PREFIX" WORKER_ADDR="127.0.0.1:$WORKER_PORT" \
+    WORKER_AUTO_MIGRATE=false LOG_FORMAT=json RUST_LOG=warn \
+    "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
+  WORKER_PID=$!
+  wait_ready worker "http://127.0.0.1:$WORKER_PORT"
+}
+
+say "building (release) into $CARGO_TARGET_DIR"
+cargo build --quiet --release -p ingest -p worker -p loadgen
+start_ingest
+
+ROWS=()
+EXPLAINS=()
+BASE_DRAIN=""
+BASE_P99=""
+for size in "$@"; do
+  db=twilio_status_growth_$size
+  url=$PG_SERVER/$db
+  if [ "${GROWTH_KEEP:-0}" = 1 ] && psql $PG -d "$db" -c "SELECT 1" >/dev/null 2>&1; then
+    say "$db: reusing it"
+    prefill_s="(reused)"
+  else
+    say "$db: prefilling $size messages"
+    psql $PG -d postgres -c "SET client_min_messages = warning" \
+      -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db"
+    DATABASE_URL=$url "$BIN/worker" migrate >>"$WORK/migrate.log" 2>&1
+    started=$SECONDS
+    for ((first = 1; first <= size; first += CHUNK)); do
+      last=$((first + CHUNK - 1 < size ? first + CHUNK - 1 : size))
+      psql $PG -d "$db" -v first="$first" -v last="$last" -v spread_s=0.05 \
+        -f bench/growth/prefill.sql >/dev/null
+    done
+    psql $PG -d "$db" -c "VACUUM ANALYZE"
+    prefill_s=$((SECONDS - started))
+  fi
+  read -r events bytes < <(psql $PG -d "$db" -At -F ' ' -c "
+    SELECT (SELECT count(*) FROM message_status_events),
+           (SELECT COALESCE(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits
+            WHERE inhparent = 'message_status_events'::regclass)")
+  per_event=$(awk -v b="$bytes" -v e="$events" 'BEGIN { if (e > 0) printf "%.0f", b / e; else printf "–" }')
+  gb=$(awk -v b="$bytes" 'BEGIN { printf "%.1f", b / 1e9 }')
+
+  say "$db: $events events; backlog of $BACKLOG callbacks with the worker stopped"
+  "$BIN/loadgen" run --url "http://127.0.0.1:$INGEST_PORT/twilio/status" --token "$TOKEN" \
+    --concurrency 32 --requests "$BACKLOG" --json >"$WORK/backlog-$size.json"
+  start_worker "$url"
+  "$BIN/loadgen" check --database-url "$url" --run-id "$(j "backlog-$size" .run_id)" \
+    --expect-events "$(j "backlog-$size" .unique_accepted_events)" \
+    --expect-messages "$(j "backlog-$size" .accepted_messages)" --json >"$WORK/drain-$size.json" ||
+    say "drain into $db: stored rows do not match the accepted callbacks"
+  drain=$(j "drain-$size" .persisted_per_s)
+  say "$db: drained at $drain events/s; reading"
+  "$BIN/loadgen" read --url "http://127.0.0.1:$WORKER_PORT" --database-url "$url" \
+    --requests "$READS" --concurrency 4 --json >"$WORK/read-$size.json"
+  stop "$WORKER_PID"; WORKER_PID=""
+  p50=$(j "read-$size" .latency_ms.p50); p99=$(j "read-$size" .latency_ms.p99)
+  [ -n "$BASE_DRAIN" ] || { BASE_DRAIN=$drain; BASE_P99=$p99; }
+  ROWS+=("$(awk -v m="$size" -v e="$events" -v gb="$gb" -v pe="$per_event" -v d="$drain" -v bd="$BASE_DRAIN" \
+    -v p50="$p50" -v p99="$p99" -v ok="$(j "drain-$size" .rows_match)" -v bad="$(j "read-$size" .not_ok)" -v pf="$prefill_s" \
+    'BEGIN { printf "| %\047d | %\047d | %s GB | %s | %\047.0f | %.2f | %.2f / %.2f | %s, %s | %s |", m, e, gb, pe, d, d / bd, p50, p99, ok, bad, pf }')")
+
+  if [ "$size" = "${*: -1}" ]; then
+    sid=$(psql $PG -d "$db" -At -c "SELECT message_sid FROM messages ORDER BY random() LIMIT 1")
+    explain() {
+      EXPLAINS+=("" "$1 (at $(printf "%'d" "$events") events):" "" '```')
+      while IFS= read -r line; do EXPLAINS+=("$line"); done < <(psql $PG -d "$db" -At -c "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, SUMMARY ON) $2")
+      EXPLAINS+=('```')
+    }
+    bounds=$(psql $PG -d "$db" -At -F ' ' -c "SELECT first_seen_at, last_seen_at FROM messages WHERE message_sid = '$sid'" |
+      awk '{ printf "%s %s|%s %s", $1, $2, $3, $4 }')
+    explain "GET /messages/{sid}: the message" "SELECT * FROM messages WHERE message_sid = '$sid'"
+    explain "GET /messages/{sid}: its history, within the message's first and last sighting" \
+      "SELECT * FROM message_status_events WHERE message_sid = '$sid'
+         AND received_at BETWEEN '${bounds%|*}' AND '${bounds#*|}' ORDER BY received_at, persisted_at, dedup_key"
+    explain "stuck in sent for 12 hours" \
+      "SELECT message_sid FROM messages WHERE status = 'sent' AND status_precedence >= 0
+         AND last_seen_at < now() - interval '12 hours' ORDER BY last_seen_at LIMIT 100"
+    explain "contradictions" "SELECT message_sid FROM messages WHERE conflicting_outcomes LIMIT 100"
+  fi
 done
+
+SECTION=$WORK/growth.md
+{
+  echo "<!-- growth: written by bench/growth/run.sh, kept by bench/run.sh -->"
+  echo "## Growth: the history at size"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) cores, $(git rev-parse --short HEAD). Each size is a database of its own prefilled in SQL with realistic lifecycles (3 events a message, Twilio's parameters as the payload, 20 messages a second back from now: about 5M events a UTC day, so the current day's partition is as full at 10M events as at 30M). Then, in the same run for every size: $BACKLOG callbacks (2% duplicates, 1% bad signatures, 10% out of order) queued with the worker stopped and drained (rows / persisted_at span), and $READS \`GET /messages/{sid}\` for sampled messages, 4 in flight. The ratio is to the empty database."
+  echo
+  echo "| messages | events | history on disk | bytes/event | drain events/s | vs empty | read ms p50 / p99 | rows match, reads not 200 | prefill s |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  for row in "${ROWS[@]}"; do echo "$row"; done
+  for line in "${EXPLAINS[@]}"; do echo "$line"; done
+  echo "<!-- /growth -->"
+} >"$SECTION"
+
+# Into BENCHMARKS.md: replace the previous growth section, or append one.
+OUT=$ROOT/BENCHMARKS.md
+awk -v section="$SECTION" '
+  /^<!-- growth:/ { skipping = 1; while ((getline line < section) > 0) print line; done = 1; next }
+  /^<!-- \/growth -->/ { skipping = 0; next }
+  !skipping { print }
+  END { if (!done) { print ""; while ((getline line < section) > 0) print line } }' "$OUT" >"$WORK/BENCHMARKS.md"
+mv "$WORK/BENCHMARKS.md" "$OUT"
+say "wrote the growth section of $OUT"
