@@ -231,3 +231,54 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
         .unwrap();
     assert!(again.dropped.is_empty());
 }
+
+#[tokio::test]
+async fn the_command_lists_then_drops_the_days_past_the_retention() {
+    let pipeline = TestPipeline::start().await;
+    let old = Utc::now() - Age::days(10);
+    let envelope = callback_envelope(&status_params(&message_sid(1), "sent", None), old);
+    worker::store::persist_batch(&pipeline.db, &decoded(&envelope))
+        .await
+        .unwrap();
+    let run = |args: &[&str], retention_days: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+            .args(args)
+            .env_clear()
+            .env("DATABASE_URL", &pipeline.database.url)
+            .env("WORKER_RETENTION_DAYS", retention_days)
+            .env("LOG_FORMAT", "json")
+            .output()
+            .unwrap()
+    };
+    let lines = |output: &std::process::Output| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+
+    // Kept for ever by default: nothing to drop.
+    let forever = run(&["retention"], "0");
+    assert!(forever.status.success(), "{forever:?}");
+    assert!(lines(&forever).is_empty());
+    assert_eq!(event_rows(&pipeline.db).await, 1);
+
+    let dry = run(&["retention", "--dry-run"], "7");
+    assert!(dry.status.success(), "{dry:?}");
+    let listed = lines(&dry);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["day"], old.date_naive().to_string());
+    assert_eq!(event_rows(&pipeline.db).await, 1, "a dry run");
+
+    let real = run(&["retention"], "7");
+    assert!(real.status.success(), "{real:?}");
+    assert_eq!(lines(&real), listed);
+    assert_eq!(event_rows(&pipeline.db).await, 0);
+    assert!(!partition_days(&pipeline.db)
+        .await
+        .contains(&old.date_naive()));
+    assert_eq!(
+        message_row(&pipeline.db, &message_sid(1)).await.status,
+        "sent"
+    );
+}
