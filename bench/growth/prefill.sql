@@ -1,15 +1,20 @@
 -- Prefills the history and the projection with realistic message lifecycles,
 -- in SQL, for messages :first .. :last (run in chunks, one transaction each).
--- A message is sent :spread_s seconds apart from the next (spread evenly
--- back from now), and goes queued → sent → delivered (80%), delivered then
--- read (5%), undelivered 30003 (10%) or failed 30007 after queued (5%).
--- Raw payloads carry the parameters Twilio sends, at their real size.
+-- A message is sent :spread_s seconds after the one before; message :newest
+-- (default :last, so each chunk ends now and chunks overlap in time) is sent
+-- now. Lifecycles: queued → sent → delivered (80%), delivered then read (5%),
+-- undelivered 30003 (10%) or failed 30007 after queued (5%). Raw payloads
+-- carry the parameters Twilio sends, at their real size.
 \set ON_ERROR_STOP on
+\if :{?newest}
+\else
+\set newest :last
+\endif
 BEGIN;
 CREATE TEMP TABLE lifecycle ON COMMIT DROP AS
 SELECT i,
        'SM' || lpad(to_hex(i), 32, '0') AS sid,
-       now() - ((:last - i) * :spread_s) * interval '1 second' AS sent_at,
+       now() - ((:newest - i) * :spread_s) * interval '1 second' AS sent_at,
        CASE WHEN i % 20 = 0 THEN 'failed'
             WHEN i % 10 = 1 THEN 'undelivered'
             WHEN i % 20 = 3 THEN 'read'

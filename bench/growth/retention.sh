@@ -58,7 +58,8 @@ spread=$(awk -v d="$DAYS" -v m="$MESSAGES" 'BEGIN { printf "%.4f", d * 86400 / m
 say "prefilling $MESSAGES messages over $DAYS days"
 for ((first = 1; first <= MESSAGES; first += 250000)); do
   last=$((first + 249999 < MESSAGES ? first + 249999 : MESSAGES))
-  psql $PG -d "$DB" -v first="$first" -v last="$last" -v spread_s="$spread" -f bench/growth/prefill.sql >/dev/null
+  psql $PG -d "$DB" -v first="$first" -v last="$last" -v newest="$MESSAGES" -v spread_s="$spread" \
+    -f bench/growth/prefill.sql >/dev/null
 done
 psql $PG -d "$DB" -c "VACUUM ANALYZE"
 before=$(psql $PG -d "$DB" -At -c "SELECT count(*) FROM message_status_events")

@@ -1,15 +1,13 @@
-"""Prints the worker's STORE_BATCH statement as a pgbench command, from a
-copy of worker/src/store/projection.rs (stdin): the batch ($1) generated in
-SQL by batch.sql, the persist time ($2) now()."""
+"""Turns the worker's STORE_BATCH statement (stdin, as printed by
+`cargo run -p worker --example store_statement`) into a pgbench command: the
+batch ($1) generated in SQL by the batch file named as the first argument
+(default: batch.sql beside this script), the persist time ($2) now()."""
 import pathlib
-import re
 import sys
 
-source = sys.stdin.read()
-constants = dict(re.findall(r'const (\w+): &str = "(.*?)";', source, re.S))
-template = re.search(r'pub static STORE_BATCH.*?format!\(\s*"(.*?)"\s*\)', source, re.S).group(1)
-statement = re.sub(r"\{(\w+)\}", lambda m: constants[m.group(1)], template)
-batch = (pathlib.Path(__file__).parent / "batch.sql").read_text().strip()
+statement = sys.stdin.read().strip()
+batch_file = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).parent / "batch.sql"
+batch = batch_file.read_text().strip()
 statement = statement.replace("$1::text::jsonb", f"({batch})::jsonb").replace("$2", "now()")
 # A pgbench command ends at its ';': drop SQL comment lines.
 lines = [line for line in statement.splitlines() if not line.strip().startswith("--")]

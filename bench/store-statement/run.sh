@@ -5,9 +5,13 @@
 # Each round runs the base and the current statement for 30 s (pgbench, two
 # clients, 256-row batches of random lifecycles over 200,000 messages), each
 # on emptied tables; prints batches/s and the ratio. Needs psql and pgbench;
-# the schema is the current one (migrated by `worker migrate`).
+# the schema is the current one (migrated by `worker migrate`), so BASE_REV
+# must share it and have the example (from the commit after f46a0f3 on). Each revision's
+# statement is printed by its `store_statement` example (the base's built in
+# a temporary worktree).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ROOT=$PWD
 BASE=${1:-HEAD~1}
 ROUNDS=${ROUNDS:-4}
 DB=${DB:-twilio_status_statement_bench}
@@ -15,8 +19,11 @@ PG="-h 127.0.0.1 -U postgres"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-git show "$BASE:worker/src/store/projection.rs" | python3 bench/store-statement/extract.py >"$WORK/base.sql"
-python3 bench/store-statement/extract.py <worker/src/store/projection.rs >"$WORK/current.sql"
+git worktree add -q --detach "$WORK/base" "$BASE"
+trap 'git worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
+(cd "$WORK/base" && CARGO_TARGET_DIR="$ROOT/target" cargo run -q -p worker --example store_statement) |
+  python3 bench/store-statement/extract.py >"$WORK/base.sql"
+cargo run -q -p worker --example store_statement | python3 bench/store-statement/extract.py >"$WORK/current.sql"
 psql $PG -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 cargo build -q -p worker
 DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" target/debug/worker migrate 2>/dev/null
