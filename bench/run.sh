@@ -445,8 +445,9 @@ PG_VERSION=$(psql "$PG_SERVER/postgres" -X -tAc 'SHOW server_version' 2>/dev/nul
 TITLE="Benchmarks"
 [ "$SMOKE" = 1 ] && TITLE="Benchmark smoke run (a few hundred callbacks: a check, not a measurement)"
 
-# bench/growth/run.sh's section (the history at size) is kept as it is.
-GROWTH_SECTION=$(awk '/^<!-- growth:/,/^<!-- \/growth -->/' "$OUT" 2>/dev/null || true)
+# The sections bench/growth/run.sh and bench/growth/retention.sh write (the
+# history at size, retention under load) are kept as they are.
+GROWTH_SECTION=$(awk '/^<!-- (growth|retention):/,/^<!-- \/(growth|retention) -->/' "$OUT" 2>/dev/null || true)
 {
   echo "# $TITLE"
   echo

@@ -11,7 +11,8 @@
 # `worker retention` (WORKER_RETENTION_DAYS=2) run 5 s into it. Reports the
 # retention run's wall time and days dropped, and for both streams the
 # answer latency and the callback-to-row lag (p99 and max): a write blocked
-# by the drop would show as lag. Prints a Markdown table.
+# by the drop would show as lag. Writes the "Retention under load" section
+# of BENCHMARKS.md (bench/run.sh keeps it) and prints it.
 #
 #   bench/growth/retention.sh            # DAYS=33 MESSAGES=500000 RATE=500 SECS=20
 set -euo pipefail
@@ -90,16 +91,24 @@ DATABASE_URL=$URL WORKER_RETENTION_DAYS=2 LOG_FORMAT=json RUST_LOG=warn \
 took=$(awk -v s="$started" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
 wait "$STREAM"
 after=$(psql $PG -d "$DB" -At -c "SELECT count(*) FROM message_status_events")
-kept_ok=$(psql $PG -d "$DB" -At -c "SELECT count(*) = 0 FROM messages m
+kept_ok=$(psql $PG -d "$DB" -At -c "SELECT CASE WHEN count(*) = 0 THEN 'yes' ELSE 'no' END FROM messages m
   WHERE m.first_seen_at >= now() - interval '2 days' AND NOT EXISTS (
     SELECT 1 FROM message_status_events e WHERE e.message_sid = m.message_sid
       AND e.received_at BETWEEN m.first_seen_at AND m.last_seen_at)")
 
 j() { jq -r "$2" "$WORK/$1.json"; }
-echo "Retention under load ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)): $before events over $DAYS days; \`worker retention\` with 2 days kept dropped $(wc -l <"$WORK/dropped.jsonl") days in $took s (the process, connecting included) while $RATE callbacks/s streamed in; $after events left; every message first seen in the last 2 days still has its history: $kept_ok."
+{
+echo "<!-- retention: written by bench/growth/retention.sh, kept by bench/run.sh -->"
+echo "## Retention under load"
+echo
+echo "$(date -u +%Y-%m-%d), $(git rev-parse --short HEAD): $before events over $DAYS days; \`worker retention\` with 2 days kept dropped $(wc -l <"$WORK/dropped.jsonl") days in $(grep -oP 'in \K[0-9]+(?= ms)' "$WORK/retention.log") ms ($took s for the whole process, starting and connecting included) while $RATE callbacks/s streamed in; $after events left; every message first seen in the last 2 days still has its history: $kept_ok."
 echo
 echo "| open loop, $RATE/s for $SECS s | accepted / sent, unexpected answers | stored as expected | answer ms p99 / max | callback-to-row lag ms p99 / max |"
 echo "|---|---|---|---|---|"
 for run in baseline during; do
   echo "| $([ $run = baseline ] && echo "alone (baseline)" || echo "with the retention run") | $(j $run .accepted) / $(j $run .requests), $(j $run .unexpected_answers) | $(j $run .persistence.rows_match) | $(j $run .latency_ms.p99) / $(j $run .latency_ms.max) | $(j $run .persistence.lag_ms.p99) / $(j $run .persistence.lag_ms.max) |"
 done
+echo "<!-- /retention -->"
+} >"$WORK/retention.md"
+bench/replace-section.sh retention "$WORK/retention.md" "$PWD/BENCHMARKS.md"
+cat "$WORK/retention.md"

@@ -209,12 +209,6 @@ SECTION=$WORK/growth.md
   echo "<!-- /growth -->"
 } >"$SECTION"
 
-# Into BENCHMARKS.md: replace the previous growth section, or append one.
+bench/replace-section.sh growth "$SECTION" "$ROOT/BENCHMARKS.md"
 OUT=$ROOT/BENCHMARKS.md
-awk -v section="$SECTION" '
-  /^<!-- growth:/ { skipping = 1; while ((getline line < section) > 0) print line; done = 1; next }
-  /^<!-- \/growth -->/ { skipping = 0; next }
-  !skipping { print }
-  END { if (!done) { print ""; while ((getline line < section) > 0) print line } }' "$OUT" >"$WORK/BENCHMARKS.md"
-mv "$WORK/BENCHMARKS.md" "$OUT"
 say "wrote the growth section of $OUT"

@@ -204,9 +204,10 @@ async fn retention(common: &CommonConfig, command: RetentionCommand) -> ExitCode
             };
             match config.retention_days {
                 Some(days) => eprintln!(
-                    "{verb} {} day(s) of history before {} (retention {days} days); {} partition(s) created ahead",
+                    "{verb} {} day(s) of history before {} (retention {days} days) in {} ms; {} partition(s) created ahead",
                     upkeep.dropped.len(),
                     worker::store::partitions::horizon(now, days),
+                    upkeep.drop_time.as_millis(),
                     upkeep.created
                 ),
                 None => eprintln!(

@@ -14,6 +14,8 @@ pub struct Upkeep {
     pub created: usize,
     /// Dropped, or (dry run) to be dropped.
     pub dropped: Vec<Partition>,
+    /// How long dropping them took (detaches and drops).
+    pub drop_time: std::time::Duration,
 }
 
 /// Creates the partitions ahead and, when a retention is set, drops the
@@ -29,15 +31,21 @@ pub async fn run_once(
     } else {
         partitions::ensure_ahead(db, now).await?
     };
+    let started = std::time::Instant::now();
     let dropped = match config.retention_days {
         Some(days) => partitions::drop_before(db, partitions::horizon(now, days), dry_run).await?,
         None => Vec::new(),
     };
+    let drop_time = started.elapsed();
     if let Some(oldest) = partitions::list(db).await?.first() {
         let start = oldest.day.and_time(chrono::NaiveTime::MIN).and_utc();
         metrics::gauge!(crate::metrics::HISTORY_OLDEST_DAY.name).set(start.timestamp() as f64);
     }
-    Ok(Upkeep { created, dropped })
+    Ok(Upkeep {
+        created,
+        dropped,
+        drop_time,
+    })
 }
 
 /// Runs at once, then every `config.upkeep_interval`, until `stop`; a failed
