@@ -25,6 +25,8 @@
 //!
 //! The copy runs in the migration's transaction: old rows keep their
 //! (truncated) keys, so a callback stored before still deduplicates after.
+//! A `request_id` that is not a UUID (earlier reconciliation runs named
+//! theirs `reconcile-<time>`) becomes NULL.
 //! While it runs, ingest keeps answering and RabbitMQ holds the callbacks;
 //! the worker's writes wait for it. Its speed per million rows is in the
 //! README (Operations).
@@ -53,19 +55,28 @@ CREATE TABLE message_status_events (
 ) PARTITION BY RANGE (received_at);
 
 -- Creates the partition of one UTC day, with its index, if it is missing;
--- true if it created it. Built apart and attached (SHARE UPDATE EXCLUSIVE
--- on the parent), so writes to other days go on meanwhile; its CHECK
--- constraint spares the attach a scan.
+-- true if it created (or attached) it. Built apart and attached (SHARE UPDATE
+-- EXCLUSIVE on the parent), so writes to other days go on meanwhile; its
+-- CHECK constraint spares the attach a scan. A day's table left detached
+-- (retention stopped between its detach and its drop) is attached again:
+-- a write wants that day, and the next retention run drops it.
 CREATE FUNCTION message_status_events_partition(day date) RETURNS boolean
 LANGUAGE plpgsql AS $fn$
 DECLARE
   name text := 'message_status_events_' || to_char(day, 'YYYYMMDD');
   low timestamptz := day::timestamp AT TIME ZONE 'UTC';
   high timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+  existing regclass;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('message_status_events_partition'));
-  IF to_regclass(quote_ident(name)) IS NOT NULL THEN
-    RETURN false;
+  existing := to_regclass(quote_ident(name));
+  IF existing IS NOT NULL THEN
+    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = existing) THEN
+      RETURN false;
+    END IF;
+    EXECUTE format('ALTER TABLE message_status_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   name, low, high);
+    RETURN true;
   END IF;
   EXECUTE format('CREATE TABLE %I (LIKE message_status_events INCLUDING DEFAULTS INCLUDING STORAGE INCLUDING COMPRESSION)', name);
   EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (received_at >= %L AND received_at < %L)',
@@ -126,7 +137,9 @@ SELECT encode(dedup_key, 'hex'), message_sid, status, status_rank, error_code, r
        CASE WHEN json_body THEN 'application/json' ELSE 'application/x-www-form-urlencoded' END,
        idempotency_token, COALESCE(request_id::text, ''), received_at, persisted_at, source
 FROM message_status_events_partitioned
-ORDER BY received_at, persisted_at, dedup_key;
+ORDER BY received_at, persisted_at, dedup_key
+-- Copies on different days more than an hour apart are two rows now: one goes.
+ON CONFLICT (dedup_key) DO NOTHING;
 DROP TABLE message_status_events_partitioned;
 DROP FUNCTION message_status_events_partition(date);
 "#;

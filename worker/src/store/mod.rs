@@ -13,7 +13,10 @@ pub mod partitions;
 pub mod projection;
 
 use chrono::Utc;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, Statement,
+    TransactionTrait,
+};
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
@@ -90,7 +93,12 @@ async fn write_rows_once(
     }
     locks.sort_unstable();
     locks.dedup();
-    let transaction = db.begin().await?;
+    // READ COMMITTED whatever the server's default: the store statement must
+    // take its snapshot after the locks are granted, to see a copy committed
+    // while it waited.
+    let transaction = db
+        .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
+        .await?;
     transaction
         .execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,

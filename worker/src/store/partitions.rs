@@ -5,6 +5,7 @@
 //! `message_status_events_partition(day)`, which this module calls).
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use sea_orm::sqlx;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -22,9 +23,15 @@ pub struct Partition {
     pub day: NaiveDate,
     /// An earlier detach was interrupted; it is finished before the drop.
     pub detach_pending: bool,
+    /// Still a partition (false: a day's table left detached by a run
+    /// stopped between its detach and its drop).
+    pub attached: bool,
 }
 
-/// Whether a write failed only because its day has no partition yet.
+/// Whether a write failed because its day has no partition yet: a check
+/// violation, which the store statement can raise for nothing else (no
+/// table it writes has a CHECK constraint of its own; the partitions' match
+/// their bounds).
 pub fn is_missing_partition(error: &DbErr) -> bool {
     let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
     | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))) = error
@@ -34,7 +41,7 @@ pub fn is_missing_partition(error: &DbErr) -> bool {
     let sea_orm::sqlx::Error::Database(database) = sqlx_error.as_ref() else {
         return false;
     };
-    database.code().as_deref() == Some("23514") && database.message().starts_with("no partition")
+    database.code().as_deref() == Some("23514")
 }
 
 /// Creates the partitions of the given days that are missing; returns how
@@ -82,13 +89,21 @@ pub async fn ensure_ahead(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Resu
 
 /// The history's day partitions, oldest first.
 pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<Partition>, DbErr> {
+    Ok(days(db).await?.into_iter().filter(|p| p.attached).collect())
+}
+
+/// The day partitions and the days' tables left detached, oldest first.
+async fn days(db: &impl ConnectionTrait) -> Result<Vec<Partition>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_string(
             DbBackend::Postgres,
             format!(
-                "SELECT c.relname::text AS name, i.inhdetachpending AS detach_pending
-                 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                 WHERE i.inhparent = '{PARENT}'::regclass"
+                "SELECT c.relname::text AS name, COALESCE(i.inhdetachpending, false) AS detach_pending,
+                        i.inhrelid IS NOT NULL AS attached
+                 FROM pg_class c
+                 LEFT JOIN pg_inherits i ON i.inhrelid = c.oid AND i.inhparent = '{PARENT}'::regclass
+                 WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace
+                   AND c.relname ~ '^{NAME_PREFIX}[0-9]{{8}}$'"
             ),
         ))
         .await?;
@@ -96,6 +111,7 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<Partition>, DbErr> {
     for row in rows {
         let name: String = row.try_get("", "name")?;
         let detach_pending: bool = row.try_get("", "detach_pending")?;
+        let attached: bool = row.try_get("", "attached")?;
         // Only the migration's naming; anything else attached by hand is left alone.
         let day = name
             .strip_prefix(NAME_PREFIX)
@@ -105,6 +121,7 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<Partition>, DbErr> {
                 name,
                 day,
                 detach_pending,
+                attached,
             });
         }
     }
@@ -122,39 +139,76 @@ pub fn horizon(now: DateTime<Utc>, days: u32) -> NaiveDate {
 /// blocking writes: `DETACH PARTITION … CONCURRENTLY` (which waits for
 /// queries that may still read the partition; writes go on), then `DROP
 /// TABLE` of what is by then a table nobody uses. A detach interrupted
-/// earlier is finished (`FINALIZE`). With `dry_run`, only says what it
-/// would drop. Returns the partitions dropped (or to be dropped).
+/// earlier is finished (`FINALIZE`); a day's table left detached is dropped.
+/// One run at a time across workers: a run that finds another one going
+/// drops nothing. With `dry_run`, only says what it would drop. Returns the
+/// days dropped (or to be dropped).
 pub async fn drop_before(
     db: &DatabaseConnection,
     first_kept: NaiveDate,
     dry_run: bool,
 ) -> Result<Vec<Partition>, DbErr> {
-    let expired: Vec<Partition> = list(db)
-        .await?
-        .into_iter()
-        .filter(|partition| partition.day < first_kept)
-        .collect();
+    let expired = |all: Vec<Partition>| -> Vec<Partition> {
+        all.into_iter().filter(|p| p.day < first_kept).collect()
+    };
     if dry_run {
-        return Ok(expired);
+        return Ok(expired(days(db).await?));
     }
-    for partition in &expired {
-        let how = if partition.detach_pending {
-            "FINALIZE"
-        } else {
-            "CONCURRENTLY"
+    // A connection of its own, out of the pool: it holds the session lock
+    // that keeps other workers' runs out, and takes it along if this run is
+    // cancelled half-way (the connection closes), instead of going back to
+    // the pool still holding it. The detaches run on it too: DETACH …
+    // CONCURRENTLY refuses to run inside a transaction.
+    let mut connection = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(sqlx_error)?
+        .detach();
+    let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        .bind("message_status_events retention")
+        .fetch_one(&mut connection)
+        .await
+        .map_err(sqlx_error)?;
+    if !ours {
+        tracing::info!("retention: another worker is running it; nothing dropped here");
+        return Ok(Vec::new());
+    }
+    let mut dropped = Vec::new();
+    for partition in expired(days(db).await?) {
+        let detach = match (partition.attached, partition.detach_pending) {
+            (false, _) => None,
+            (true, true) => Some("FINALIZE"),
+            (true, false) => Some("CONCURRENTLY"),
         };
-        // Outside any transaction: DETACH … CONCURRENTLY refuses to run in one.
-        db.execute_unprepared(&format!(
-            "ALTER TABLE {PARENT} DETACH PARTITION \"{}\" {how}",
+        if let Some(how) = detach {
+            // Names come from the catalog, matched against `^message_status_events_[0-9]{8}$`.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {PARENT} DETACH PARTITION \"{}\" {how}",
+                partition.name
+            )))
+            .execute(&mut connection)
+            .await
+            .map_err(sqlx_error)?;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP TABLE IF EXISTS \"{}\"",
             partition.name
-        ))
-        .await?;
-        db.execute_unprepared(&format!("DROP TABLE \"{}\"", partition.name))
-            .await?;
+        )))
+        .execute(&mut connection)
+        .await
+        .map_err(sqlx_error)?;
         metrics::counter!(crate::metrics::HISTORY_PARTITIONS_DROPPED.name).increment(1);
         tracing::info!(day = %partition.day, partition = %partition.name, "history partition dropped (retention)");
+        dropped.push(partition);
     }
-    Ok(expired)
+    // Closing the connection releases the lock.
+    let _ = sqlx::Connection::close(connection).await;
+    Ok(dropped)
+}
+
+fn sqlx_error(error: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(error)))
 }
 
 #[cfg(test)]

@@ -6,9 +6,13 @@
 use crate::helpers::{event_rows, message_row, wait_for_event_rows, TestPipeline};
 use chrono::{DateTime, Duration as Age, DurationRound, TimeDelta, Utc};
 use queue_wire::envelope::CallbackEnvelope;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    Statement,
+};
 use testkit::{callback_envelope, message_sid, status_params};
 use worker::config::HistoryConfig;
+use worker::entity::message_status_event;
 use worker::store::partitions;
 
 fn decoded(envelope: &CallbackEnvelope) -> Vec<worker::decode::DecodedCallback> {
@@ -67,10 +71,16 @@ async fn a_retry_just_after_midnight_is_the_same_event_in_either_order() {
         }
         assert_eq!(rows_of(&pipeline.db, &sid).await, 1);
         assert_eq!(message_row(&pipeline.db, &sid).await.event_count, 1);
+        // The copy kept is the first, in its own day: the second met it
+        // across the partition boundary.
+        let kept = message_status_event::Entity::find()
+            .filter(message_status_event::Column::MessageSid.eq(sid.as_str()))
+            .one(&pipeline.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept.received_at, first);
     }
-    // Both days hold history: the copies met across a partition boundary.
-    let days = partition_days(&pipeline.db).await;
-    assert!(days.contains(&before.date_naive()) && days.contains(&after.date_naive()));
 }
 
 #[tokio::test]
@@ -81,7 +91,19 @@ async fn copies_written_at_once_on_both_sides_of_midnight_are_one_event() {
     partitions::ensure_days_of(&pipeline.db, &[midnight - Age::hours(1), midnight])
         .await
         .unwrap();
-    let messages = 40u64;
+    // Every insert takes 200 ms inside its transaction, so the two writes
+    // of a pair overlap whatever the scheduling: only the lock orders them.
+    pipeline
+        .db
+        .execute_unprepared(
+            "CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_insert BEFORE INSERT ON message_status_events \
+             FOR EACH ROW EXECUTE FUNCTION slow_insert();",
+        )
+        .await
+        .unwrap();
+    let messages = 10u64;
     for n in 0..messages {
         let params = status_params(&message_sid(n), "sent", None);
         let early = decoded(&callback_envelope(&params, midnight - Age::milliseconds(5)));
@@ -281,4 +303,67 @@ async fn the_command_lists_then_drops_the_days_past_the_retention() {
         message_row(&pipeline.db, &message_sid(1)).await.status,
         "sent"
     );
+}
+
+#[tokio::test]
+async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retention() {
+    let pipeline = TestPipeline::start().await;
+    let now = Utc::now();
+    let old = now - Age::days(20);
+    let (one, two) = (message_sid(1), message_sid(2));
+    for sid in [&one, &two] {
+        let envelope = callback_envelope(&status_params(sid, "sent", None), old);
+        worker::store::persist_batch(&pipeline.db, &decoded(&envelope))
+            .await
+            .unwrap();
+    }
+    // A retention run stopped between its detach and its drop.
+    let name = format!("message_status_events_{}", old.format("%Y%m%d"));
+    pipeline
+        .db
+        .execute_unprepared(&format!(
+            "ALTER TABLE message_status_events DETACH PARTITION {name}"
+        ))
+        .await
+        .unwrap();
+    assert!(!partition_days(&pipeline.db)
+        .await
+        .contains(&old.date_naive()));
+
+    // A write for that day attaches it again, rows and all.
+    let late = callback_envelope(&status_params(&one, "delivered", None), old);
+    let outcome = worker::store::persist_batch(&pipeline.db, &decoded(&late))
+        .await
+        .unwrap();
+    assert_eq!(outcome.inserted, 1);
+    assert_eq!(rows_of(&pipeline.db, &one).await, 2);
+    assert_eq!(rows_of(&pipeline.db, &two).await, 1);
+
+    // Detached again and left so, it is dropped by the next retention run.
+    pipeline
+        .db
+        .execute_unprepared(&format!(
+            "ALTER TABLE message_status_events DETACH PARTITION {name}"
+        ))
+        .await
+        .unwrap();
+    let config = HistoryConfig {
+        retention_days: Some(7),
+        upkeep_interval: std::time::Duration::from_secs(3600),
+    };
+    let upkeep = worker::retention::run_once(&pipeline.db, &config, now, false)
+        .await
+        .unwrap();
+    assert_eq!(upkeep.dropped.len(), 1, "{:?}", upkeep.dropped);
+    assert!(!upkeep.dropped[0].attached);
+    let left = pipeline
+        .db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            format!("SELECT to_regclass('{name}') IS NULL AS gone"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(left.try_get::<bool>("", "gone").unwrap());
 }
