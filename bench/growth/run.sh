@@ -14,7 +14,7 @@
 #   - read: GET /messages/{sid} for messages sampled from the history,
 #     READS requests, READ_CONCURRENCY in flight (loadgen read);
 #   - the worker's store statement alone (pgbench, 2 clients, 256-row
-#     batches with random message SIDs from bench/growth/batch.sql, as
+#     batches (bench/store-statement/batch.sql) with random message SIDs, as
 #     Twilio's are; loadgen's SIDs share a prefix per run, which keeps its
 #     inserts in one corner of the indexes), ROUNDS × STATEMENT_SECS;
 #   - bytes per event (every partition: table + indexes + TOAST);
@@ -104,7 +104,9 @@ start_worker() { # database URL
 
 say "building (release) into $CARGO_TARGET_DIR"
 cargo build --quiet --release -p ingest -p worker -p loadgen --example store_statement
-"$BIN/examples/store_statement" | python3 bench/store-statement/extract.py bench/growth/batch.sql >"$WORK/statement.sql"
+# Random SIDs, one of a million: Twilio's are random.
+"$BIN/examples/store_statement" |
+  python3 bench/store-statement/extract.py "'SM' || md5(floor(random() * 1000000)::text)" >"$WORK/statement.sql"
 start_ingest
 
 ROWS=()

@@ -1,6 +1,6 @@
 (SELECT jsonb_agg(jsonb_build_object(
   'dedup_key', md5(random()::text),
-  'message_sid', 'SM' || lpad(floor(random() * 200000)::bigint::text, 32, '0'),
+  'message_sid', {message_sid},
   'status', s.status, 'status_rank', s.rank, 'status_precedence', s.prec, 'outcome_bit', s.bit,
   'error_code', NULL,
   'raw_payload', jsonb_build_object('MessageStatus', s.status, 'SmsStatus', s.status, 'To', '+15558675310', 'From', '+15017122661', 'AccountSid', 'AC8f4b1e2c3d4a5b6c7d8e9f0a1b2c3d4e', 'ApiVersion', '2010-04-01', 'MessageSid', 'SMxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', 'SmsSid', 'SMxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx', 'MessagingServiceSid', 'MG2172dd2db502e20dd981ef0d67850e1a'),

@@ -97,21 +97,9 @@ impl Connection {
     /// Posts one signed callback as Twilio does.
     pub async fn post_callback(&mut self, callback: &SignedCallback) -> Answer {
         let timeout = self.timeout;
-        let exchange = async {
-            let response = self.exchange(callback).await?;
-            let status = response.status().as_u16();
-            // Read the whole body so the connection can carry the next request.
-            response.into_body().collect().await?;
-            anyhow::Ok(status)
-        };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(status)) => Answer::Status(status),
-            Ok(Err(_)) | Err(_) => {
-                // The connection's state is unknown: start afresh next time.
-                self.sender = None;
-                Answer::TransportError
-            }
-        }
+        let exchange = async { status_after_body(self.exchange(callback).await?).await };
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        self.settle(outcome)
     }
 
     /// GETs `path_and_query` on the target's host (`loadgen read`), reading
@@ -122,14 +110,19 @@ impl Connection {
             let request = Request::get(path_and_query)
                 .header(hyper::header::HOST, self.target.host_header.as_str())
                 .body(Full::new(Bytes::new()))?;
-            let sender = self.sender().await?;
-            sender.ready().await?;
-            let response = sender.send_request(request).await?;
-            let status = response.status().as_u16();
-            response.into_body().collect().await?;
-            anyhow::Ok(status)
+            status_after_body(self.send(request).await?).await
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        let outcome = tokio::time::timeout(timeout, exchange).await;
+        self.settle(outcome)
+    }
+
+    /// An exchange's answer; after a failure or no answer in time the
+    /// connection's state is unknown, so the next request starts afresh.
+    fn settle(
+        &mut self,
+        outcome: Result<anyhow::Result<u16>, tokio::time::error::Elapsed>,
+    ) -> Answer {
+        match outcome {
             Ok(Ok(status)) => Answer::Status(status),
             Ok(Err(_)) | Err(_) => {
                 self.sender = None;
@@ -181,6 +174,13 @@ impl Connection {
                 format!("{:016x}-{:x}", fastrand::u64(..), callback.event_id),
             )
             .body(Full::new(callback.body.clone()))?;
+        self.send(request).await
+    }
+
+    async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
         let sender = self.sender().await?;
         sender.ready().await?;
         Ok(sender.send_request(request).await?)
@@ -203,6 +203,16 @@ impl Connection {
         }
         self.sender.as_mut().context("no connection")
     }
+}
+
+/// The answer's status, once its whole body is read (so the connection can
+/// carry the next request).
+async fn status_after_body(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> anyhow::Result<u16> {
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
 }
 
 /// An answer with everything in it.

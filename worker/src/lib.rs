@@ -19,6 +19,7 @@ pub mod failure;
 pub mod health;
 pub mod http;
 pub mod metrics;
+pub mod periodic;
 pub mod queue_depth;
 pub mod reconcile;
 pub mod retention;

@@ -56,19 +56,11 @@ pub async fn run_periodically(
     config: HistoryConfig,
     stop: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(config.upkeep_interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let run = tokio::select! {
-            _ = stop.cancelled() => return,
-            run = run_once(&db, &config, Utc::now(), false) => run,
-        };
-        if let Err(error) = run {
+    let (db, config) = (&db, &config);
+    crate::periodic::every(config.upkeep_interval, stop, move || async move {
+        if let Err(error) = run_once(db, config, Utc::now(), false).await {
             tracing::warn!(%error, "history upkeep failed; next on schedule");
         }
-    }
+    })
+    .await;
 }

@@ -86,16 +86,21 @@ impl TestApp {
         test_app
     }
 
-    /// The body of `/readyz`.
-    pub async fn readyz_text(&self) -> String {
+    /// The body of a GET of `path`.
+    async fn get_text(&self, path: &str) -> String {
         self.client
-            .get(format!("{}/readyz", self.address))
+            .get(format!("{}{path}", self.address))
             .send()
             .await
             .unwrap()
             .text()
             .await
             .unwrap()
+    }
+
+    /// The body of `/readyz`.
+    pub async fn readyz_text(&self) -> String {
+        self.get_text("/readyz").await
     }
 
     /// Waits until RabbitMQ itself could confirm (not only the spool take).
@@ -110,14 +115,7 @@ impl TestApp {
 
     /// The text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get_text("/metrics").await
     }
 
     pub async fn readyz(&self) -> u16 {

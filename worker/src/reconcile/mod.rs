@@ -309,18 +309,9 @@ fn reconciled_dedup_key(message_sid: &str, status: &str, error_code: Option<i32>
 /// Runs every `interval` until `stop`; a failed run is logged and the next
 /// one tried on schedule.
 pub async fn run_periodically(reconciler: Reconciler, interval: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
-        let run = tokio::select! {
-            _ = stop.cancelled() => return,
-            run = reconciler.run_once(false) => run,
-        };
-        match run {
+    let reconciler = &reconciler;
+    crate::periodic::every(interval, stop, move || async move {
+        match reconciler.run_once(false).await {
             Ok((summary, _)) if summary.checked > 0 => {
                 tracing::info!(
                     checked = summary.checked,
@@ -334,5 +325,6 @@ pub async fn run_periodically(reconciler: Reconciler, interval: Duration, stop: 
             Ok(_) => tracing::debug!("reconciliation run: nothing due"),
             Err(error) => tracing::warn!(%error, "reconciliation run failed; next on schedule"),
         }
-    }
+    })
+    .await;
 }

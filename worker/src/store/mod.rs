@@ -67,11 +67,14 @@ pub async fn write_rows(
     db: &DatabaseConnection,
     rows: &[EventRow<'_>],
 ) -> Result<(usize, OutcomeReport), DbErr> {
-    match write_rows_once(db, rows).await {
+    // In (message, key) order: a fixed lock order across workers.
+    let mut sorted: Vec<&EventRow> = rows.iter().collect();
+    sorted.sort_by(|a, b| (a.message_sid(), a.dedup_key()).cmp(&(b.message_sid(), b.dedup_key())));
+    match write_rows_once(db, &sorted).await {
         Err(error) if partitions::is_missing_partition(&error) => {
             let days: Vec<_> = rows.iter().map(|row| row.received_at()).collect();
             partitions::ensure_days_of(db, &days).await?;
-            write_rows_once(db, rows).await
+            write_rows_once(db, &sorted).await
         }
         result => result,
     }
@@ -79,17 +82,15 @@ pub async fn write_rows(
 
 async fn write_rows_once(
     db: &DatabaseConnection,
-    rows: &[EventRow<'_>],
+    sorted: &[&EventRow<'_>],
 ) -> Result<(usize, OutcomeReport), DbErr> {
-    let mut sorted: Vec<&EventRow> = rows.iter().collect();
-    sorted.sort_by(|a, b| (a.message_sid(), a.dedup_key()).cmp(&(b.message_sid(), b.dedup_key())));
     let mut locks: Vec<i64> = sorted
         .iter()
         .filter(|row| row.near_midnight())
         .map(|row| lock_key(row.dedup_key()))
         .collect();
     if locks.is_empty() {
-        return run_batch_statement(db, &STORE_BATCH, &sorted).await;
+        return run_batch_statement(db, &STORE_BATCH, sorted).await;
     }
     locks.sort_unstable();
     locks.dedup();
@@ -112,7 +113,7 @@ async fn write_rows_once(
                 .into()],
         ))
         .await?;
-    let result = run_batch_statement(&transaction, &STORE_BATCH, &sorted).await?;
+    let result = run_batch_statement(&transaction, &STORE_BATCH, sorted).await?;
     transaction.commit().await?;
     Ok(result)
 }

@@ -182,22 +182,20 @@ pub async fn drop_before(
             (true, false) => Some("CONCURRENTLY"),
         };
         if let Some(how) = detach {
-            // Names come from the catalog, matched against `^message_status_events_[0-9]{8}$`.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "ALTER TABLE {PARENT} DETACH PARTITION \"{}\" {how}",
-                partition.name
-            )))
-            .execute(&mut connection)
-            .await
-            .map_err(sqlx_error)?;
+            execute(
+                &mut connection,
+                format!(
+                    "ALTER TABLE {PARENT} DETACH PARTITION \"{}\" {how}",
+                    partition.name
+                ),
+            )
+            .await?;
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP TABLE IF EXISTS \"{}\"",
-            partition.name
-        )))
-        .execute(&mut connection)
-        .await
-        .map_err(sqlx_error)?;
+        execute(
+            &mut connection,
+            format!("DROP TABLE IF EXISTS \"{}\"", partition.name),
+        )
+        .await?;
         metrics::counter!(crate::metrics::HISTORY_PARTITIONS_DROPPED.name).increment(1);
         tracing::info!(day = %partition.day, partition = %partition.name, "history partition dropped (retention)");
         dropped.push(partition);
@@ -205,6 +203,16 @@ pub async fn drop_before(
     // Closing the connection releases the lock.
     let _ = sqlx::Connection::close(connection).await;
     Ok(dropped)
+}
+
+/// Runs one statement of `drop_before` on its own connection. Its table
+/// names come from the catalog, matched against `^message_status_events_[0-9]{8}$`.
+async fn execute(connection: &mut sqlx::PgConnection, sql: String) -> Result<(), DbErr> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(connection)
+        .await
+        .map(|_| ())
+        .map_err(sqlx_error)
 }
 
 fn sqlx_error(error: sqlx::Error) -> DbErr {

@@ -50,6 +50,23 @@ async fn partition_days(db: &DatabaseConnection) -> Vec<chrono::NaiveDate> {
         .collect()
 }
 
+/// Retention of `days` days, applied by calling `retention::run_once`.
+fn retaining(days: u32) -> HistoryConfig {
+    HistoryConfig {
+        retention_days: Some(days),
+        upkeep_interval: std::time::Duration::from_secs(3600),
+    }
+}
+
+/// Detaches a day's partition as a retention run stopped before its drop leaves it.
+async fn detach_by_hand(db: &DatabaseConnection, name: &str) {
+    db.execute_unprepared(&format!(
+        "ALTER TABLE message_status_events DETACH PARTITION {name}"
+    ))
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_retry_just_after_midnight_is_the_same_event_in_either_order() {
     let pipeline = TestPipeline::start().await;
@@ -192,10 +209,7 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
             .await
             .unwrap();
     }
-    let config = HistoryConfig {
-        retention_days: Some(30),
-        upkeep_interval: std::time::Duration::from_secs(3600),
-    };
+    let config = retaining(30);
     let first_kept = partitions::horizon(now, 30);
 
     // A dry run says what would go and drops nothing.
@@ -319,13 +333,7 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
     }
     // A retention run stopped between its detach and its drop.
     let name = format!("message_status_events_{}", old.format("%Y%m%d"));
-    pipeline
-        .db
-        .execute_unprepared(&format!(
-            "ALTER TABLE message_status_events DETACH PARTITION {name}"
-        ))
-        .await
-        .unwrap();
+    detach_by_hand(&pipeline.db, &name).await;
     assert!(!partition_days(&pipeline.db)
         .await
         .contains(&old.date_naive()));
@@ -340,17 +348,8 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
     assert_eq!(rows_of(&pipeline.db, &two).await, 1);
 
     // Detached again and left so, it is dropped by the next retention run.
-    pipeline
-        .db
-        .execute_unprepared(&format!(
-            "ALTER TABLE message_status_events DETACH PARTITION {name}"
-        ))
-        .await
-        .unwrap();
-    let config = HistoryConfig {
-        retention_days: Some(7),
-        upkeep_interval: std::time::Duration::from_secs(3600),
-    };
+    detach_by_hand(&pipeline.db, &name).await;
+    let config = retaining(7);
     let upkeep = worker::retention::run_once(&pipeline.db, &config, now, false)
         .await
         .unwrap();
