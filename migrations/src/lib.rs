@@ -7,6 +7,7 @@ mod m20261126_000001_status_tables;
 mod m20261202_000001_unranked_statuses;
 mod m20261203_000001_reconciliation;
 mod m20261204_000001_partitioned_history;
+mod m20261206_000001_account_ownership;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_unranked_statuses::Migration),
             Box::new(m20261203_000001_reconciliation::Migration),
             Box::new(m20261204_000001_partitioned_history::Migration),
+            Box::new(m20261206_000001_account_ownership::Migration),
         ]
     }
 }

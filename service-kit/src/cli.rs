@@ -6,6 +6,15 @@ use std::process::ExitCode;
 /// Exit code for bad configuration, as the contract requires.
 pub const EXIT_BAD_CONFIG: u8 = 2;
 
+/// What the shipped templates (`.env.example`, `deploy/secret.yaml`) put
+/// where a secret goes: a value still holding it was never filled in.
+pub const TEMPLATE_PLACEHOLDER: &str = "REPLACE_ME";
+
+/// Whether `secret` still holds the templates' placeholder.
+pub fn is_template_placeholder(secret: &str) -> bool {
+    secret.contains(TEMPLATE_PLACEHOLDER)
+}
+
 /// Prints `program: configuration error: message` and returns exit code 2.
 pub fn bad_config(program: &str, message: &str) -> ExitCode {
     eprintln!("{program}: configuration error: {}", one_line(message));

@@ -40,6 +40,13 @@ impl MessageSid {
     }
 }
 
+/// Whether `raw` is an account SID as Twilio writes them: `AC` and 32 hex
+/// digits. Checked before an account SID from a callback reaches a URL.
+pub fn is_account_sid(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    bytes.len() == 34 && bytes.starts_with(b"AC") && bytes[2..].iter().all(u8::is_ascii_hexdigit)
+}
+
 impl fmt::Display for MessageSid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -155,6 +155,11 @@ const TABLE: &[(i32, &str, RetryAdvice, &str)] = &[
     (20429, "Too many requests", Transient, "slow down and retry"),
 ];
 
+/// Whether the table above knows `code` (the codes a metric label may name).
+pub fn is_known(code: i32) -> bool {
+    TABLE.iter().any(|(c, ..)| *c == code)
+}
+
 /// Describes a code; unknown codes get [`RetryAdvice::Unknown`].
 pub fn describe(code: i32) -> ErrorCodeInfo {
     TABLE
@@ -191,6 +196,8 @@ mod tests {
         let info = describe(99999);
         assert_eq!(info.code, 99999);
         assert_eq!(info.retry, Unknown);
+        assert!(!is_known(99999));
+        assert!(is_known(30003));
     }
 
     #[test]

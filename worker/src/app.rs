@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::WorkerConfig;
 use crate::consume;
 use crate::health::WorkerHealth;
-use crate::http::{self, HttpState, WriteAccess};
+use crate::http::{self, ApiAccess, HttpState};
 use crate::reconcile::{self, Reconciler};
 use crate::retention;
-use crate::store::database::{connect_database, migrate};
+use crate::store::database::{
+    connect_database, connect_pool, migrate, PoolSettings, READ_POOL, WRITE_STATEMENT_TIMEOUT,
+};
 use crate::twilio_api::TwilioClient;
 
 #[derive(Debug, thiserror::Error)]
@@ -59,10 +61,23 @@ impl ShutdownHandle {
 
 impl Application {
     pub async fn build(config: WorkerConfig) -> Result<Self, StartError> {
-        let db = connect_database(&config.common.database_url, config.database_pool_size).await?;
+        let url = &config.common.database_url;
         if config.auto_migrate {
-            migrate(&db).await?;
+            // Its own connection, with no statement timeout: a migration of
+            // a large history takes as long as it takes.
+            let migrator = connect_database(url, 1).await?;
+            migrate(&migrator).await?;
+            migrator.close().await?;
         }
+        let db = connect_pool(
+            url,
+            PoolSettings {
+                size: config.database_pool_size,
+                statement_timeout: Some(WRITE_STATEMENT_TIMEOUT),
+            },
+        )
+        .await?;
+        let reads = connect_pool(url, READ_POOL).await?;
         let listener = TcpListener::bind(config.addr)?;
         let port = listener.local_addr()?.port();
         let _ = service_kit::metrics::install(crate::metrics::ALL);
@@ -76,9 +91,14 @@ impl Application {
         };
         let state = web::Data::new(HttpState {
             db: db.clone(),
+            reads,
             health: health.clone(),
             twilio: twilio.clone(),
-            write_access: WriteAccess::new(config.api_token.clone(), config.addr),
+            access: ApiAccess::new(
+                config.api_token.clone(),
+                config.api_read_tokens.clone(),
+                config.addr,
+            ),
             stale_after: config.reconcile.after.clone(),
         });
         let server =

@@ -85,6 +85,11 @@ pub const CONFLICTING_OUTCOMES: MetricDef = MetricDef::counter(
     "Messages that got a second, different outcome (delivered and undelivered, say); \
      divided by worker_final_outcomes_total, the share of conflicting messages",
 );
+pub const FOREIGN_ACCOUNT_EVENTS: MetricDef = MetricDef::counter(
+    "worker_foreign_account_events_total",
+    "Callbacks for a message signed by another account than the one it belongs to: kept in \
+     the history, never applied to the message's state",
+);
 
 /// All of the above.
 pub const HISTORY_PARTITIONS_DROPPED: MetricDef = MetricDef::counter(
@@ -117,6 +122,7 @@ pub const ALL: &[MetricDef] = &[
     FINAL_OUTCOMES,
     TIME_TO_FINAL,
     CONFLICTING_OUTCOMES,
+    FOREIGN_ACCOUNT_EVENTS,
     HISTORY_PARTITIONS_DROPPED,
     HISTORY_OLDEST_DAY,
 ];

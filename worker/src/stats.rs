@@ -11,6 +11,10 @@ use std::time::Duration;
 use twilio_protocol::error_codes::describe;
 use twilio_protocol::status::MessageStatus;
 
+/// The widest window `GET /stats` reads: each request scans the messages
+/// first seen in it, and a reader must not make the writers wait.
+pub const MAX_WINDOW: chrono::TimeDelta = chrono::TimeDelta::days(31);
+
 /// The window: messages whose first event was received in `[since, until)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Window {
@@ -48,6 +52,12 @@ impl Window {
         };
         if since >= until {
             return Err("since must be before until".into());
+        }
+        if until - since > MAX_WINDOW {
+            return Err(format!(
+                "the window is too large: at most {} days between since and until",
+                MAX_WINDOW.num_days()
+            ));
         }
         Ok(Self { since, until })
     }
@@ -266,5 +276,8 @@ mod tests {
         assert!(Window::parse(Some("yesterday"), None, now()).is_err());
         assert!(Window::parse(Some("2026-12-04T00:00:00Z"), None, now()).is_err());
         assert!(Window::parse(None, Some("noon"), now()).is_err());
+        assert!(Window::parse(Some("31d"), None, now()).is_ok());
+        let too_wide = Window::parse(Some("32d"), None, now()).unwrap_err();
+        assert!(too_wide.contains("too large"), "{too_wide}");
     }
 }

@@ -13,6 +13,7 @@ pub struct HistoryArgs {
         long,
         hide_env_values = true,
         env = "WORKER_RETENTION_DAYS",
+        value_parser = clap::value_parser!(u32).range(0..=36_500),
         default_value_t = 0
     )]
     pub retention_days: u32,
@@ -23,6 +24,7 @@ pub struct HistoryArgs {
         long,
         hide_env_values = true,
         env = "WORKER_HISTORY_UPKEEP_SECS",
+        value_parser = clap::value_parser!(u64).range(60..=86_400),
         default_value_t = 3600
     )]
     pub history_upkeep_secs: u64,

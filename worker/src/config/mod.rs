@@ -126,6 +126,7 @@ pub struct CommonArgs {
         global = true,
         hide_env_values = true,
         env = "WORKER_RETRY_DELAYS_MS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000),
         default_value = "1000,5000,30000,120000",
         value_delimiter = ','
     )]
@@ -161,6 +162,7 @@ pub struct ConsumeArgs {
         long,
         hide_env_values = true,
         env = "WORKER_CONCURRENCY",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64),
         default_value_t = 2
     )]
     pub concurrency: usize,
@@ -170,6 +172,7 @@ pub struct ConsumeArgs {
         long,
         hide_env_values = true,
         env = "WORKER_PREFETCH",
+        value_parser = clap::value_parser!(u16).range(1..),
         default_value_t = 512
     )]
     pub prefetch: u16,
@@ -180,6 +183,7 @@ pub struct ConsumeArgs {
         long,
         hide_env_values = true,
         env = "WORKER_MAX_BATCH",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000),
         default_value_t = 256
     )]
     pub max_batch: usize,
@@ -192,6 +196,7 @@ pub struct ConsumeArgs {
         long,
         hide_env_values = true,
         env = "WORKER_HOLD_LIMIT_SECS",
+        value_parser = clap::value_parser!(u64).range(1..=1_500),
         default_value_t = 600
     )]
     pub hold_limit_secs: u64,
@@ -205,14 +210,27 @@ pub struct ConsumeArgs {
         long,
         hide_env_values = true,
         env = "DATABASE_POOL_SIZE",
+        value_parser = clap::value_parser!(u32).range(1..=1_000),
         default_value_t = 8
     )]
     pub database_pool_size: u32,
 
-    /// Bearer token required by POST /messages. When WORKER_ADDR is not a
-    /// loopback address and this is unset, POST /messages is refused.
+    /// Bearer token (`Authorization: Bearer ...`) every API route requires:
+    /// GET /messages..., GET /stats, POST /messages. The probes and /metrics
+    /// need none. When WORKER_ADDR is not a loopback address and no token is
+    /// set, every API route is refused.
     #[arg(long, env = "WORKER_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+
+    /// Comma-separated bearer tokens that may only read (GET /messages...,
+    /// GET /stats): for dashboards and support staff.
+    #[arg(
+        long,
+        env = "WORKER_API_READ_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub api_read_tokens: Vec<String>,
 
     #[command(flatten)]
     pub twilio: TwilioArgs,
@@ -244,6 +262,8 @@ pub enum ConfigError {
     AccountTokens(String),
     #[error("{0}")]
     Reconcile(String),
+    #[error("{0} still holds the template's placeholder REPLACE_ME: set a real secret")]
+    TemplateSecret(&'static str),
     #[error("reconciliation needs Twilio API credentials: TWILIO_ACCOUNT_SID with TWILIO_AUTH_TOKEN (or an API key pair), or TWILIO_ACCOUNT_TOKENS")]
     NoApiCredentials,
 }
@@ -261,6 +281,8 @@ impl TryFrom<CommonArgs> for CommonConfig {
     type Error = ConfigError;
 
     fn try_from(args: CommonArgs) -> Result<Self, ConfigError> {
+        refuse_placeholder("AMQP_URL", std::iter::once(&args.amqp_url))?;
+        refuse_placeholder("DATABASE_URL", std::iter::once(&args.database_url))?;
         queue_wire::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
         let scheme_ok = args.database_url.starts_with("postgres://")
             || args.database_url.starts_with("postgresql://");
@@ -296,6 +318,8 @@ pub struct WorkerConfig {
     pub auto_migrate: bool,
     pub database_pool_size: u32,
     pub api_token: Option<SecretString>,
+    /// Tokens that may only read the API.
+    pub api_read_tokens: Vec<SecretString>,
     /// `None`: no Twilio credentials, so no sending and no reconciliation.
     pub twilio_api: Option<TwilioApiConfig>,
     pub sending: Option<SendingConfig>,
@@ -308,6 +332,15 @@ impl WorkerConfig {
         if args.concurrency == 0 || args.prefetch == 0 || args.max_batch == 0 {
             return Err(ConfigError::Batching);
         }
+        let api_token = args.api_token.filter(|t| !t.is_empty());
+        let api_read_tokens: Vec<String> = args
+            .api_read_tokens
+            .into_iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        refuse_placeholder("WORKER_API_TOKEN", api_token.iter())?;
+        refuse_placeholder("WORKER_API_READ_TOKENS", api_read_tokens.iter())?;
         let (twilio_api, sending) = twilio::from_args(args.twilio)?;
         Ok(Self {
             common,
@@ -322,16 +355,28 @@ impl WorkerConfig {
             database_pool_size: args
                 .database_pool_size
                 .max(args.concurrency.saturating_add(1) as u32),
-            api_token: args
-                .api_token
-                .filter(|t| !t.is_empty())
-                .map(SecretString::from),
+            api_token: api_token.map(SecretString::from),
+            api_read_tokens: api_read_tokens
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
             twilio_api,
             sending,
             reconcile: ReconcileConfig::from_args(args.reconcile)?,
             history: HistoryConfig::from_args(&args.history),
         })
     }
+}
+
+/// Refuses a secret copied from a template without being filled in.
+pub(crate) fn refuse_placeholder<'a>(
+    variable: &'static str,
+    mut values: impl Iterator<Item = &'a String>,
+) -> Result<(), ConfigError> {
+    if values.any(|value| service_kit::cli::is_template_placeholder(value)) {
+        return Err(ConfigError::TemplateSecret(variable));
+    }
+    Ok(())
 }
 
 /// What the one-shot `worker reconcile` needs.
@@ -482,6 +527,54 @@ mod tests {
         let api = only_subaccounts.twilio_api.unwrap();
         assert!(api.credentials_for(Some("ACsub")).is_some());
         assert!(api.credentials_for(Some("ACother")).is_none());
+    }
+
+    #[test]
+    fn template_placeholders_are_refused() {
+        assert_eq!(
+            worker_config(&["--api-token", "REPLACE_ME_long_random_token"]).unwrap_err(),
+            ConfigError::TemplateSecret("WORKER_API_TOKEN")
+        );
+        assert_eq!(
+            worker_config(&["--api-read-tokens", "fine,REPLACE_ME"]).unwrap_err(),
+            ConfigError::TemplateSecret("WORKER_API_READ_TOKENS")
+        );
+        assert_eq!(
+            worker_config(&["--twilio-auth-token", "REPLACE_ME_twilio_auth_token"]).unwrap_err(),
+            ConfigError::TemplateSecret("TWILIO_AUTH_TOKEN")
+        );
+        assert_eq!(
+            common(&["--database-url", "postgres://REPLACE_ME_user:p@db/x"]).unwrap_err(),
+            ConfigError::TemplateSecret("DATABASE_URL")
+        );
+        let message = ConfigError::TemplateSecret("WORKER_API_TOKEN").to_string();
+        assert!(!message.contains("long_random"), "{message}");
+        let config = worker_config(&["--api-token", "t", "--api-read-tokens", "r1, r2,"]).unwrap();
+        assert_eq!(config.api_read_tokens.len(), 2);
+    }
+
+    #[test]
+    fn numeric_settings_have_ranges() {
+        for (flag, value) in [
+            ("--concurrency", "0"),
+            ("--concurrency", "65"),
+            ("--prefetch", "0"),
+            ("--max-batch", "0"),
+            ("--hold-limit-secs", "0"),
+            ("--hold-limit-secs", "1801"),
+            ("--database-pool-size", "0"),
+            ("--retry-delays-ms", "5,0"),
+            ("--reconcile-max-checks", "-1"),
+            ("--history-upkeep-secs", "1"),
+            ("--prefetch", "70000"),
+        ] {
+            let parsed = WorkerCli::try_parse_from(["worker", flag, value]);
+            let error = parsed.expect_err(&format!("{flag} {value} accepted"));
+            let line = service_kit::cli::one_line(&error.to_string());
+            assert!(line.contains(value), "{flag} {value}: {line}");
+            assert!(!line.contains('\n'));
+        }
+        assert!(WorkerCli::try_parse_from(["worker", "--concurrency", "64"]).is_ok());
     }
 
     #[test]

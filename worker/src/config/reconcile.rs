@@ -21,6 +21,7 @@ pub struct ReconcileArgs {
         long,
         hide_env_values = true,
         env = "WORKER_RECONCILE_INTERVAL_SECS",
+        value_parser = clap::value_parser!(u64).range(0..=604_800),
         default_value_t = 900
     )]
     pub reconcile_interval_secs: u64,
@@ -37,6 +38,7 @@ pub struct ReconcileArgs {
         long,
         hide_env_values = true,
         env = "WORKER_RECONCILE_MAX_PER_RUN",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
         default_value_t = 1000
     )]
     pub reconcile_max_per_run: usize,
@@ -46,6 +48,7 @@ pub struct ReconcileArgs {
         long,
         hide_env_values = true,
         env = "WORKER_RECONCILE_CONCURRENCY",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64),
         default_value_t = 4
     )]
     pub reconcile_concurrency: usize,
@@ -55,6 +58,7 @@ pub struct ReconcileArgs {
         long,
         hide_env_values = true,
         env = "WORKER_RECONCILE_MAX_CHECKS",
+        value_parser = clap::value_parser!(i16).range(1..=100),
         default_value_t = 4
     )]
     pub reconcile_max_checks: i16,

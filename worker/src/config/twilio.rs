@@ -98,6 +98,9 @@ pub struct SendingConfig {
 pub(super) fn from_args(
     args: TwilioArgs,
 ) -> Result<(Option<TwilioApiConfig>, Option<SendingConfig>), ConfigError> {
+    super::refuse_placeholder("TWILIO_AUTH_TOKEN", args.twilio_auth_token.iter())?;
+    super::refuse_placeholder("TWILIO_ACCOUNT_TOKENS", args.twilio_account_tokens.iter())?;
+    super::refuse_placeholder("TWILIO_API_KEY_SECRET", args.twilio_api_key_secret.iter())?;
     // `VAR=` (set but empty) counts as unset.
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let accounts: HashMap<String, SecretString> =

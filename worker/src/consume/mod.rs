@@ -27,7 +27,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
-use crate::health::WorkerHealth;
+use crate::health::{HoldReason, WorkerHealth};
 use crate::store;
 use session::{Session, SessionEnd};
 
@@ -53,12 +53,12 @@ pub async fn run(
     );
     while !stop.is_cancelled() {
         if !store::database_reachable(&db).await {
-            health.set_database_up(false);
+            health.set_holding(Some(HoldReason::DatabaseUnavailable));
             tracing::warn!("database unreachable; not consuming until it answers");
             wait_for_database(&db, &stop).await;
             continue;
         }
-        health.set_database_up(true);
+        health.set_holding(None);
         let session = match Session::open(&config, &mut reconnector, &stop).await {
             Ok(Some(session)) => session,
             Ok(None) => break,

@@ -26,7 +26,7 @@ use super::spans::{persist_span, process_span};
 use crate::config::WorkerConfig;
 use crate::decode::{decode, DecodedCallback, DecodedDelivery, PoisonEntry};
 use crate::failure::{FailureRouter, RouteError, Routed};
-use crate::health::WorkerHealth;
+use crate::health::{HoldReason, WorkerHealth};
 use crate::metrics::{
     BATCH_SIZE, CALLBACKS_PER_DELIVERY, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED,
     DUPLICATES_SKIPPED, EVENTS_PERSISTED, UNRECOGNISED_STATUSES,
@@ -263,7 +263,7 @@ impl Processor<'_> {
             let error = match timed_persist(self.db, events).await {
                 Ok(outcome) => {
                     if holding_since.is_some() {
-                        self.health.set_database_up(true);
+                        self.health.set_holding(None);
                         tracing::info!(held = held.len(), "database takes writes again; resuming");
                     }
                     return Ok(Written::Stored(outcome));
@@ -276,32 +276,38 @@ impl Processor<'_> {
                 DbFailure::Other if !store::database_reachable(self.db).await => DbFailure::Outage,
                 failure => failure,
             };
-            match failure {
+            let reason = match failure {
                 DbFailure::Conflict if conflicts < CONFLICT_RETRIES => {
                     conflicts += 1;
                     tokio::time::sleep(Duration::from_millis(10 * u64::from(conflicts))).await;
+                    continue;
                 }
                 DbFailure::Conflict | DbFailure::Other => return Ok(Written::Failed(error)),
-                DbFailure::Outage => {
-                    let since = *holding_since.get_or_insert_with(|| {
-                        self.health.set_database_up(false);
-                        metrics::counter!(DATABASE_PAUSES.name).increment(1);
-                        tracing::warn!(
-                            %error,
-                            held = held.len(),
-                            "database cannot take writes; holding deliveries until it can"
-                        );
-                        Instant::now()
-                    });
-                    if since.elapsed() >= self.config.hold_limit {
-                        self.recycle(held, source).await?;
-                        return Ok(Written::Recycled);
-                    }
-                    tokio::select! {
-                        () = tokio::time::sleep(backoff.next_delay()) => {}
-                        () = self.stop.cancelled() => return Err(SessionEnd::Shutdown),
-                    }
+                DbFailure::Outage => HoldReason::DatabaseUnavailable,
+                DbFailure::Schema => HoldReason::SchemaMismatch,
+                DbFailure::Cancelled => HoldReason::DatabaseTooSlow,
+            };
+            // Told once per hold, and again whenever the reason changes.
+            if self.health.holding() != Some(reason) || holding_since.is_none() {
+                self.health.set_holding(Some(reason));
+                if holding_since.is_none() {
+                    metrics::counter!(DATABASE_PAUSES.name).increment(1);
                 }
+                tracing::warn!(
+                    %error,
+                    ?reason,
+                    held = held.len(),
+                    "database cannot take these writes; holding deliveries until it can"
+                );
+            }
+            let since = *holding_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.config.hold_limit {
+                self.recycle(held, source).await?;
+                return Ok(Written::Recycled);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = self.stop.cancelled() => return Err(SessionEnd::Shutdown),
             }
         }
     }
@@ -362,7 +368,7 @@ fn record_stored(events: &[DecodedCallback], spans: &[tracing::Span], outcome: &
     outcome.report.record_metrics();
     for (event, span) in events.iter().zip(spans) {
         span.in_scope(|| {
-            tracing::info!(
+            tracing::debug!(
                 status = %event.callback.status,
                 request_id = %event.envelope.request_id,
                 "callback processed"

@@ -21,6 +21,9 @@ pub struct Model {
     pub source: String,
     pub idempotency_token: Option<String>,
     pub raw_payload: Json,
+    /// Signed with another account's secret than the message's owner's:
+    /// kept, but it never changed the message's state.
+    pub foreign_account: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -275,8 +275,12 @@ impl Reconciler {
         let (inserted, report) = write_rows(&self.db, &[EventRow::reconciled(&event)]).await?;
         report.record_metrics();
         if inserted > 0 {
-            metrics::counter!(RECONCILE_RECOVERED.name, "status" => status.as_str().to_owned())
-                .increment(1);
+            // A status Twilio invents tomorrow is one label, not one each.
+            let label = match &status {
+                CallbackStatus::Known(known) => known.as_str(),
+                CallbackStatus::Unrecognised(_) => "unrecognised",
+            };
+            metrics::counter!(RECONCILE_RECOVERED.name, "status" => label).increment(1);
         }
         tracing::info!(
             message_sid = %candidate.message_sid,

@@ -1,5 +1,5 @@
-//! The worker's Postgres: a pool that survives outages, TCP_NODELAY on its
-//! connections, migrations, and start-up errors said in one useful line.
+//! The worker's Postgres: pools that survive outages, TCP_NODELAY and
+//! keepalive on their connections, statement timeouts, migrations, and start-up errors said in one useful line.
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::sqlx::postgres::PgConnectOptions;
@@ -73,25 +73,70 @@ fn sqlstate(error: &DbErr) -> Option<String> {
         .and_then(|e| e.code().map(|c| c.into_owned()))
 }
 
+/// The read API's own pool: enough for a few readers at once; more wait
+/// (up to the acquire timeout) instead of taking the writers' connections.
+pub const READ_POOL: PoolSettings = PoolSettings {
+    size: 4,
+    // With the 3 s acquire timeout, every read answers within 15 s
+    // (Twilio's own patience, and a dashboard's).
+    statement_timeout: Some(Duration::from_secs(10)),
+};
+
+/// A write that runs this long is stuck behind locks or an overloaded
+/// server: it is cancelled and held like an outage (`outage::DbFailure::Cancelled`).
+pub const WRITE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How a pool is sized and how long its statements may run.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub size: u32,
+    /// `statement_timeout` on its connections; `None`: the server's (none by
+    /// default), for migrations and one-off commands.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// A pool of `size` whose statements run as long as they need.
+    pub fn unbounded(size: u32) -> Self {
+        Self {
+            size,
+            statement_timeout: None,
+        }
+    }
+}
+
 /// A pool that connects on demand, so a database outage never stops the
 /// process, only pauses consumption.
 pub async fn connect_database(url: &str, pool_size: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_pool(url, PoolSettings::unbounded(pool_size)).await
+}
+
+/// Same, with a statement timeout when `settings` has one.
+pub async fn connect_pool(url: &str, settings: PoolSettings) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
-        .max_connections(pool_size)
+        .max_connections(settings.size)
         .min_connections(0)
         .connect_timeout(Duration::from_secs(3))
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(true)
         .sqlx_logging(false);
+    if let Some(timeout) = settings.statement_timeout {
+        let milliseconds = timeout.as_millis().to_string();
+        options.map_sqlx_postgres_opts(move |connection| {
+            connection.options([("statement_timeout", milliseconds.as_str())])
+        });
+    }
     if let Some(port) = tcp_port(url) {
         options.map_sqlx_postgres_pool_opts(move |pool| {
             pool.after_connect(move |_connection, _metadata| {
                 Box::pin(async move {
-                    // Without it each large statement waits ~40 ms for a
-                    // delayed ACK; see `super::nodelay`.
-                    if let Err(error) = super::nodelay::enable_for_peer_port(port) {
-                        tracing::warn!(%error, "cannot set TCP_NODELAY on the database connection");
+                    // Without TCP_NODELAY each large statement waits ~40 ms
+                    // for a delayed ACK; without keepalive a silently lost
+                    // server holds the connection for hours. See
+                    // `super::socket_options`.
+                    if let Err(error) = super::socket_options::tune_for_peer_port(port) {
+                        tracing::warn!(%error, "cannot set TCP_NODELAY and keepalive on the database connection");
                     }
                     Ok(())
                 })

@@ -6,7 +6,7 @@
 
 pub mod database;
 pub mod dedup;
-pub mod nodelay;
+pub mod socket_options;
 pub mod outage;
 pub mod outcomes;
 pub mod partitions;

@@ -7,6 +7,12 @@
 //! consumption instead, exactly like an unreachable database. Serialization
 //! failures and deadlocks are retried in place. Everything else is taken to
 //! be about the callbacks in hand and goes through the per-callback retries.
+//!
+//! A schema that does not fit the statements (a column, table, function or
+//! type missing or changed: an upgrade half done, a migration running) is a
+//! deployment fault, not a fault of the callbacks: it holds like an outage,
+//! and `/readyz` says which. So does a statement cancelled for taking too
+//! long (`statement_timeout`): the database is overloaded or locked.
 
 use sea_orm::sqlx;
 use sea_orm::{DbErr, RuntimeErr};
@@ -16,6 +22,11 @@ use sea_orm::{DbErr, RuntimeErr};
 pub enum DbFailure {
     /// The database cannot take writes now: hold the batch and wait.
     Outage,
+    /// The schema does not fit the statements: hold like an outage.
+    Schema,
+    /// Cancelled by `statement_timeout` (or an administrator): the
+    /// database is too slow now. Writes hold; reads answer 503.
+    Cancelled,
     /// A conflict with a concurrent transaction: run it again.
     Conflict,
     /// Possibly about these callbacks: isolate them and retry each.
@@ -40,6 +51,25 @@ fn is_outage_state(code: &str) -> bool {
         )
 }
 
+/// SQLSTATEs that mean the schema does not match what the statements expect.
+fn is_schema_state(code: &str) -> bool {
+    matches!(
+        code,
+        // undefined column, table, function, object (a type), schema
+        "42703" | "42P01" | "42883" | "42704" | "3F000"
+        // datatype mismatch, wrong object type, an old plan's result type changed
+        | "42804" | "42809" | "0A000"
+    )
+}
+
+impl DbFailure {
+    /// Whether the database as a whole cannot take these writes now (so the
+    /// batch is held, not retried callback by callback).
+    pub fn holds(self) -> bool {
+        matches!(self, Self::Outage | Self::Schema | Self::Cancelled)
+    }
+}
+
 pub fn classify(error: &DbErr) -> DbFailure {
     let runtime = match error {
         DbErr::ConnectionAcquire(_) => return DbFailure::Outage,
@@ -52,7 +82,9 @@ pub fn classify(error: &DbErr) -> DbFailure {
     match sqlx_error.as_ref() {
         sqlx::Error::Database(database) => match database.code().as_deref() {
             Some("40001" | "40P01") => DbFailure::Conflict,
+            Some("57014") => DbFailure::Cancelled,
             Some(code) if is_outage_state(code) => DbFailure::Outage,
+            Some(code) if is_schema_state(code) => DbFailure::Schema,
             _ => DbFailure::Other,
         },
         sqlx::Error::Io(_)
@@ -78,6 +110,12 @@ mod tests {
         }
         for code in ["23505", "22P02", "P0001", "40001", "42P01"] {
             assert!(!is_outage_state(code), "{code}");
+        }
+        for code in ["42703", "42P01", "42883", "42804"] {
+            assert!(is_schema_state(code), "{code}");
+        }
+        for code in ["23505", "22P02", "22P05", "23514", "P0001"] {
+            assert!(!is_schema_state(code), "{code}");
         }
     }
 

@@ -6,7 +6,7 @@
 use sea_orm::{DbErr, QueryResult};
 use serde::Deserialize;
 
-use crate::metrics::{CONFLICTING_OUTCOMES, FINAL_OUTCOMES, TIME_TO_FINAL};
+use crate::metrics::{CONFLICTING_OUTCOMES, FINAL_OUTCOMES, FOREIGN_ACCOUNT_EVENTS, TIME_TO_FINAL};
 
 /// One message that reached a final status in a batch.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -22,6 +22,9 @@ pub struct FinalOutcome {
 pub struct OutcomeReport {
     pub finals: Vec<FinalOutcome>,
     pub newly_conflicting: u64,
+    /// Events stored that another account than the message's owner signed
+    /// (kept, but they changed nothing).
+    pub foreign_account_events: u64,
 }
 
 impl OutcomeReport {
@@ -33,18 +36,17 @@ impl OutcomeReport {
         };
         let finals = serde_json::from_str(&finals).map_err(|e| DbErr::Custom(e.to_string()))?;
         let newly_conflicting: i64 = row.try_get("", "newly_conflicting")?;
+        let foreign_account_events: i64 = row.try_get("", "foreign_events")?;
         Ok(Self {
             finals,
             newly_conflicting: u64::try_from(newly_conflicting).unwrap_or(0),
+            foreign_account_events: u64::try_from(foreign_account_events).unwrap_or(0),
         })
     }
 
     pub fn record_metrics(&self) {
         for outcome in &self.finals {
-            let error_code = outcome
-                .error_code
-                .map(|c| c.to_string())
-                .unwrap_or_default();
+            let error_code = error_code_label(outcome.error_code);
             metrics::counter!(
                 FINAL_OUTCOMES.name,
                 "status" => outcome.status.clone(),
@@ -57,5 +59,23 @@ impl OutcomeReport {
         if self.newly_conflicting > 0 {
             metrics::counter!(CONFLICTING_OUTCOMES.name).increment(self.newly_conflicting);
         }
+        if self.foreign_account_events > 0 {
+            metrics::counter!(FOREIGN_ACCOUNT_EVENTS.name).increment(self.foreign_account_events);
+            tracing::warn!(
+                events = self.foreign_account_events,
+                "callbacks signed by another account than their message's owner: kept in the history, the messages unchanged"
+            );
+        }
+    }
+}
+
+/// The `error_code` label: the code when Twilio's table knows it, `other`
+/// otherwise, empty for none. A label takes a bounded set of values
+/// whatever codes arrive.
+fn error_code_label(code: Option<i32>) -> String {
+    match code {
+        None => String::new(),
+        Some(code) if twilio_protocol::error_codes::is_known(code) => code.to_string(),
+        Some(_) => "other".to_owned(),
     }
 }

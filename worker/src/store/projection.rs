@@ -8,6 +8,9 @@
 //! - the error code is the one of the event carrying the current status;
 //! - counts add up, terminal-outcome bits OR together, and two different
 //!   outcomes (delivered and undelivered, say) flag `conflicting_outcomes`;
+//! - a message belongs to the account it was first recorded under: an event
+//!   another account signed is kept, marked `foreign_account`, and changes
+//!   nothing (`OWNED_BATCH`);
 //! - the first known account and addresses are kept;
 //! - `final_at` is the earliest receipt of a final status (rank 4 or more).
 //!
@@ -241,29 +244,36 @@ static BATCH: LazyLock<String> = LazyLock::new(|| {
 /// and what the batch did to the delivery report (`OUTCOME_REPORT`).
 pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH batch AS (
+        "WITH received AS (
            {batch}
-         ), inserted AS (
+         ), {owned}, inserted AS (
            {insert}
          ), deltas AS (
            SELECT b.message_sid,
-             (array_agg(b.status ORDER BY b.status_precedence DESC, b.dedup_key))[1] AS status,
-             (array_agg(b.status_rank ORDER BY b.status_precedence DESC, b.dedup_key))[1]
+             (array_agg(b.status ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
+               AS status,
+             (array_agg(b.status_rank ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
                AS status_rank,
-             max(b.status_precedence) AS status_precedence,
-             (array_agg(b.error_code ORDER BY b.status_precedence DESC, b.dedup_key))[1]
+             max(b.projected_precedence) AS status_precedence,
+             (array_agg(b.error_code ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
                AS error_code,
              (array_agg(b.account_sid ORDER BY b.dedup_key)
-               FILTER (WHERE b.account_sid IS NOT NULL))[1] AS account_sid,
+               FILTER (WHERE b.account_sid IS NOT NULL AND NOT b.foreign_account))[1]
+               AS account_sid,
              (array_agg(b.from_address ORDER BY b.dedup_key)
-               FILTER (WHERE b.from_address IS NOT NULL))[1] AS from_address,
+               FILTER (WHERE b.from_address IS NOT NULL AND NOT b.foreign_account))[1]
+               AS from_address,
              (array_agg(b.to_address ORDER BY b.dedup_key)
-               FILTER (WHERE b.to_address IS NOT NULL))[1] AS to_address,
+               FILTER (WHERE b.to_address IS NOT NULL AND NOT b.foreign_account))[1]
+               AS to_address,
              min(b.received_at) AS first_seen_at,
              max(b.received_at) AS last_seen_at,
              count(*)::integer AS event_count,
-             bit_or(b.outcome_bit) AS terminal_outcomes,
-             min(b.received_at) FILTER (WHERE b.status_rank >= 4) AS final_at
+             bit_or(CASE WHEN b.foreign_account THEN 0 ELSE b.outcome_bit END)
+               AS terminal_outcomes,
+             min(b.received_at) FILTER (WHERE b.status_rank >= 4 AND NOT b.foreign_account)
+               AS final_at,
+             count(*) FILTER (WHERE b.foreign_account) AS foreign_events
            FROM batch b JOIN inserted USING (message_sid, dedup_key)
            GROUP BY b.message_sid
          ), prior AS (
@@ -282,11 +292,39 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            WHERE d.final_at IS NOT NULL
          )
          SELECT (SELECT count(*) FROM inserted) AS inserted,
+           (SELECT COALESCE(sum(foreign_events), 0)::bigint FROM deltas) AS foreign_events,
            {OUTCOME_REPORT}",
         batch = *BATCH,
+        owned = OWNED_BATCH,
         insert = *INSERT_EVENTS,
     )
 });
+
+/// Marks each row of `received` (the batch as sent) that a different
+/// account than the message's owner signed: the owner is the account the
+/// message was first recorded under (`messages.account_sid`), or, for a
+/// message new to the store, the account of its earliest event in the
+/// batch. A marked row (`foreign_account`) is stored, but projected with
+/// precedence -1: it never moves the status, and adds no outcome, final
+/// time, account or address. Defines `batch`, what the rest reads.
+const OWNED_BATCH: &str = "owners AS (
+           SELECT m.message_sid, m.account_sid FROM messages m
+           WHERE m.message_sid IN (SELECT message_sid FROM received)
+             AND m.account_sid IS NOT NULL
+         ), first_accounts AS (
+           SELECT DISTINCT ON (r.message_sid) r.message_sid, r.account_sid
+           FROM received r WHERE r.account_sid IS NOT NULL
+           ORDER BY r.message_sid, r.received_at, r.dedup_key
+         ), batch AS (
+           SELECT r.*,
+             COALESCE(r.account_sid <> COALESCE(o.account_sid, f.account_sid), false)
+               AS foreign_account,
+             CASE WHEN r.account_sid <> COALESCE(o.account_sid, f.account_sid)
+                  THEN -1 ELSE r.status_precedence END AS projected_precedence
+           FROM received r
+           LEFT JOIN owners o USING (message_sid)
+           LEFT JOIN first_accounts f USING (message_sid)
+         )";
 
 /// What a batch did to the delivery report (see `outcomes`): the messages
 /// it brought to their first final status, and how many it made
@@ -320,9 +358,9 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO message_status_events
            (received_at, persisted_at, request_id, error_code, status_rank, json_body, dedup_key,
-            message_sid, status, source, idempotency_token, raw_payload)
+            message_sid, status, source, idempotency_token, raw_payload, foreign_account)
          SELECT received_at, $2, request_id, error_code, status_rank, json_body, dedup_key,
-                message_sid, status, source, idempotency_token, raw_payload
+                message_sid, status, source, idempotency_token, raw_payload, foreign_account
          FROM batch b
          WHERE NOT (b.near_midnight AND EXISTS (
            SELECT 1 FROM message_status_events e
@@ -340,7 +378,8 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 /// database ceiling of the benchmark measures against `STORE_BATCH`.
 pub static INSERT_EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH batch AS ({batch}), inserted AS ({insert})
+        "WITH batch AS (SELECT r.*, false AS foreign_account FROM ({batch}) r),
+           inserted AS ({insert})
          SELECT (SELECT count(*) FROM inserted) AS inserted",
         batch = *BATCH,
         insert = *INSERT_EVENTS,

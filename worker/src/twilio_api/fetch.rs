@@ -78,8 +78,7 @@ impl TwilioClient {
         message_sid: &str,
     ) -> Result<FetchedMessage, FetchError> {
         let (account, credentials) = self
-            .api
-            .credentials_for(account_sid)
+            .credentials(account_sid)
             .ok_or_else(|| FetchError::NoCredentials(account_sid.unwrap_or("(none)").to_owned()))?;
         let url = self.account_url(&account, &format!("Messages/{message_sid}.json"));
         let answer = self

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::config::{ApiCredentials, SendingConfig, TwilioApiConfig};
+use twilio_protocol::callback::is_account_sid;
 
 type HttpsClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
@@ -70,13 +71,21 @@ impl TwilioClient {
     /// The account a lookup of a message of `account_sid` is made as (its
     /// own, or the main one when it has none); `None` without credentials.
     pub fn account_for(&self, account_sid: Option<&str>) -> Option<String> {
-        self.api
-            .credentials_for(account_sid)
-            .map(|(account, _)| account)
+        self.credentials(account_sid).map(|(account, _)| account)
     }
 
     pub fn can_send(&self) -> bool {
         self.sending.is_some()
+    }
+
+    /// The account to ask as and its credentials, for a message of
+    /// `account_sid` (see `credentials_for`); `None` without credentials, or
+    /// when the account SID is malformed: a callback's text never reaches a URL
+    /// unchecked.
+    fn credentials(&self, account_sid: Option<&str>) -> Option<(String, ApiCredentials)> {
+        self.api
+            .credentials_for(account_sid)
+            .filter(|(account, _)| is_account_sid(account))
     }
 
     /// `{base}/2010-04-01/Accounts/{account}/{rest}`.

@@ -89,8 +89,7 @@ impl TwilioClient {
             return Err(SendError::NotConfigured);
         };
         let (account_sid, credentials) = self
-            .api
-            .credentials_for(request.account_sid.as_deref())
+            .credentials(request.account_sid.as_deref())
             .ok_or_else(|| {
             SendError::NoCredentials(request.account_sid.clone().unwrap_or_default())
         })?;

@@ -4,9 +4,10 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use testkit::TestDatabase;
 
 /// sqlx 0.9.0 leaves Nagle's algorithm on, which costs ~40 ms per large
-/// statement; the worker's pool turns it off on every connection it opens.
+/// statement, and sets no keepalive, so a silently lost peer would hold a
+/// connection for hours; the worker's pool sets both on every connection.
 #[tokio::test]
-async fn pool_connections_have_tcp_nodelay() {
+async fn pool_connections_have_tcp_nodelay_and_keepalive() {
     let database = TestDatabase::new().await;
     assert!(
         database.url.starts_with("postgres://") && !database.url.contains("host=/"),
@@ -25,7 +26,14 @@ async fn pool_connections_have_tcp_nodelay() {
         .unwrap()
         .unwrap();
     let client_port: i32 = row.try_get("", "port").unwrap();
-    let nodelay =
-        worker::store::nodelay::nodelay_of_local_port(u16::try_from(client_port).unwrap());
-    assert_eq!(nodelay.unwrap(), Some(true));
+    let options =
+        worker::store::socket_options::options_of_local_port(u16::try_from(client_port).unwrap())
+            .unwrap()
+            .unwrap();
+    assert!(options.nodelay, "{options:?}");
+    assert!(options.keepalive, "{options:?}");
+    assert_eq!(
+        options.keepalive_idle,
+        worker::store::socket_options::KEEPALIVE_IDLE
+    );
 }

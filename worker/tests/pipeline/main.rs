@@ -2,6 +2,8 @@
 //! topology and its own freshly migrated database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
+mod accounts;
 mod api;
 mod batches;
 mod database;

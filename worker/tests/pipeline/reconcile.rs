@@ -19,8 +19,8 @@ use worker::entity::message_status_event;
 use worker::reconcile::{Action, Reconciler, RunSummary};
 use worker::store::projection::SentMessage;
 
-const MAIN: &str = "ACmain0000000000000000000000000000";
-const SUB: &str = "ACsub00000000000000000000000000000";
+const MAIN: &str = "AC000000000000000000000000000000aa";
+const SUB: &str = "AC000000000000000000000000000000bb";
 
 struct Rig {
     pipeline: TestPipeline,
@@ -293,7 +293,7 @@ async fn a_message_twilio_does_not_know_is_recorded_once_and_never_asked_again()
 async fn each_account_is_asked_with_its_own_credentials() {
     let rig = rig().await;
     let (of_sub, of_other) = (message_sid(21), message_sid(22));
-    let other = "ACother000000000000000000000000000";
+    let other = "AC000000000000000000000000000000cc";
     rig.callback(&of_sub, "sent", SUB, HOURS_13).await;
     rig.callback(&of_other, "sent", other, HOURS_13).await;
     // The subaccount with its own (first) token; an unlisted account through

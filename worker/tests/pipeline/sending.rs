@@ -187,7 +187,7 @@ async fn a_configured_api_token_is_required() {
 }
 
 #[tokio::test]
-async fn bound_beyond_loopback_without_a_token_sending_is_refused() {
+async fn bound_beyond_loopback_without_a_token_the_api_is_refused() {
     let twilio = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(500))
@@ -222,11 +222,19 @@ async fn bound_beyond_loopback_without_a_token_sending_is_refused() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
-    // Reads stay open.
-    let unknown = reqwest::get(format!("{}/messages/{SENT_SID}", worker.address))
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    // Reads too: they show phone numbers. The probes stay open.
+    for path in [format!("/messages/{SENT_SID}"), "/stats".to_owned()] {
+        let refused = reqwest::get(format!("{}{path}", worker.address))
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+    }
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let open = reqwest::get(format!("{}{probe}", worker.address))
+            .await
+            .unwrap();
+        assert_eq!(open.status(), 200, "{probe}");
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,11 @@
-//! TCP_NODELAY for sockets that a library opened without it.
+//! TCP_NODELAY and TCP keepalive for sockets that a library opened without
+//! them.
+//!
+//! Keepalive: a connection whose peer vanished silently (a failover, a
+//! dropped NAT entry) would otherwise wait for the kernel's two hours before
+//! failing, holding a batch's deliveries past RabbitMQ's consumer_timeout.
+//! With `KEEPALIVE_IDLE` and `KEEPALIVE_INTERVAL` it fails in about two
+//! minutes (Linux's nine probes), and the worker holds and reconnects.
 //!
 //! sqlx 0.9.0 stopped setting TCP_NODELAY on its Postgres connections
 //! (transact-rs/sqlx#4335; fixed upstream by #4336, not released yet). With
@@ -14,11 +21,17 @@
 //! in the worker, its only user.
 
 use std::io;
+use std::time::Duration;
 
-/// Sets TCP_NODELAY on every TCP socket of this process whose peer port is
-/// `peer_port` and which does not have it yet. Returns how many it changed.
-/// A no-op returning 0 outside Linux (it reads `/proc/self/fd`).
-pub fn enable_for_peer_port(peer_port: u16) -> io::Result<usize> {
+/// Idle time before the first keepalive probe.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// Time between unanswered probes.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Sets TCP_NODELAY and keepalive on every TCP socket of this process whose
+/// peer port is `peer_port` and which does not have them yet. Returns how
+/// many it changed. A no-op returning 0 outside Linux (it reads `/proc/self/fd`).
+pub fn tune_for_peer_port(peer_port: u16) -> io::Result<usize> {
     let mut changed = 0;
     #[cfg(target_os = "linux")]
     linux::for_each_socket(|socket| {
@@ -29,6 +42,11 @@ pub fn enable_for_peer_port(peer_port: u16) -> io::Result<usize> {
             .is_some_and(|address| address.port() == peer_port);
         if to_peer_port && !socket.tcp_nodelay().unwrap_or(true) {
             socket.set_tcp_nodelay(true)?;
+            socket.set_tcp_keepalive(
+                &socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE_IDLE)
+                    .with_interval(KEEPALIVE_INTERVAL),
+            )?;
             changed += 1;
         }
         Ok(())
@@ -38,11 +56,19 @@ pub fn enable_for_peer_port(peer_port: u16) -> io::Result<usize> {
     Ok(changed)
 }
 
-/// Whether this process's TCP socket bound to `local_port` has TCP_NODELAY;
-/// `None` if there is no such socket (always, outside Linux). For tests and
+/// What a socket of ours has set (`tune_for_peer_port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOptions {
+    pub nodelay: bool,
+    pub keepalive: bool,
+    pub keepalive_idle: Duration,
+}
+
+/// The options of this process's TCP socket bound to `local_port`; `None`
+/// if there is no such socket (always, outside Linux). For tests and
 /// diagnostics: a database session tells its client port
 /// (`inet_client_port()`), this finds our end of it.
-pub fn nodelay_of_local_port(local_port: u16) -> io::Result<Option<bool>> {
+pub fn options_of_local_port(local_port: u16) -> io::Result<Option<SocketOptions>> {
     let mut found = None;
     #[cfg(target_os = "linux")]
     linux::for_each_socket(|socket| {
@@ -52,7 +78,11 @@ pub fn nodelay_of_local_port(local_port: u16) -> io::Result<Option<bool>> {
             .and_then(|address| address.as_socket())
             .is_some_and(|address| address.port() == local_port);
         if bound_here && socket.peer_addr().is_ok() {
-            found = Some(socket.tcp_nodelay()?);
+            found = Some(SocketOptions {
+                nodelay: socket.tcp_nodelay()?,
+                keepalive: socket.keepalive()?,
+                keepalive_idle: socket.tcp_keepalive_time()?,
+            });
         }
         Ok(())
     })?;
@@ -102,7 +132,7 @@ mod linux {
         // with this call. If another thread closes it in between, socket
         // calls on it fail with EBADF, or act on whatever reused the number:
         // callers only read addresses and options and set TCP_NODELAY, which
-        // harms no socket; no memory is involved.
+        // and keepalive harm no socket; no memory is involved.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         visit(SockRef::from(&fd))
     }
@@ -114,30 +144,31 @@ mod tests {
     use std::net::{TcpListener, TcpStream};
 
     #[test]
-    fn sets_nodelay_only_on_sockets_to_the_given_port() {
+    fn tunes_only_the_sockets_to_the_given_port() {
         let target = TcpListener::bind("127.0.0.1:0").unwrap();
         let other = TcpListener::bind("127.0.0.1:0").unwrap();
         let to_target = TcpStream::connect(target.local_addr().unwrap()).unwrap();
         let to_other = TcpStream::connect(other.local_addr().unwrap()).unwrap();
         assert!(!to_target.nodelay().unwrap(), "Linux default is Nagle on");
 
-        let changed = enable_for_peer_port(target.local_addr().unwrap().port()).unwrap();
+        let changed = tune_for_peer_port(target.local_addr().unwrap().port()).unwrap();
 
         assert_eq!(changed, 1);
         assert!(to_target.nodelay().unwrap());
         assert!(!to_other.nodelay().unwrap());
         assert_eq!(
-            enable_for_peer_port(target.local_addr().unwrap().port()).unwrap(),
+            tune_for_peer_port(target.local_addr().unwrap().port()).unwrap(),
             0
         );
         let local_port = |stream: &TcpStream| stream.local_addr().unwrap().port();
-        assert_eq!(
-            nodelay_of_local_port(local_port(&to_target)).unwrap(),
-            Some(true)
-        );
-        assert_eq!(
-            nodelay_of_local_port(local_port(&to_other)).unwrap(),
-            Some(false)
-        );
+        let tuned = options_of_local_port(local_port(&to_target))
+            .unwrap()
+            .unwrap();
+        assert!(tuned.nodelay && tuned.keepalive);
+        assert_eq!(tuned.keepalive_idle, KEEPALIVE_IDLE);
+        let untouched = options_of_local_port(local_port(&to_other))
+            .unwrap()
+            .unwrap();
+        assert!(!untouched.nodelay && !untouched.keepalive);
     }
 }

@@ -1,12 +1,18 @@
-//! The worker's HTTP port: probes, metrics and the read API.
+//! The worker's HTTP port: probes, metrics and the API (reading messages
+//! and statistics, sending), the API behind its token (`access`).
+
+mod access;
+mod error;
+
+pub use access::{ApiAccess, Scope};
+pub use error::ApiError;
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use twilio_protocol::callback::MessageSid;
 use twilio_protocol::error_codes::{describe, ErrorCodeInfo};
 use twilio_protocol::status::MessageStatus;
@@ -19,86 +25,51 @@ use crate::store::projection::SentMessage;
 use crate::twilio_api::{SendError, SendRequest, TwilioClient};
 
 pub struct HttpState {
+    /// The writers' pool: probes and recording a sent message.
     pub db: DatabaseConnection,
+    /// The readers' own small pool, with a statement timeout: however many
+    /// read at once, the writers keep their connections.
+    pub reads: DatabaseConnection,
     pub health: Arc<WorkerHealth>,
     /// `None` when no Twilio API credentials are configured.
     pub twilio: Option<TwilioClient>,
-    pub write_access: WriteAccess,
+    pub access: ApiAccess,
     /// What counts as stale, per status (`WORKER_RECONCILE_AFTER`).
     pub stale_after: Vec<(MessageStatus, std::time::Duration)>,
 }
 
-/// Who may call the write endpoint (POST /messages).
-pub enum WriteAccess {
-    /// Bound to loopback with no token: local callers only.
-    LocalOnly,
-    /// `Authorization: Bearer <token>` required.
-    Token(SecretString),
-    /// Bound beyond loopback without a token: refused.
-    Refused,
-}
-
-impl WriteAccess {
-    pub fn new(token: Option<SecretString>, addr: std::net::SocketAddr) -> Self {
-        match token {
-            Some(token) => Self::Token(token),
-            None if addr.ip().is_loopback() => Self::LocalOnly,
-            None => Self::Refused,
-        }
-    }
-
-    /// The answer refusing `request`, if it may not write.
-    fn refusal(&self, request: &HttpRequest) -> Option<HttpResponse> {
-        match self {
-            Self::LocalOnly => None,
-            Self::Refused => Some(HttpResponse::Forbidden().json(serde_json::json!({
-                "error": "POST /messages needs WORKER_API_TOKEN when WORKER_ADDR is not a loopback address"
-            }))),
-            Self::Token(expected) => {
-                let presented = request
-                    .headers()
-                    .get("Authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .unwrap_or("");
-                if bool::from(presented.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
-                    None
-                } else {
-                    Some(HttpResponse::Unauthorized()
-                        .insert_header(("WWW-Authenticate", "Bearer"))
-                        .json(serde_json::json!({ "error": "missing or wrong bearer token" })))
-                }
-            }
-        }
-    }
-}
-
+/// The probes are open; every other route needs the API token (`access`).
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/messages/{message_sid}", web::get().to(get_message))
-        .route("/stats", web::get().to(get_stats))
-        .route("/messages", web::post().to(send_message));
+        .service(
+            web::scope("")
+                .wrap(from_fn(access::require_token))
+                .route("/messages/{message_sid}", web::get().to(get_message))
+                .route("/stats", web::get().to(get_stats))
+                .route("/messages", web::post().to(send_message)),
+        );
 }
 
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().body("ok")
 }
 
-/// Ready when consuming, the database answers now, and the last write
-/// attempt did not find it refusing writes (read-only, disk full).
+/// Ready when consuming, the database answers now, and writes are not held
+/// (refused, or a schema that does not fit: `holding` says which).
 async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     let consuming = state.health.consuming();
     let database_up = store::database_reachable(&state.db).await;
-    let writable = state.health.database_up();
+    let holding = state.health.holding();
     let body = serde_json::json!({
         "consuming": consuming,
         "database": database_up,
-        "writable": writable,
+        "writable": holding.is_none(),
+        "holding": holding,
     });
-    if consuming && database_up && writable {
+    if consuming && database_up && holding.is_none() {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)
@@ -152,27 +123,22 @@ struct EventView {
     /// `callback`, or `reconciliation` (learned from the Messages API; the
     /// raw payload is then the API's answer).
     source: String,
+    /// Signed by another account than the message's: it changed nothing.
+    foreign_account: bool,
     raw_payload: serde_json::Value,
 }
 
-async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> HttpResponse {
-    let sid = match MessageSid::parse(&path.into_inner()) {
-        Ok(sid) => sid,
-        Err(error) => {
-            return HttpResponse::BadRequest()
-                .json(serde_json::json!({ "error": error.to_string() }))
-        }
-    };
-    let found = message::Entity::find_by_id(sid.as_str().to_owned())
-        .one(&state.db)
-        .await;
-    let message = match found {
-        Ok(Some(message)) => message,
-        Ok(None) => {
-            return HttpResponse::NotFound().json(serde_json::json!({ "error": "unknown message" }))
-        }
-        Err(error) => return database_error(error),
-    };
+async fn get_message(
+    path: web::Path<String>,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, ApiError> {
+    let sid = MessageSid::parse(&path.into_inner())
+        .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let message = message::Entity::find_by_id(sid.as_str().to_owned())
+        .one(&state.reads)
+        .await
+        .map_err(ApiError::from_read)?
+        .ok_or(ApiError::NotFound)?;
     // Its events were received between its first and last sighting: the
     // bounds leave out the history's other days (partitions) before any is read.
     let events = message_status_event::Entity::find()
@@ -184,13 +150,10 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
         .order_by_asc(message_status_event::Column::ReceivedAt)
         .order_by_asc(message_status_event::Column::PersistedAt)
         .order_by_asc(message_status_event::Column::DedupKey)
-        .all(&state.db)
-        .await;
-    let events = match events {
-        Ok(events) => events,
-        Err(error) => return database_error(error),
-    };
-    HttpResponse::Ok().json(MessageView {
+        .all(&state.reads)
+        .await
+        .map_err(ApiError::from_read)?;
+    Ok(HttpResponse::Ok().json(MessageView {
         message_sid: message.message_sid,
         status: message.status,
         error_code: message.error_code,
@@ -219,10 +182,11 @@ async fn get_message(path: web::Path<String>, state: web::Data<HttpState>) -> Ht
                 idempotency_token: event.idempotency_token,
                 request_id: event.request_id,
                 source: event.source,
+                foreign_account: event.foreign_account,
                 raw_payload: event.raw_payload,
             })
             .collect(),
-    })
+    }))
 }
 
 #[derive(serde::Deserialize)]
@@ -232,32 +196,24 @@ struct StatsQuery {
 }
 
 /// How messages first seen in the window fared (`stats`).
-async fn get_stats(query: web::Query<StatsQuery>, state: web::Data<HttpState>) -> HttpResponse {
-    let window = match Window::parse(
+async fn get_stats(
+    query: web::Query<StatsQuery>,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, ApiError> {
+    let window = Window::parse(
         query.since.as_deref(),
         query.until.as_deref(),
         chrono::Utc::now(),
-    ) {
-        Ok(window) => window,
-        Err(error) => {
-            return HttpResponse::BadRequest().json(serde_json::json!({ "error": error }))
-        }
-    };
-    match stats::compute(&state.db, window, &state.stale_after).await {
-        Ok(stats) => HttpResponse::Ok().json(stats),
-        Err(error) => database_error(error),
-    }
+    )
+    .map_err(ApiError::BadRequest)?;
+    let stats = stats::compute(&state.reads, window, &state.stale_after)
+        .await
+        .map_err(ApiError::from_read)?;
+    Ok(HttpResponse::Ok().json(stats))
 }
 
 /// Sends a message through Twilio with our StatusCallback and records it.
-async fn send_message(
-    request: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<HttpState>,
-) -> HttpResponse {
-    if let Some(refusal) = state.write_access.refusal(&request) {
-        return refusal;
-    }
+async fn send_message(body: web::Bytes, state: web::Data<HttpState>) -> HttpResponse {
     let Some(sender) = state.twilio.as_ref().filter(|client| client.can_send()) else {
         return HttpResponse::ServiceUnavailable().json(
             serde_json::json!({ "error": "sending is not configured (TWILIO_ACCOUNT_SID with its credentials, and PUBLIC_BASE_URL)" }),
@@ -328,9 +284,4 @@ fn twilio_failure(error: SendError) -> HttpResponse {
         }
         other => HttpResponse::BadGateway().json(serde_json::json!({ "error": other.to_string() })),
     }
-}
-
-fn database_error(error: sea_orm::DbErr) -> HttpResponse {
-    tracing::warn!(%error, "read API database error");
-    HttpResponse::ServiceUnavailable().json(serde_json::json!({ "error": "database unavailable" }))
 }
