@@ -25,7 +25,7 @@ pub fn bad_config(program: &str, message: &str) -> ExitCode {
 pub fn one_line(message: &str) -> String {
     message
         .lines()
-        .take_while(|line| !line.starts_with("Usage:"))
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more information"))
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()

@@ -72,8 +72,9 @@ impl Application {
         let db = connect_pool(
             url,
             PoolSettings {
-                size: config.database_pool_size,
+                application_name: "worker-writes",
                 statement_timeout: Some(WRITE_STATEMENT_TIMEOUT),
+                ..PoolSettings::unbounded(config.database_pool_size)
             },
         )
         .await?;

@@ -76,9 +76,11 @@ fn sqlstate(error: &DbErr) -> Option<String> {
 /// The read API's own pool: enough for a few readers at once; more wait
 /// (up to the acquire timeout) instead of taking the writers' connections.
 pub const READ_POOL: PoolSettings = PoolSettings {
+    application_name: "worker-reads",
     size: 4,
-    // With the 3 s acquire timeout, every read answers within 15 s
-    // (Twilio's own patience, and a dashboard's).
+    // A reader waits up to 4 s for a connection and its statement runs at
+    // most 10 s: every read answers within 15 s.
+    acquire_timeout: Duration::from_secs(4),
     statement_timeout: Some(Duration::from_secs(10)),
 };
 
@@ -89,18 +91,24 @@ pub const WRITE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How a pool is sized and how long its statements may run.
 #[derive(Clone, Copy, Debug)]
 pub struct PoolSettings {
+    /// What `pg_stat_activity` shows for its connections.
+    pub application_name: &'static str,
     pub size: u32,
     /// `statement_timeout` on its connections; `None`: the server's (none by
     /// default), for migrations and one-off commands.
     pub statement_timeout: Option<Duration>,
+    /// How long a caller waits for a free connection.
+    pub acquire_timeout: Duration,
 }
 
 impl PoolSettings {
     /// A pool of `size` whose statements run as long as they need.
     pub fn unbounded(size: u32) -> Self {
         Self {
+            application_name: "worker",
             size,
             statement_timeout: None,
+            acquire_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -118,15 +126,21 @@ pub async fn connect_pool(url: &str, settings: PoolSettings) -> Result<DatabaseC
         .max_connections(settings.size)
         .min_connections(0)
         .connect_timeout(Duration::from_secs(3))
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(settings.acquire_timeout)
         .connect_lazy(true)
         .sqlx_logging(false);
-    if let Some(timeout) = settings.statement_timeout {
-        let milliseconds = timeout.as_millis().to_string();
-        options.map_sqlx_postgres_opts(move |connection| {
-            connection.options([("statement_timeout", milliseconds.as_str())])
-        });
-    }
+    let statement_timeout = settings
+        .statement_timeout
+        .map(|timeout| timeout.as_millis().to_string());
+    options.map_sqlx_postgres_opts(move |connection| {
+        let connection = connection.application_name(settings.application_name);
+        match &statement_timeout {
+            Some(milliseconds) => {
+                connection.options([("statement_timeout", milliseconds.as_str())])
+            }
+            None => connection,
+        }
+    });
     if let Some(port) = tcp_port(url) {
         options.map_sqlx_postgres_pool_opts(move |pool| {
             pool.after_connect(move |_connection, _metadata| {

@@ -318,6 +318,41 @@ async fn postgres_down_for_30_seconds_under_load() {
         .await;
 }
 
+/// An upgrade's schema change under load: a column the store statement
+/// writes is renamed for 20 s while 30 callbacks/s stream in. The worker
+/// holds (schema mismatch, not a bad message): nothing is dead-lettered and
+/// every callback answered 2xx is stored once the schema fits again.
+#[tokio::test]
+async fn schema_changed_for_20_seconds_under_load() {
+    use sea_orm::ConnectionTrait;
+    let rig = Rig::new().await;
+    let ingest = rig.ingest().await;
+    let worker = rig.worker().await;
+    // 300 messages, 900 callbacks at 3 × 10/s: about 30 s of traffic.
+    let traffic = Traffic::start_for(300, &ingest, 3, Some(10), |_| 150).await;
+    rig.db
+        .execute_unprepared("ALTER TABLE messages RENAME COLUMN to_address TO to_address_v2")
+        .await
+        .unwrap();
+    wait_for("the worker to hold", Duration::from_secs(30), || async {
+        readyz_text(&worker)
+            .await
+            .contains("schema_mismatch")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    rig.db
+        .execute_unprepared("ALTER TABLE messages RENAME COLUMN to_address_v2 TO to_address")
+        .await
+        .unwrap();
+    let (load, all) = traffic.finished().await;
+    assert!(load.refused.is_empty(), "{} refused", load.refused.len());
+    worker.wait_ready().await;
+    rig.assert_exact(&load, &all, "a column renamed for 20 s under load")
+        .await;
+}
+
 /// Restores RabbitMQ's memory watermark when dropped, even on a failed assertion.
 struct MemoryAlarm {
     previous: String,

@@ -15,6 +15,7 @@ mod helpers;
 mod history;
 mod ordering;
 mod outages;
+mod readers;
 mod reconcile;
 mod report;
 mod seams;

@@ -162,3 +162,54 @@ async fn a_dead_consumer_task_stops_the_worker_with_an_error() {
         .unwrap();
     assert!(ended.is_err(), "{ended:?}");
 }
+
+/// An upgrade's schema change under way (a column the store statement
+/// writes renamed for a while) is a deployment fault, not a fault of the
+/// callbacks: they are held, `/readyz` says why, and all are stored once
+/// the schema fits again. Nothing is retried or dead-lettered.
+#[tokio::test]
+async fn a_schema_that_does_not_fit_holds_and_dead_letters_nothing() {
+    let pipeline = TestPipeline::start_with(&["--retry-delays-ms", "600000"]).await;
+    publish_range(&pipeline.broker, 0..10, "sent").await;
+    wait_for_event_rows(&pipeline.db, 10).await;
+
+    execute(
+        &pipeline.db,
+        "ALTER TABLE messages RENAME COLUMN to_address TO to_address_renamed",
+    )
+    .await;
+    publish_range(&pipeline.broker, 10..60, "delivered").await;
+    let holding = wait_for(
+        "the worker to say it holds for the schema",
+        Duration::from_secs(30),
+        || async {
+            let response = reqwest::get(format!("{}/readyz", pipeline.worker.address))
+                .await
+                .ok()?;
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.ok()?;
+            (status == 503 && body["holding"] == "schema_mismatch").then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(holding["database"], true, "{holding}");
+    // Long enough for several held retries of the batch.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(event_rows(&pipeline.db).await, 10);
+    assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
+
+    execute(
+        &pipeline.db,
+        "ALTER TABLE messages RENAME COLUMN to_address_renamed TO to_address",
+    )
+    .await;
+    wait_for_event_rows(&pipeline.db, 60).await;
+    pipeline.worker.wait_ready().await;
+    wait_until_drained(&pipeline.broker).await;
+    assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
+    for n in [10u64, 35, 59] {
+        let message = message_row(&pipeline.db, &message_sid(n)).await;
+        assert_eq!(message.event_count, 1);
+        assert_eq!(message.to_address.as_deref(), Some("+15558675310"));
+    }
+}
