@@ -38,10 +38,16 @@ RUN apt-get update \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin app \
     && mkdir -p /var/lib/ingest/spool \
-    && chown 10001:10001 /var/lib/ingest/spool
-# ingest's spool (INGEST_SPOOL_DIR): mount a volume here so that callbacks
-# waiting for RabbitMQ outlive the container.
+    && chown 10001:10001 /var/lib/ingest/spool \
+    && chmod 0700 /var/lib/ingest/spool \
+    && ln -s spool /var/lib/ingest/ingest-spool
+# ingest's spool: mount a volume here so that callbacks waiting for RabbitMQ
+# outlive the container. It holds phone numbers: the app user's alone. The
+# programs run in /var/lib/ingest, where INGEST_SPOOL_DIR's default
+# (`ingest-spool`) links to this volume, so the image spools on it whether
+# or not INGEST_SPOOL_DIR is set.
 VOLUME /var/lib/ingest/spool
+WORKDIR /var/lib/ingest
 COPY --from=builder /src/target/release/ingest /src/target/release/worker /usr/local/bin/
 USER 10001:10001
 # ingest listens on 8080, worker on 8081 (INGEST_ADDR / WORKER_ADDR).
