@@ -1,5 +1,6 @@
 //! Building and running the ingest service: bind, wire the routes, serve
-//! until the shutdown future resolves, then close the broker connection.
+//! until the shutdown future resolves, then drain the spool into RabbitMQ
+//! (for up to `INGEST_SHUTDOWN_DRAIN_SECS`) and close the broker connection.
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
@@ -34,6 +35,8 @@ pub struct Application {
     port: u16,
     server: Server,
     publisher: CallbackPublisher,
+    /// How long the spool may take to drain after the last request.
+    shutdown_drain: Duration,
 }
 
 impl Application {
@@ -108,6 +111,7 @@ impl Application {
             port,
             server,
             publisher,
+            shutdown_drain: config.shutdown_drain,
         })
     }
 
@@ -122,7 +126,8 @@ impl Application {
 
     /// Serves until `shutdown` resolves (or `handle().stop(true)`): then
     /// stops accepting, lets in-flight requests (and their publishes)
-    /// finish, and closes the broker connection.
+    /// finish, drains the spool into RabbitMQ while it can confirm (up to
+    /// the drain window), and closes the broker connection.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()>,
@@ -137,7 +142,7 @@ impl Application {
                 served
             }
         };
-        self.publisher.shutdown().await;
+        self.publisher.shutdown(self.shutdown_drain).await;
         served
     }
 }

@@ -1,7 +1,14 @@
 //! Ingest configuration: read once from flags and environment variables
 //! (names fixed by the contract), validated before anything starts.
+//!
+//! Every number has a range, checked by clap: a value outside it is a
+//! one-line error and exit code 2, never a panic later (an `Instant` plus
+//! an absurd timeout overflows; zero HTTP workers is an assertion in
+//! actix). The bounds are wide; each says why it stops where it does.
 
-use clap::Parser;
+use clap::builder::RangedU64ValueParser;
+use clap::error::{ContextKind, ContextValue};
+use clap::{CommandFactory, Parser};
 use queue_wire::topology::{Topology, DEFAULT_PREFIX};
 use service_kit::telemetry::LogFormat;
 use std::net::SocketAddr;
@@ -12,6 +19,16 @@ use twilio_protocol::signature::AuthToken;
 
 use crate::publisher::BatchLimits;
 use crate::spool::SpoolConfig;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+/// Twilio waits 15 s at most for an answer (its `rt`/`tt` connection
+/// overrides stop there): waiting longer for anything serves no one.
+const TWILIO_TIMEOUT_MS: u64 = 15_000;
+
+/// What the deployment template (deploy/secret.yaml) puts where a secret
+/// goes: a token still holding it was never filled in.
+const PLACEHOLDER: &str = "REPLACE_ME";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -65,49 +82,68 @@ pub struct IngestArgs {
     )]
     pub amqp_url: String,
 
-    /// Largest accepted request body, in bytes.
-    #[arg(long, hide_env_values = true, env = "INGEST_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    /// Largest accepted request body, in bytes (1 KiB to 4 MiB: Twilio's
+    /// callbacks are a few hundred bytes).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BODY_LIMIT_BYTES",
+        default_value_t = 64 * 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(KIB..=4 * MIB)
+    )]
     pub body_limit_bytes: usize,
 
-    /// How long to wait for the broker's publisher confirm before answering 503.
+    /// How long to wait for the broker's publisher confirm before answering
+    /// 503 (500 to 15000: Twilio waits 15 s at most).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_CONFIRM_TIMEOUT_MS",
-        default_value_t = 5000
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(500..=TWILIO_TIMEOUT_MS)
     )]
     pub confirm_timeout_ms: u64,
 
-    /// Most callbacks published together in one broker message.
+    /// Most callbacks published together in one broker message (1 to 4096).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_BATCH_MAX_CALLBACKS",
-        default_value_t = 64
+        default_value_t = 64,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=4096)
     )]
     pub batch_max_callbacks: usize,
 
-    /// Most body bytes in one broker message (a larger callback goes alone).
-    #[arg(long, hide_env_values = true, env = "INGEST_BATCH_MAX_BYTES", default_value_t = 512 * 1024)]
+    /// Most body bytes in one broker message, a larger callback going alone
+    /// (1 KiB to 16 MiB, RabbitMQ 4's default largest message).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_BATCH_MAX_BYTES",
+        default_value_t = 512 * 1024,
+        value_parser = RangedU64ValueParser::<usize>::new().range(KIB..=16 * MIB)
+    )]
     pub batch_max_bytes: usize,
 
     /// Batch messages waiting for their confirm at once; callbacks that
-    /// arrive while all are in flight go together in the next one.
+    /// arrive while all are in flight go together in the next one (1 to 256).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_BATCHES_IN_FLIGHT",
-        default_value_t = 4
+        default_value_t = 4,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=256)
     )]
     pub batches_in_flight: usize,
 
     /// Optional wait, in microseconds, before a batch is closed (0: none; a
-    /// lone callback goes at once).
+    /// lone callback goes at once; at most 1 s).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_BATCH_LINGER_US",
-        default_value_t = 0
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u64).range(0..=1_000_000)
     )]
     pub batch_linger_us: u64,
 
@@ -123,52 +159,86 @@ pub struct IngestArgs {
     pub spool_dir: PathBuf,
 
     /// Largest size of the spool on disk; full, callbacks get 503. 0 turns
-    /// the spool off (callbacks RabbitMQ cannot confirm get 503).
-    #[arg(long, hide_env_values = true, env = "INGEST_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]
+    /// the spool off (callbacks RabbitMQ cannot confirm get 503). At most 1 TiB.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SPOOL_MAX_BYTES",
+        default_value_t = 1 << 30,
+        value_parser = clap::value_parser!(u64).range(0..=1 << 40)
+    )]
     pub spool_max_bytes: u64,
 
-    /// Size at which a spool segment is sealed and a new one started.
-    #[arg(long, hide_env_values = true, env = "INGEST_SPOOL_SEGMENT_BYTES", default_value_t = 16 << 20)]
+    /// Size at which a spool segment is sealed and a new one started (64 KiB
+    /// to 256 MiB: the drainer reads a segment whole into memory).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SPOOL_SEGMENT_BYTES",
+        default_value_t = 16 << 20,
+        value_parser = clap::value_parser!(u64).range(64 * KIB..=256 * MIB)
+    )]
     pub spool_segment_bytes: u64,
 
     /// How long a batch may wait for RabbitMQ's confirm before it is spooled
-    /// (at once while RabbitMQ is away or blocking publishers).
+    /// (at once while RabbitMQ is away or blocking publishers); 10 to 15000.
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_SPOOL_AFTER_MS",
-        default_value_t = 1000
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(10..=TWILIO_TIMEOUT_MS)
     )]
     pub spool_after_ms: u64,
 
-    /// How long in-flight requests get to finish after SIGTERM.
+    /// How long in-flight requests get to finish after SIGTERM (1 to 600).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_SHUTDOWN_TIMEOUT_SECS",
-        default_value_t = 20
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(1..=600)
     )]
     pub shutdown_timeout_secs: u64,
+
+    /// After SIGTERM, once in-flight requests are done: how long ingest may
+    /// keep draining its spool into RabbitMQ before it exits (0: not at
+    /// all; at most 3600). What is left stays on disk for the next process
+    /// on the directory, or any live one that adopts it. Keep
+    /// INGEST_SHUTDOWN_TIMEOUT_SECS plus this within the termination grace
+    /// period.
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_SHUTDOWN_DRAIN_SECS",
+        default_value_t = 25,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
+    )]
+    pub shutdown_drain_secs: u64,
 
     /// How long an idle client connection is kept open, in seconds (0: close
     /// after each request). Longer than the idle timeout of whatever calls
     /// ingest (AWS ALB 60 s, hyper clients 90 s, Google's load balancers
     /// 600 s), so that the client closes first: a request sent on a
     /// connection the server is closing at that instant fails unanswered.
+    /// At most 3600.
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_KEEP_ALIVE_SECS",
-        default_value_t = 120
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(0..=3600)
     )]
     pub keep_alive_secs: u64,
 
-    /// Longest time a client may take to send the request body.
+    /// Longest time a client may take to send the request body (100 to
+    /// 15000: Twilio waits 15 s at most).
     #[arg(
         long,
         hide_env_values = true,
         env = "INGEST_BODY_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(100..=TWILIO_TIMEOUT_MS)
     )]
     pub body_timeout_ms: u64,
 
@@ -178,8 +248,13 @@ pub struct IngestArgs {
     #[arg(long, hide_env_values = true, env = "INGEST_TRUST_FORWARDED_HEADERS", default_value_t = false, action = clap::ArgAction::Set)]
     pub trust_forwarded_headers: bool,
 
-    /// HTTP worker threads (default: one per core).
-    #[arg(long, hide_env_values = true, env = "INGEST_WORKERS")]
+    /// HTTP worker threads (default: one per core; 1 to 512).
+    #[arg(
+        long,
+        hide_env_values = true,
+        env = "INGEST_WORKERS",
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=512)
+    )]
     pub workers: Option<usize>,
 
     /// Name prefix of the exchange and queues.
@@ -209,10 +284,12 @@ pub enum ConfigError {
     PublicBaseUrl(String),
     #[error("AMQP_URL is not a valid AMQP URL: {0}")]
     AmqpUrl(String),
-    #[error("INGEST_BODY_LIMIT_BYTES must be above zero")]
-    BodyLimit,
-    #[error("INGEST_BATCH_MAX_CALLBACKS, INGEST_BATCH_MAX_BYTES and INGEST_BATCHES_IN_FLIGHT must be above zero")]
-    Batching,
+    /// Names the variable and the entry (an account or key id), never the secret.
+    #[error("{variable} still holds the deployment template's {PLACEHOLDER} placeholder{entry}: set the real secret")]
+    Placeholder {
+        variable: &'static str,
+        entry: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -232,6 +309,8 @@ pub struct IngestConfig {
     pub body_timeout: Duration,
     pub trust_forwarded_headers: bool,
     pub shutdown_timeout: Duration,
+    /// How long the spool may drain into RabbitMQ after the last request.
+    pub shutdown_drain: Duration,
     /// `None`: no keep-alive.
     pub keep_alive: Option<Duration>,
     pub workers: Option<usize>,
@@ -255,6 +334,7 @@ impl TryFrom<IngestArgs> for IngestConfig {
             .map_err(ConfigError::AccountTokens)?;
         let signing_keys = parse_secret_map(args.signing_keys.as_deref().unwrap_or_default())
             .map_err(ConfigError::SigningKeys)?;
+        refuse_placeholders(&auth_tokens, &account_tokens, &signing_keys)?;
         if auth_tokens.is_empty() && account_tokens.is_empty() {
             return Err(ConfigError::NoAuthToken);
         }
@@ -274,13 +354,6 @@ impl TryFrom<IngestArgs> for IngestConfig {
             .map(|url| parse_base_url(&url))
             .transpose()?;
         queue_wire::broker::validate_amqp_url(&args.amqp_url).map_err(ConfigError::AmqpUrl)?;
-        if args.body_limit_bytes == 0 {
-            return Err(ConfigError::BodyLimit);
-        }
-        if args.batch_max_callbacks == 0 || args.batch_max_bytes == 0 || args.batches_in_flight == 0
-        {
-            return Err(ConfigError::Batching);
-        }
         Ok(Self {
             keyring,
             public_base_url,
@@ -294,15 +367,16 @@ impl TryFrom<IngestArgs> for IngestConfig {
                 in_flight: args.batches_in_flight,
                 linger: Duration::from_micros(args.batch_linger_us),
             },
-            spool: (args.spool_max_bytes > 0).then(|| SpoolConfig {
+            spool: (args.spool_max_bytes > 0).then_some(SpoolConfig {
                 dir: args.spool_dir,
                 max_bytes: args.spool_max_bytes,
-                segment_bytes: args.spool_segment_bytes.max(64 * 1024),
+                segment_bytes: args.spool_segment_bytes,
             }),
             spool_after: Duration::from_millis(args.spool_after_ms),
-            body_timeout: Duration::from_millis(args.body_timeout_ms.max(1)),
+            body_timeout: Duration::from_millis(args.body_timeout_ms),
             trust_forwarded_headers: args.trust_forwarded_headers,
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+            shutdown_drain: Duration::from_secs(args.shutdown_drain_secs),
             keep_alive: (args.keep_alive_secs > 0)
                 .then(|| Duration::from_secs(args.keep_alive_secs)),
             workers: args.workers,
@@ -310,6 +384,73 @@ impl TryFrom<IngestArgs> for IngestConfig {
             log_format: args.log_format,
         })
     }
+}
+
+/// Refuses a secret that still holds the template's placeholder: ingest
+/// would start, answer every callback 403 and look healthy doing it.
+fn refuse_placeholders(
+    auth_tokens: &[AuthToken],
+    account_tokens: &[(String, Vec<AuthToken>)],
+    signing_keys: &[(String, Vec<AuthToken>)],
+) -> Result<(), ConfigError> {
+    let placeholder = |secret: &AuthToken| {
+        secret
+            .expose_secret()
+            .to_ascii_uppercase()
+            .contains(PLACEHOLDER)
+    };
+    if auth_tokens.iter().any(placeholder) {
+        return Err(ConfigError::Placeholder {
+            variable: "TWILIO_AUTH_TOKEN",
+            entry: String::new(),
+        });
+    }
+    let maps = [
+        ("TWILIO_ACCOUNT_TOKENS", account_tokens),
+        ("TWILIO_SIGNING_KEYS", signing_keys),
+    ];
+    for (variable, entries) in maps {
+        for (id, secrets) in entries {
+            if secrets.iter().any(placeholder) || id.to_ascii_uppercase().contains(PLACEHOLDER) {
+                return Err(ConfigError::Placeholder {
+                    variable,
+                    entry: format!(" (entry {id:?})"),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A command-line or environment error as one line that also names the
+/// environment variable: deployments set variables, and clap names only
+/// the flag. (`--help` and `--version` are not errors; see `main`.)
+pub fn describe_parse_error(error: &clap::Error) -> String {
+    let message = service_kit::cli::one_line(&error.render().to_string());
+    // Clap's closing hint, which `one_line` keeps when no usage block follows.
+    let message = message
+        .split(" For more information, try")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let variable = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => environment_variable(arg),
+        _ => None,
+    };
+    match variable {
+        Some(variable) => format!("{variable}: {message}"),
+        None => message,
+    }
+}
+
+/// The environment variable of an argument as clap shows it (`--workers <WORKERS>`).
+fn environment_variable(shown: &str) -> Option<String> {
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    IngestArgs::command()
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))?
+        .get_env()
+        .map(|env| env.to_string_lossy().into_owned())
 }
 
 fn parse_base_url(raw: &str) -> Result<String, ConfigError> {
@@ -378,6 +519,116 @@ mod tests {
             let err = IngestConfig::try_from(args(&["--public-base-url", bad])).unwrap_err();
             assert_eq!(err, ConfigError::PublicBaseUrl(bad.to_owned()));
         }
+    }
+
+    #[test]
+    fn every_number_out_of_range_is_refused_naming_its_variable() {
+        let cases = [
+            ("--body-limit-bytes", "0", "INGEST_BODY_LIMIT_BYTES"),
+            (
+                "--confirm-timeout-ms",
+                "18446744073709551615",
+                "INGEST_CONFIRM_TIMEOUT_MS",
+            ),
+            ("--batch-max-callbacks", "0", "INGEST_BATCH_MAX_CALLBACKS"),
+            ("--batch-max-bytes", "0", "INGEST_BATCH_MAX_BYTES"),
+            ("--batches-in-flight", "0", "INGEST_BATCHES_IN_FLIGHT"),
+            ("--batch-linger-us", "1000001", "INGEST_BATCH_LINGER_US"),
+            (
+                "--spool-max-bytes",
+                "1099511627777",
+                "INGEST_SPOOL_MAX_BYTES",
+            ),
+            ("--spool-segment-bytes", "1", "INGEST_SPOOL_SEGMENT_BYTES"),
+            ("--spool-after-ms", "0", "INGEST_SPOOL_AFTER_MS"),
+            (
+                "--shutdown-timeout-secs",
+                "0",
+                "INGEST_SHUTDOWN_TIMEOUT_SECS",
+            ),
+            (
+                "--shutdown-drain-secs",
+                "3601",
+                "INGEST_SHUTDOWN_DRAIN_SECS",
+            ),
+            ("--keep-alive-secs", "99999999999", "INGEST_KEEP_ALIVE_SECS"),
+            ("--body-timeout-ms", "0", "INGEST_BODY_TIMEOUT_MS"),
+            ("--workers", "0", "INGEST_WORKERS"),
+            ("--workers", "many", "INGEST_WORKERS"),
+        ];
+        for (flag, value, variable) in cases {
+            let error = IngestArgs::try_parse_from(["ingest", "--auth-token", "t", flag, value])
+                .expect_err(flag);
+            let line = describe_parse_error(&error);
+            assert!(line.starts_with(&format!("{variable}: ")), "{line}");
+            assert!(line.contains(flag), "{line}");
+            assert_eq!(line.lines().count(), 1, "{line}");
+            assert!(!line.contains("For more information"), "{line}");
+        }
+        // The bounds themselves are accepted, and so are the defaults.
+        for (flag, value) in [
+            ("--spool-max-bytes", "0"),
+            ("--shutdown-drain-secs", "0"),
+            ("--confirm-timeout-ms", "15000"),
+            ("--spool-segment-bytes", "65536"),
+            ("--workers", "1"),
+        ] {
+            let parsed = IngestArgs::try_parse_from(["ingest", "--auth-token", "t", flag, value]);
+            assert!(parsed.is_ok(), "{flag} {value}");
+        }
+        let defaults = IngestConfig::try_from(args(&[])).unwrap();
+        assert_eq!(defaults.shutdown_drain, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn a_template_placeholder_is_refused_without_printing_the_secret() {
+        let cases: [(&[&str], &str); 4] = [
+            (
+                &["--auth-token", "good,REPLACE_ME_twilio_auth_token"],
+                "TWILIO_AUTH_TOKEN",
+            ),
+            (
+                &[
+                    "--auth-token",
+                    "t",
+                    "--account-tokens",
+                    "ACa=real,ACb=x-replace_me-x",
+                ],
+                "TWILIO_ACCOUNT_TOKENS",
+            ),
+            (
+                &[
+                    "--auth-token",
+                    "t",
+                    "--signing-keys",
+                    "k1=REPLACE_ME_secret",
+                ],
+                "TWILIO_SIGNING_KEYS",
+            ),
+            (
+                &["--account-tokens", "ACa=REPLACE_ME|REPLACE_ME_old"],
+                "TWILIO_ACCOUNT_TOKENS",
+            ),
+        ];
+        for (argv, variable) in cases {
+            let argv = std::iter::once("ingest").chain(argv.iter().copied());
+            let error = IngestConfig::try_from(IngestArgs::parse_from(argv)).unwrap_err();
+            assert!(
+                matches!(&error, ConfigError::Placeholder { variable: v, .. } if *v == variable),
+                "{error}"
+            );
+            let line = error.to_string();
+            assert!(line.starts_with(variable), "{line}");
+            assert!(
+                !line.contains("_secret") && !line.contains("_auth_token"),
+                "{line}"
+            );
+            assert!(!line.contains("x-replace_me-x"), "{line}");
+        }
+        let named = IngestConfig::try_from(args(&["--account-tokens", "ACb=REPLACE_ME"]))
+            .unwrap_err()
+            .to_string();
+        assert!(named.contains("\"ACb\""), "the entry is named: {named}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ async fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(ingest::config::describe_parse_error(&e)),
     };
     let config = match config {
         Ok(config) => config,

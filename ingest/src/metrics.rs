@@ -55,6 +55,12 @@ pub const SPOOL_DRAINED: MetricDef = MetricDef::counter(
     "ingest_spool_drained_callbacks_total",
     "Spooled callbacks republished to RabbitMQ and confirmed",
 );
+pub const SPOOL_DAMAGED_RECORDS: MetricDef = MetricDef::counter(
+    "ingest_spool_damaged_records_total",
+    "Spool records that could not be read back (a checksum mismatch, a record that is not a \
+     batch; a remainder that cannot be framed counts as one), skipped while draining; their \
+     segment is kept aside as *.damaged",
+);
 
 /// All of the above.
 pub const ALL: &[MetricDef] = &[
@@ -71,4 +77,5 @@ pub const ALL: &[MetricDef] = &[
     SPOOL_OLDEST_AGE,
     SPOOL_WRITES,
     SPOOL_DRAINED,
+    SPOOL_DAMAGED_RECORDS,
 ];

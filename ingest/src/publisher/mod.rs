@@ -8,6 +8,12 @@
 //! channel are kept by `link`'s supervisor; a lapin channel pipelines
 //! publishes and streams their confirms back, so several batches are in
 //! flight at once with no lock around publish-and-wait.
+//!
+//! Shutdown runs in order: the server has answered its last request; the
+//! committer answers the batches in flight; the spool's drainer then
+//! empties the spool into RabbitMQ for up to the drain window (a scaled-down
+//! process must not strand what it answered 200 for); last, the connection
+//! is closed.
 
 mod committer;
 mod link;
@@ -27,8 +33,8 @@ use tracing::Instrument;
 use twilio_protocol::callback::StatusCallback;
 
 use crate::metrics::{PUBLISHES_IN_FLIGHT, PUBLISH_CONFIRM_DURATION};
-use crate::spool::drainer::Drainer;
-use crate::spool::{Spool, SpoolError};
+use crate::spool::drainer::{Drainer, FinalDrain};
+use crate::spool::{Spool, SpoolError, SpoolHealth};
 use committer::{Committer, Pending};
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -75,7 +81,12 @@ pub struct CallbackPublisher {
     queue: mpsc::UnboundedSender<Pending>,
     exchange: Arc<str>,
     confirm_timeout: Duration,
+    /// Stops the committer.
     stop: CancellationToken,
+    /// Asks the drainer to empty the spool and return.
+    finish_draining: CancellationToken,
+    /// Ends the drainer at once: the drain window is over.
+    stop_draining: CancellationToken,
     /// The committer and the drainer until `start`; then their tasks.
     tasks: Arc<Mutex<Tasks>>,
 }
@@ -84,7 +95,8 @@ pub struct CallbackPublisher {
 struct Tasks {
     committer: Option<Committer>,
     drainer: Option<Drainer>,
-    running: Vec<JoinHandle<()>>,
+    running_committer: Option<JoinHandle<()>>,
+    running_drainer: Option<JoinHandle<FinalDrain>>,
 }
 
 impl CallbackPublisher {
@@ -110,6 +122,8 @@ impl CallbackPublisher {
         };
         let link = Arc::new(LinkSupervisor::new(amqp_url, topology, consequence));
         let stop = CancellationToken::new();
+        let finish_draining = CancellationToken::new();
+        let stop_draining = CancellationToken::new();
         let (queue, committer) = Committer::new(
             link.clone(),
             destination.clone(),
@@ -122,7 +136,8 @@ impl CallbackPublisher {
             link: link.clone(),
             destination,
             confirm_timeout,
-            stop: stop.clone(),
+            finish: finish_draining.clone(),
+            stop: stop_draining.clone(),
         });
         Self {
             link,
@@ -131,10 +146,12 @@ impl CallbackPublisher {
             exchange,
             confirm_timeout,
             stop,
+            finish_draining,
+            stop_draining,
             tasks: Arc::new(Mutex::new(Tasks {
                 committer: Some(committer),
                 drainer,
-                running: Vec::new(),
+                ..Tasks::default()
             })),
         }
     }
@@ -144,18 +161,17 @@ impl CallbackPublisher {
     pub fn start(&self) {
         let mut tasks = lock(&self.tasks);
         if let Some(committer) = tasks.committer.take() {
-            tasks.running.push(tokio::spawn(committer.run()));
+            tasks.running_committer = Some(tokio::spawn(committer.run()));
         }
         if let Some(drainer) = tasks.drainer.take() {
-            tasks.running.push(tokio::spawn(drainer.run()));
+            tasks.running_drainer = Some(tokio::spawn(drainer.run()));
         }
         self.link.start();
     }
 
-    /// Whether a callback accepted now would be kept: RabbitMQ could
-    /// confirm it, or the spool could take it.
-    pub fn is_ready(&self) -> bool {
-        self.broker_ready() || self.spool.as_ref().is_some_and(Spool::can_accept)
+    /// Whether the spool could take a callback now (`None`: no spool).
+    pub fn spool_health(&self) -> Option<SpoolHealth> {
+        self.spool.as_ref().map(Spool::health)
     }
 
     /// Whether RabbitMQ could confirm a publish issued now.
@@ -232,20 +248,95 @@ impl CallbackPublisher {
     }
 
     /// After the server has answered its last request: stops the committer
-    /// and the drainer once the batches in flight are answered, then closes
-    /// the connection. What the spool holds stays on disk for the next start.
-    pub async fn shutdown(&self) {
+    /// once the batches in flight are answered, drains the spool into
+    /// RabbitMQ for up to `drain_window` (whenever RabbitMQ can confirm
+    /// within it), then closes the connection. What the spool still holds
+    /// stays on disk for the next process on its directory, or any live one
+    /// that adopts it.
+    pub async fn shutdown(&self, drain_window: Duration) {
+        let (committer, drainer) = {
+            let mut tasks = lock(&self.tasks);
+            (tasks.running_committer.take(), tasks.running_drainer.take())
+        };
         self.stop.cancel();
-        let running = std::mem::take(&mut lock(&self.tasks).running);
-        for task in running {
-            if tokio::time::timeout(self.confirm_timeout + Duration::from_secs(1), task)
-                .await
-                .is_err()
-            {
-                tracing::debug!("a publisher task was still busy at shutdown");
+        let grace = self.confirm_timeout + Duration::from_secs(1);
+        if let Some(mut committer) = committer {
+            if tokio::time::timeout(grace, &mut committer).await.is_err() {
+                tracing::debug!("the committer was still busy at shutdown");
+                committer.abort();
             }
         }
+        if let (Some(drainer), Some(spool)) = (drainer, &self.spool) {
+            self.drain_before_exit(drainer, spool, drain_window).await;
+        }
         self.link.shutdown().await;
+    }
+
+    /// Lets the drainer empty the spool for up to `window`, then says what
+    /// it drained and what is left where.
+    async fn drain_before_exit(
+        &self,
+        mut drainer: JoinHandle<FinalDrain>,
+        spool: &Spool,
+        window: Duration,
+    ) {
+        let spooled = spool.callbacks();
+        if spooled > 0 && !window.is_zero() {
+            tracing::info!(
+                callbacks = spooled,
+                window_secs = window.as_secs(),
+                "draining the spool into RabbitMQ before exiting"
+            );
+        }
+        self.finish_draining.cancel();
+        let finished = match tokio::time::timeout(window, &mut drainer).await {
+            Ok(finished) => finished.ok(),
+            Err(_) => {
+                // Out of time: it stops between two records, or within a
+                // confirm deadline of them.
+                self.stop_draining.cancel();
+                let grace = self.confirm_timeout + Duration::from_secs(1);
+                match tokio::time::timeout(grace, &mut drainer).await {
+                    Ok(finished) => finished.ok(),
+                    Err(_) => {
+                        drainer.abort();
+                        None
+                    }
+                }
+            }
+        };
+        // An empty segment is removed, a partial one sealed for the next process.
+        spool.seal_active().await;
+        let FinalDrain {
+            drained,
+            orphans_left,
+        } = finished.unwrap_or_default();
+        let mut left: Vec<(String, u64)> = orphans_left
+            .into_iter()
+            .filter(|(_, callbacks)| *callbacks > 0)
+            .map(|(dir, callbacks)| (dir.display().to_string(), callbacks))
+            .collect();
+        let own_left = spool.callbacks();
+        if own_left > 0 {
+            left.insert(0, (spool.dir().display().to_string(), own_left));
+        }
+        if drained > 0 {
+            tracing::info!(drained, "drained the spool into RabbitMQ before exiting");
+        }
+        let remaining: u64 = left.iter().map(|(_, callbacks)| callbacks).sum();
+        if !left.is_empty() {
+            let dirs = left
+                .iter()
+                .map(|(dir, callbacks)| format!("{dir} ({callbacks})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            tracing::warn!(
+                remaining,
+                dirs = %dirs,
+                window_secs = window.as_secs(),
+                "exiting with callbacks still spooled: RabbitMQ did not confirm them within the drain window; they stay on disk and are drained by the next ingest on that directory, or by any live ingest that adopts it"
+            );
+        }
     }
 }
 

@@ -12,8 +12,14 @@
 //! a second process on the same `INGEST_SPOOL_DIR` takes an `ingest-N`
 //! directory inside it. A restarted ingest drains what an earlier one left
 //! in its directory, and the drainer adopts directories no process holds
-//! (a process that died or was scaled away). Full, or failing to
-//! write: 503, never a 200 that was not written.
+//! (a process that died or was scaled away). On SIGTERM the drainer empties
+//! the spool before the process exits, for as long as it is given. Full, or
+//! failing to write: 503, never a 200 that was not written, and readiness
+//! says so until a write works again (the writer probes the disk).
+//!
+//! Directories are `0700` and files `0600`: callbacks hold phone numbers.
+//! A segment that cannot be read back whole is renamed `*.damaged` and
+//! kept, never deleted.
 //!
 //! What it does not guarantee: a lost disk loses what was on it.
 
@@ -25,16 +31,22 @@ use chrono::{DateTime, Utc};
 use queue_wire::batch::QueueMessage;
 use queue_wire::envelope::CallbackEnvelope;
 use std::collections::VecDeque;
-use std::fs::File;
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{SPOOLED_BYTES, SPOOLED_CALLBACKS, SPOOLING, SPOOL_OLDEST_AGE};
 
-/// After a failed write, readiness stops counting on the spool this long.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// While writes fail, the writer tries the disk again this often (and so
+/// does every callback RabbitMQ cannot confirm): readiness comes back with
+/// the first write that works, even if no traffic arrives to try it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Owner only: spool directories hold phone numbers.
+const DIR_MODE: u32 = 0o700;
 
 /// Where the spool lives and how big it may grow.
 #[derive(Clone, Debug)]
@@ -63,6 +75,19 @@ pub enum OpenError {
         "spool directory {0} and every directory inside it are locked by other ingest processes; give this one its own INGEST_SPOOL_DIR"
     )]
     Locked(String),
+}
+
+/// Whether the spool could take a callback now, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpoolHealth {
+    Accepting,
+    Full {
+        max_bytes: u64,
+    },
+    /// The last write failed (with this error), and none has worked since.
+    Failing {
+        error: String,
+    },
 }
 
 /// A sealed segment waiting to be drained, oldest first.
@@ -119,8 +144,8 @@ struct Shared {
     /// not report the spool metrics, which are this process's own.
     adopted: bool,
     state: Mutex<State>,
-    /// When the last write failed, until one succeeds again.
-    failed_at: Mutex<Option<Instant>>,
+    /// Why the last write failed, until one succeeds again.
+    failure: Mutex<Option<String>>,
     /// Held for the process's life: the directory's lock.
     _lock: File,
 }
@@ -143,7 +168,7 @@ impl Spool {
             dir: root.display().to_string(),
             error,
         };
-        std::fs::create_dir_all(&root).map_err(io)?;
+        create_private_dir(&root).map_err(io)?;
         let (dir, lock) = claim(&root)?;
         if dir != root {
             tracing::info!(
@@ -159,7 +184,7 @@ impl Spool {
                 dir,
                 adopted: false,
                 state: Mutex::new(state),
-                failed_at: Mutex::new(None),
+                failure: Mutex::new(None),
                 _lock: lock,
             }),
             commands,
@@ -212,7 +237,7 @@ impl Spool {
                 dir,
                 adopted: true,
                 state: Mutex::new(state),
-                failed_at: Mutex::new(None),
+                failure: Mutex::new(None),
                 _lock: lock,
             }),
             commands,
@@ -245,21 +270,29 @@ impl Spool {
     }
 
     /// Whether an append now could be taken: not full, and the last write
-    /// worked (or failed long enough ago to be worth trying again: the next
-    /// append is the probe).
-    pub fn can_accept(&self) -> bool {
-        let failed_recently = self
-            .lock_failed_at()
-            .is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE);
+    /// worked (after a failure, until a write or the writer's probe works).
+    pub fn health(&self) -> SpoolHealth {
+        if let Some(error) = self.lock_failure().clone() {
+            return SpoolHealth::Failing { error };
+        }
+        let max_bytes = self.shared.config.max_bytes;
         let state = self.lock_state();
-        !failed_recently && !state.full && state.bytes() < self.shared.config.max_bytes
+        if state.full || state.bytes() >= max_bytes {
+            return SpoolHealth::Full { max_bytes };
+        }
+        SpoolHealth::Accepting
     }
 
-    fn lock_failed_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+    fn lock_failure(&self) -> std::sync::MutexGuard<'_, Option<String>> {
         self.shared
-            .failed_at
+            .failure
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Callbacks in the spool, not yet drained.
+    pub fn callbacks(&self) -> u64 {
+        self.lock_state().callbacks()
     }
 
     /// Whether anything waits to be drained.
@@ -280,7 +313,21 @@ impl Spool {
         self.lock_state().sealed.front().cloned()
     }
 
-    /// Removes a drained segment (its file, durably) and forgets it.
+    /// Seals the segment being written, if any (removing it when it holds
+    /// nothing): at shutdown, so that an empty file is not left behind.
+    pub async fn seal_active(&self) {
+        let (reply, sealed) = oneshot::channel();
+        if self.commands.send(writer::Command::Seal { reply }).is_ok() {
+            let _ = sealed.await;
+        }
+    }
+
+    /// Removes a drained segment and forgets it. The state is updated as
+    /// soon as the file is gone (or found gone), so that a failure after
+    /// that (the directory's fsync) never sends the drainer back to a file
+    /// that no longer exists; such a failure is logged, not returned: at
+    /// worst a crash brings the segment back and its callbacks are
+    /// published again, which the worker's dedup absorbs.
     pub fn remove(&self, sequence: u64) -> std::io::Result<()> {
         let dir = &self.shared.dir;
         match std::fs::remove_file(segment::path(dir, sequence)) {
@@ -288,14 +335,45 @@ impl Spool {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
             Err(error) => return Err(error),
         }
-        segment::sync_dir(dir)?;
+        self.forget(sequence);
+        self.sync_dir_after("removing a drained spool segment");
+        Ok(())
+    }
+
+    /// Renames a segment that could not be read back whole to
+    /// `<name>.damaged`, out of the drainer's way but kept for whoever can
+    /// recover what it holds, and forgets it.
+    pub fn set_aside(&self, sequence: u64) -> std::io::Result<PathBuf> {
+        let path = segment::path(&self.shared.dir, sequence);
+        let aside = damaged_path(&path);
+        match std::fs::rename(&path, &aside) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        self.forget(sequence);
+        self.sync_dir_after("setting a damaged spool segment aside");
+        Ok(aside)
+    }
+
+    /// Forgets a segment whose file is gone (drained, then found missing).
+    pub fn forget(&self, sequence: u64) {
         {
             let mut state = self.lock_state();
             state.sealed.retain(|s| s.sequence != sequence);
             state.full = false;
         }
         self.publish_metrics();
-        Ok(())
+    }
+
+    fn sync_dir_after(&self, what: &'static str) {
+        if let Err(error) = segment::sync_dir(&self.shared.dir) {
+            tracing::warn!(
+                %error,
+                dir = %self.shared.dir.display(),
+                "{what}: the directory could not be fsynced; a crash now could bring the file back (its callbacks would be published again, and the worker's dedup keeps one)"
+            );
+        }
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -340,12 +418,105 @@ fn claim(root: &Path) -> Result<(PathBuf, File), OpenError> {
             dir: dir.display().to_string(),
             error,
         };
-        std::fs::create_dir_all(&dir).map_err(io)?;
+        let created = create_private_dir(&dir).map_err(io)?;
         if let Some(lock) = try_lock(&dir).map_err(io)? {
+            if !created {
+                make_private(&dir);
+            }
             return Ok((dir, lock));
         }
     }
     Err(OpenError::Locked(root.display().to_string()))
+}
+
+/// Creates `dir` (and its missing parents) `0700`; `false` if it existed.
+fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
+    match DirBuilder::new()
+        .recursive(false)
+        .mode(DIR_MODE)
+        .create(dir)
+    {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            Ok(false)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)?;
+            Ok(true)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Takes group and other access away from a spool directory that was made
+/// by someone else (a volume's mount point, an earlier release's `0755`),
+/// when it is plainly the spool's: nothing in it but the spool's own
+/// files. A directory shared with anything else (sticky like `/tmp`, or
+/// holding other files) is left as it is, with a warning: its segment
+/// files are `0600` whatever the directory's mode.
+fn make_private(dir: &Path) {
+    let Ok(metadata) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    let only_spool = std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .filter_map(|entry| entry.ok())
+            .all(|entry| is_spool_entry(&entry.file_name().to_string_lossy()))
+    });
+    let shown_mode = format!("{mode:o}");
+    if mode & 0o1000 != 0 || !only_spool {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = %shown_mode,
+            "the spool directory is open to other users and shared (sticky, or holding more than the spool): left as it is (segment files are 0600); give ingest a directory of its own"
+        );
+        return;
+    }
+    let private = std::fs::Permissions::from_mode(mode & !0o077);
+    match std::fs::set_permissions(dir, private) {
+        Ok(()) => tracing::info!(
+            dir = %dir.display(),
+            was = %shown_mode,
+            "made the spool directory private (0700): it holds phone numbers"
+        ),
+        // Not its owner (a volume's root under fsGroup, say): the files
+        // inside are 0600 all the same.
+        Err(error) => tracing::info!(
+            dir = %dir.display(),
+            mode = %shown_mode,
+            %error,
+            "cannot make the spool directory private; its files are 0600"
+        ),
+    }
+}
+
+/// Whether a directory entry is one the spool itself makes.
+fn is_spool_entry(name: &str) -> bool {
+    name == ".lock"
+        || name == writer::PROBE_FILE
+        || name == "lost+found"
+        || segment::sequence_of(name).is_some()
+        || name
+            .strip_suffix(DAMAGED_SUFFIX)
+            .and_then(segment::sequence_of)
+            .is_some()
+        || slot_number(name).is_some()
+}
+
+/// What a damaged segment's name gets: it no longer looks like a segment.
+const DAMAGED_SUFFIX: &str = ".damaged";
+
+fn damaged_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(DAMAGED_SUFFIX);
+    PathBuf::from(name)
 }
 
 /// The directory's lock, if no other process holds it. Held through a file
@@ -353,7 +524,12 @@ fn claim(root: &Path) -> Result<(PathBuf, File), OpenError> {
 fn try_lock(dir: &Path) -> std::io::Result<Option<File>> {
     let lock_path = dir.join(".lock");
     if !lock_path.exists() {
-        File::create(&lock_path)?;
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(segment::FILE_MODE)
+            .open(&lock_path)?;
     }
     let lock = File::open(&lock_path)?;
     match lock.try_lock() {
@@ -372,7 +548,8 @@ fn holds_segments(dir: &Path) -> bool {
 }
 
 /// What an earlier process left: every segment, sealed, with its callbacks
-/// counted (damage reported here once; the drainer skips it again).
+/// counted (damage is reported by the drainer, once, when it is done with
+/// the segment).
 fn take_stock(dir: &Path) -> std::io::Result<State> {
     let mut sequences: Vec<u64> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok())
@@ -397,14 +574,6 @@ fn take_stock(dir: &Path) -> std::io::Result<State> {
                     oldest = Some(oldest.map_or(at, |o| o.min(at)));
                 }
             }
-        }
-        if let Some(damage) = contents.damage {
-            tracing::warn!(
-                segment = %path.display(),
-                skipped_bytes = contents.skipped_bytes,
-                damage,
-                "spool segment damaged (torn by a crash?): its intact records will be drained, the rest skipped"
-            );
         }
         state.sealed.push_back(SegmentInfo {
             sequence,
@@ -449,5 +618,56 @@ mod tests {
         // A directory let go is claimed again.
         drop(held);
         assert_eq!(claim(root.path()).unwrap().0, root.path());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    fn config(dir: PathBuf) -> SpoolConfig {
+        SpoolConfig {
+            dir,
+            max_bytes: 1 << 20,
+            segment_bytes: 64 * 1024,
+        }
+    }
+
+    #[test]
+    fn directories_it_creates_are_private_and_so_is_its_lock() {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = base.path().join("missing").join("spool");
+        let (first, _) = Spool::open(config(root.clone())).unwrap();
+        let (second, _) = Spool::open(config(root.clone())).unwrap();
+        assert_eq!(second.dir(), root.join("ingest-1"));
+        for dir in [&root, &root.join("ingest-1"), &base.path().join("missing")] {
+            assert_eq!(mode(dir), DIR_MODE, "{}", dir.display());
+        }
+        assert_eq!(mode(&root.join(".lock")), segment::FILE_MODE);
+        assert_eq!(mode(base.path()), 0o755, "a directory it did not create");
+        drop((first, second));
+    }
+
+    #[test]
+    fn an_existing_spool_directory_is_made_private_but_a_shared_one_is_left() {
+        let base = tempfile::tempdir().unwrap();
+        let open = std::fs::Permissions::from_mode(0o755);
+        // What an earlier release left: the spool's files only.
+        let ours = base.path().join("ours");
+        std::fs::create_dir(&ours).unwrap();
+        std::fs::write(ours.join(".lock"), b"").unwrap();
+        std::fs::create_dir(ours.join("ingest-1")).unwrap();
+        std::fs::set_permissions(&ours, open.clone()).unwrap();
+        let (spool, _) = Spool::open(config(ours.clone())).unwrap();
+        assert_eq!(spool.dir(), ours);
+        assert_eq!(mode(&ours), DIR_MODE);
+        // A directory that also holds other things is not ingest's to change.
+        let shared = base.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::write(shared.join("notes.txt"), b"someone else's").unwrap();
+        std::fs::set_permissions(&shared, open).unwrap();
+        let (spool, _) = Spool::open(config(shared.clone())).unwrap();
+        assert_eq!(spool.dir(), shared);
+        assert_eq!(mode(&shared), 0o755);
     }
 }

@@ -1,16 +1,29 @@
 //! The one task that writes the spool: it takes every append waiting, writes
 //! them as records to the active segment, fsyncs once, then answers them
-//! all (group commit). A segment is sealed when it reaches its size, when
-//! the drainer asks, or after a failed write (whose torn tail the drainer
-//! then skips).
+//! all (group commit). A segment is sealed when it reaches its size or when
+//! the drainer asks.
+//!
+//! A failed write is undone (the segment cut back to where it was; if even
+//! that fails, the segment is sealed and the drainer skips its torn tail)
+//! and its callbacks get 503. Until a write works again the spool reports
+//! itself failing, and the writer probes the disk every `PROBE_INTERVAL`
+//! with a write of the failed one's size, so readiness comes back when the
+//! disk does, traffic or not. A failed segment creation leaves no file and
+//! uses up its sequence number, so the next attempt never meets it.
 
 use chrono::{DateTime, Utc};
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{segment, SegmentInfo, Spool, SpoolError};
+use super::{segment, SegmentInfo, Spool, SpoolError, PROBE_INTERVAL};
 use crate::metrics::SPOOL_WRITES;
+
+/// The file the probe writes, fsyncs and removes.
+pub const PROBE_FILE: &str = ".probe";
+/// The largest probe: a failed write larger than this is probed with this.
+const MAX_PROBE_BYTES: usize = 1 << 20;
 
 pub enum Command {
     Append {
@@ -34,6 +47,8 @@ pub struct Writer {
 /// filesystem can be remounted (read-only, say) under a running ingest.
 struct Disk {
     spool: Spool,
+    /// Bytes of the last write that failed: what the probe must fit.
+    failed_bytes: usize,
 }
 
 type Append = (
@@ -53,14 +68,31 @@ impl Writer {
     pub(super) fn new(spool: Spool, commands: mpsc::UnboundedReceiver<Command>) -> Self {
         Self {
             commands,
-            disk: Disk { spool },
+            disk: Disk {
+                spool,
+                failed_bytes: 0,
+            },
         }
     }
 
     /// Runs until every `Spool` handle is gone. File I/O (write, fsync) runs
     /// on the blocking pool, one group at a time.
     pub async fn run(mut self) {
-        while let Some(first) = self.commands.recv().await {
+        loop {
+            let failing = self.disk.spool.lock_failure().is_some();
+            let first = tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(command) => command,
+                    None => return,
+                },
+                () = tokio::time::sleep(PROBE_INTERVAL), if failing => {
+                    match on_blocking_pool(self.disk, Disk::probe).await {
+                        Some(disk) => self.disk = disk,
+                        None => return,
+                    }
+                    continue;
+                }
+            };
             let mut appends: Vec<Append> = Vec::new();
             let mut seals = Vec::new();
             let mut next = Some(first);
@@ -76,19 +108,9 @@ impl Writer {
                 }
             }
             if !appends.is_empty() {
-                let mut disk = self.disk;
-                let written = tokio::task::spawn_blocking(move || {
-                    disk.write(appends);
-                    disk
-                })
-                .await;
-                match written {
-                    Ok(disk) => self.disk = disk,
-                    // Its appends' answers were dropped with it: they get 503.
-                    Err(error) => {
-                        tracing::error!(%error, "the spool writer failed; spooling stops");
-                        return;
-                    }
+                match on_blocking_pool(self.disk, move |disk| disk.write(appends)).await {
+                    Some(disk) => self.disk = disk,
+                    None => return,
                 }
             }
             if !seals.is_empty() {
@@ -97,6 +119,26 @@ impl Writer {
                     let _ = reply.send(());
                 }
             }
+        }
+    }
+}
+
+/// Runs `job` on the blocking pool (file I/O); `None` if it panicked, when
+/// the answers of the appends it held were dropped with it (they get 503).
+async fn on_blocking_pool(
+    mut disk: Disk,
+    job: impl FnOnce(&mut Disk) + Send + 'static,
+) -> Option<Disk> {
+    let done = tokio::task::spawn_blocking(move || {
+        job(&mut disk);
+        disk
+    })
+    .await;
+    match done {
+        Ok(disk) => Some(disk),
+        Err(error) => {
+            tracing::error!(%error, "the spool writer failed; spooling stops");
+            None
         }
     }
 }
@@ -128,7 +170,7 @@ impl Disk {
         }
         match self.write_durably(&buffer) {
             Ok(()) => {
-                *self.spool.lock_failed_at() = None;
+                self.recovered();
                 self.record_written(buffer.len() as u64, &accepted);
                 metrics::counter!(SPOOL_WRITES.name, "outcome" => "written").increment(1);
                 for append in accepted {
@@ -136,19 +178,76 @@ impl Disk {
                 }
             }
             Err(error) => {
-                tracing::error!(
-                    %error,
-                    dir = %self.spool.dir().display(),
-                    "cannot write the spool; callbacks that RabbitMQ cannot confirm get 503"
-                );
-                *self.spool.lock_failed_at() = Some(std::time::Instant::now());
                 metrics::counter!(SPOOL_WRITES.name, "outcome" => "error").increment(1);
-                // The segment may now end in a torn record: seal it as it is.
-                self.seal();
+                self.failed_bytes = buffer.len();
+                self.failing(&error);
+                self.undo_failed_write();
                 for append in accepted {
                     let _ = append.reply.send(Err(SpoolError::Write(error.to_string())));
                 }
             }
+        }
+    }
+
+    /// Records a failure (what readiness reports); logged when it starts
+    /// or its reason changes, not for every write that meets it.
+    fn failing(&self, error: &std::io::Error) {
+        let message = error.to_string();
+        let changed = self.spool.lock_failure().replace(message.clone()) != Some(message);
+        if changed {
+            tracing::error!(
+                %error,
+                dir = %self.spool.dir().display(),
+                "cannot write the spool; callbacks that RabbitMQ cannot confirm get 503 until a write works again"
+            );
+        }
+    }
+
+    fn recovered(&self) {
+        if self.spool.lock_failure().take().is_some() {
+            tracing::info!(dir = %self.spool.dir().display(), "the spool can write again");
+        }
+    }
+
+    /// Cuts the active segment back to what it held before the failed
+    /// write; if that fails too, seals it as it is (its torn tail is
+    /// skipped when drained).
+    fn undo_failed_write(&mut self) {
+        let active = self
+            .spool
+            .lock_state()
+            .active
+            .as_ref()
+            .map(|active| (active.sequence, active.bytes));
+        let Some((sequence, bytes)) = active else {
+            return;
+        };
+        if let Err(error) = segment::truncate(&segment::path(self.spool.dir(), sequence), bytes) {
+            tracing::debug!(%error, "cannot cut a failed write off the spool segment; sealing it as it is");
+            self.seal();
+        }
+    }
+
+    /// While writes fail: writes, fsyncs and removes a file the size of the
+    /// write that failed. When that works, so would the write: the spool is
+    /// counted on again.
+    fn probe(&mut self) {
+        let path = self.spool.dir().join(PROBE_FILE);
+        let bytes = self.failed_bytes.clamp(1, MAX_PROBE_BYTES);
+        let probed = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(segment::FILE_MODE)
+            .open(&path)
+            .and_then(|mut file| {
+                file.write_all(&vec![0; bytes])?;
+                file.sync_data()
+            });
+        let _ = std::fs::remove_file(&path);
+        match probed {
+            Ok(()) => self.recovered(),
+            Err(error) => self.failing(&error),
         }
     }
 
@@ -166,25 +265,32 @@ impl Disk {
         let active = self.spool.lock_state().active.as_ref().map(|a| a.sequence);
         let sequence = match active {
             Some(sequence) => sequence,
-            None => {
-                let sequence = self.spool.lock_state().next_sequence;
-                segment::create(self.spool.dir(), sequence)?;
-                let mut state = self.spool.lock_state();
-                state.next_sequence = sequence + 1;
-                state.active = Some(SegmentInfo {
-                    sequence,
-                    bytes: segment::HEADER.len() as u64,
-                    callbacks: 0,
-                    oldest: Utc::now(),
-                });
-                sequence
-            }
+            None => self.start_segment()?,
         };
         let mut file = OpenOptions::new()
             .append(true)
             .open(segment::path(self.spool.dir(), sequence))?;
         file.write_all(buffer)?;
         file.sync_data()
+    }
+
+    /// Creates the next segment and makes it the active one. Its sequence
+    /// number is used up even when creation fails: no name is tried twice.
+    fn start_segment(&mut self) -> std::io::Result<u64> {
+        let sequence = {
+            let mut state = self.spool.lock_state();
+            let sequence = state.next_sequence;
+            state.next_sequence += 1;
+            sequence
+        };
+        segment::create(self.spool.dir(), sequence)?;
+        self.spool.lock_state().active = Some(SegmentInfo {
+            sequence,
+            bytes: segment::HEADER.len() as u64,
+            callbacks: 0,
+            oldest: Utc::now(),
+        });
+        Ok(sequence)
     }
 
     fn record_written(&self, bytes: u64, accepted: &[Accepted]) {

@@ -42,6 +42,53 @@ fn bad_urls_are_exit_2_and_never_print_the_token() {
 }
 
 #[test]
+fn an_out_of_range_number_is_one_line_naming_the_variable_and_exit_2() {
+    for (name, value) in [
+        ("INGEST_WORKERS", "0"),
+        ("INGEST_CONFIRM_TIMEOUT_MS", "18446744073709551615"),
+        ("INGEST_SHUTDOWN_DRAIN_SECS", "86400"),
+    ] {
+        let output = ingest()
+            .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_token_left_as_the_template_placeholder_is_refused_without_printing_it() {
+    for (name, value) in [
+        ("TWILIO_AUTH_TOKEN", "REPLACE_ME_twilio_auth_token"),
+        ("TWILIO_ACCOUNT_TOKENS", "ACxxx=REPLACE_ME_sub|old-one"),
+        ("TWILIO_SIGNING_KEYS", "key1=REPLACE_ME_secret"),
+    ] {
+        let output = ingest()
+            .env("TWILIO_AUTH_TOKEN", "a-real-token")
+            .env(name, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(name), "{stderr}");
+        for secret in [
+            "REPLACE_ME_twilio_auth_token",
+            "_sub",
+            "old-one",
+            "REPLACE_ME_secret",
+        ] {
+            assert!(!stderr.contains(secret), "{stderr}");
+        }
+    }
+}
+
+#[test]
 fn help_lists_the_environment_variables() {
     let output = ingest().arg("--help").output().unwrap();
     assert!(output.status.success());
@@ -52,6 +99,7 @@ fn help_lists_the_environment_variables() {
         "INGEST_ADDR",
         "AMQP_URL",
         "LOG_FORMAT",
+        "INGEST_SHUTDOWN_DRAIN_SECS",
     ] {
         assert!(help.contains(variable), "--help should mention {variable}");
     }

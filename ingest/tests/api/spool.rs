@@ -1,7 +1,8 @@
 //! The durable spool, with real files and the real RabbitMQ: callbacks
 //! RabbitMQ cannot confirm are answered 200 once on disk, drained exactly
-//! once when it is back, survive a SIGKILL, and a spool that cannot take
-//! them gives 503, never a 200 that was not written.
+//! once when it is back, survive a SIGKILL, are drained before a SIGTERM
+//! exit, and a spool that cannot take them gives 503 (and readiness says
+//! why), never a 200 that was not written, until the disk is back.
 
 use crate::helpers::{Options, TestApp};
 use futures_util::stream::{self, StreamExt};
@@ -272,6 +273,10 @@ struct IngestProcess {
 
 impl IngestProcess {
     fn start(amqp_url: &str, prefix: &str, spool: &Path) -> Self {
+        Self::start_with(amqp_url, prefix, spool, &[])
+    }
+
+    fn start_with(amqp_url: &str, prefix: &str, spool: &Path, env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -281,6 +286,7 @@ impl IngestProcess {
             .env("AMQP_TOPOLOGY_PREFIX", prefix)
             .env("INGEST_SPOOL_DIR", spool)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -334,6 +340,22 @@ impl IngestProcess {
     fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGTERM; waits for the exit (blocking: call it off the runtime), and
+    /// returns the exit code and every line it logged.
+    fn terminate(mut self) -> (Option<i32>, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = self.child.wait().unwrap();
+        // The reader thread ends with the pipe.
+        while let Ok(line) = self.lines.recv() {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen.join("\n"))
     }
 }
 
@@ -405,9 +427,51 @@ async fn a_torn_last_record_is_skipped_with_a_log_line_and_the_rest_drained() {
     let spool = tempfile::tempdir().unwrap();
     // What a process killed in the middle of a write leaves: two whole
     // records, then a third cut short.
+    let mut bytes = segment_bytes(&[1..=3, 4..=5, 6..=6]);
+    bytes.truncate(bytes.len() - 10);
+    let path = write_segment(spool.path(), 7, &bytes);
+
+    let mut ingest =
+        IngestProcess::start(&testkit::amqp_url(), broker.topology.prefix(), spool.path());
+    let warning = ingest.wait_for_line("ended in a torn record");
+    assert!(
+        warning.contains("WARN") && warning.contains("torn_tail_bytes"),
+        "{warning}"
+    );
+    let sids = wait_for_queued_sids(&broker, 5).await;
+    assert_each_once(&sids, 1, 5);
+    ingest.wait_for_line("spool drained");
+    assert!(!path.exists(), "a drained segment is removed");
+    // A torn tail is what a crash leaves, not damage: nothing is kept aside.
+    assert_eq!(files_ending(spool.path(), ".damaged"), 0);
+    assert_eq!(
+        ingest
+            .seen
+            .iter()
+            .filter(|l| l.contains("torn record"))
+            .count(),
+        1,
+        "said once"
+    );
+}
+
+#[tokio::test]
+async fn without_a_broker_the_answer_comes_at_once_from_the_spool() {
+    let app = TestApp::spawn_with(Options {
+        amqp_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(send(&app.address, 1, 10).await, [200; 10]);
+    assert_eq!(spooled_sids(app.spool.as_ref().unwrap().path()).len(), 10);
+}
+
+/// A segment's bytes: one record per range of SIDs, as the writer makes them.
+fn segment_bytes(records: &[std::ops::RangeInclusive<u64>]) -> Vec<u8> {
     let mut bytes = ingest::spool::segment::HEADER.to_vec();
-    for sids in [1..=3u64, 4..=5, 6..=6] {
+    for sids in records {
         let envelopes: Vec<CallbackEnvelope> = sids
+            .clone()
             .map(|n| CallbackEnvelope {
                 body: status_params(&message_sid(n), "sent", None)
                     .encode()
@@ -422,33 +486,238 @@ async fn a_torn_last_record_is_skipped_with_a_log_line_and_the_rest_drained() {
         let (payload, _) = queue_wire::batch::encode_batch(&envelopes);
         ingest::spool::segment::encode_record(&payload, &mut bytes);
     }
-    bytes.truncate(bytes.len() - 10);
-    let path = spool.path().join(ingest::spool::segment::file_name(7));
+    bytes
+}
+
+fn write_segment(dir: &Path, sequence: u64, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(ingest::spool::segment::file_name(sequence));
     std::fs::File::create(&path)
         .unwrap()
-        .write_all(&bytes)
+        .write_all(bytes)
         .unwrap();
+    path
+}
 
-    let mut ingest =
-        IngestProcess::start(&testkit::amqp_url(), broker.topology.prefix(), spool.path());
-    let warning = ingest.wait_for_line("spool segment damaged");
-    assert!(
-        warning.contains("WARN") && warning.contains("skipped_bytes"),
-        "{warning}"
-    );
-    let sids = wait_for_queued_sids(&broker, 5).await;
-    assert_each_once(&sids, 1, 5);
-    ingest.wait_for_line("spool drained");
-    assert!(!path.exists(), "a drained segment is removed");
+/// Files under `dir` (and the `ingest-N` directories in it) whose name ends
+/// with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|entry| entry.unwrap().path())
+        .map(|path| {
+            if path.is_dir() {
+                files_ending(&path, suffix)
+            } else {
+                usize::from(path.to_string_lossy().ends_with(suffix))
+            }
+        })
+        .sum()
+}
+
+/// Fills the filesystem of `dir` to the last byte with a file of its own.
+fn fill_disk(dir: &Path) -> PathBuf {
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    while file.write_all(&[0]).is_ok() {}
+    filler
 }
 
 #[tokio::test]
-async fn without_a_broker_the_answer_comes_at_once_from_the_spool() {
+async fn a_full_disk_makes_readiness_say_why_and_the_spool_recovers_when_space_is_back() {
+    let disk = Tmpfs::mount("512k");
+    let dir = disk.path().join("spool");
+    let proxy = ToggleProxy::start(&broker_address()).await;
     let app = TestApp::spawn_with(Options {
-        amqp_url: Some("amqp://guest:guest@127.0.0.1:1/%2f".to_owned()),
+        amqp_url: Some(amqp_url_via(proxy.port)),
+        spool_dir: Some(dir.clone()),
         ..Options::default()
     })
     .await;
-    assert_eq!(send(&app.address, 1, 10).await, [200; 10]);
-    assert_eq!(spooled_sids(app.spool.as_ref().unwrap().path()).len(), 10);
+    app.wait_broker_ready().await;
+    proxy.cut();
+    wait_for("ingest to notice", Duration::from_secs(30), || async {
+        (app.readyz_text().await != "ready").then_some(())
+    })
+    .await;
+
+    // No segment yet: the next spool write must create one, on a full disk.
+    let filler = fill_disk(disk.path());
+    let refused = send(&app.address, 1, 5).await;
+    assert_eq!(refused, [503; 5], "the disk is full");
+    assert_eq!(app.readyz().await, 503);
+    let why = app.readyz_text().await;
+    assert!(
+        why.contains("spool cannot write") && why.contains("No space left"),
+        "{why}"
+    );
+
+    // Space comes back: readiness returns without a callback to try it,
+    // and the spool takes callbacks again (no half-made segment in the way).
+    std::fs::remove_file(&filler).unwrap();
+    wait_for(
+        "readiness to come back with the disk",
+        Duration::from_secs(30),
+        || async { (app.readyz().await == 200).then_some(()) },
+    )
+    .await;
+    assert!(app.readyz_text().await.contains("spooling"));
+    assert_eq!(send(&app.address, 6, 10).await, [200; 10]);
+    let spooled: BTreeSet<String> = spooled_sids(&dir).into_iter().collect();
+    let expected: BTreeSet<String> = (6..16).map(message_sid).collect();
+    assert_eq!(spooled, expected, "every 200 on disk, none of the 503s");
+
+    proxy.restore();
+    let sids = wait_for_queued_sids(&app.broker, 10).await;
+    assert_each_once(&sids, 6, 10);
+    wait_for(
+        "the drained segments to go",
+        Duration::from_secs(30),
+        || async { (files_ending(&dir, ".spool") == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_segment_gone_before_its_turn_is_forgotten_and_the_next_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_segment(dir.path(), 1, &segment_bytes(&[1..=3]));
+    write_segment(dir.path(), 2, &segment_bytes(&[4..=6]));
+    let proxy = ToggleProxy::start(&broker_address()).await;
+    proxy.cut();
+    let app = TestApp::spawn_with(Options {
+        amqp_url: Some(amqp_url_via(proxy.port)),
+        spool_dir: Some(dir.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await;
+    // Counted at start, then removed from outside before it was drained
+    // (as a removal whose state update was lost would leave it).
+    assert!(app.readyz_text().await.contains("spooling"));
+    std::fs::remove_file(&first).unwrap();
+    proxy.restore();
+    let sids = wait_for_queued_sids(&app.broker, 3).await;
+    assert_each_once(&sids, 4, 3);
+    wait_for("the spool to be empty", Duration::from_secs(30), || async {
+        (app.readyz_text().await == "ready").then_some(())
+    })
+    .await;
+    assert_eq!(files_ending(dir.path(), ".spool"), 0);
+}
+
+#[tokio::test]
+async fn a_damaged_segment_is_drained_around_the_damage_kept_aside_and_counted() {
+    let broker = TestBroker::new().await;
+    let spool = tempfile::tempdir().unwrap();
+    // Three records; a bit of the second's payload flipped on disk.
+    let mut bytes = segment_bytes(&[1..=3, 4..=5, 6..=6]);
+    let first_record = segment_bytes(&[1..=3]).len();
+    bytes[first_record + 8 + 20] ^= 0x01;
+    let path = write_segment(spool.path(), 3, &bytes);
+
+    let mut ingest =
+        IngestProcess::start(&testkit::amqp_url(), broker.topology.prefix(), spool.path());
+    let sids = wait_for_queued_sids(&broker, 4).await;
+    let expected: BTreeSet<String> = [1, 2, 3, 6].into_iter().map(message_sid).collect();
+    assert_eq!(sids.len(), 4, "{sids:?}");
+    assert_eq!(sids.iter().cloned().collect::<BTreeSet<_>>(), expected);
+    ingest.wait_for_line("spool drained");
+    let error = ingest.wait_for_line("spool segment damaged");
+    assert!(error.contains("ERROR"), "{error}");
+    assert!(error.contains("\"damaged_records\":1"), "{error}");
+    assert!(!path.exists(), "out of the drainer's way");
+    let aside = PathBuf::from(format!("{}.damaged", path.display()));
+    assert_eq!(std::fs::read(&aside).unwrap(), bytes, "kept, never deleted");
+    let metrics = reqwest::get(format!("{}/metrics", ingest.address()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ingest_spool_damaged_records_total 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        ingest
+            .seen
+            .iter()
+            .filter(|l| l.contains("spool segment damaged"))
+            .count(),
+        1,
+        "said once per segment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_spool_into_rabbitmq_before_exiting() {
+    let broker = TestBroker::new().await;
+    let spool = tempfile::tempdir().unwrap();
+    let proxy = ToggleProxy::start(&broker_address()).await;
+    proxy.cut();
+    let ingest = IngestProcess::start_with(
+        &amqp_url_via(proxy.port),
+        broker.topology.prefix(),
+        spool.path(),
+        &[("INGEST_SHUTDOWN_DRAIN_SECS", "60")],
+    );
+    let statuses = send(&ingest.address(), 1, 300).await;
+    assert_eq!(statuses, vec![200; 300], "all spooled");
+    assert_eq!(spooled_sids(spool.path()).len(), 300);
+
+    // RabbitMQ is back as the process is told to go (a scale-down).
+    proxy.restore();
+    let (code, logs) = tokio::task::spawn_blocking(move || ingest.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    // What the spool held when the drain began is what it says it drained.
+    let line_with = |needle: &str| -> serde_json::Value {
+        let line = logs
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{logs}"));
+        serde_json::from_str(line).unwrap()
+    };
+    let began = line_with("draining the spool into RabbitMQ before exiting");
+    let ended = line_with("drained the spool into RabbitMQ before exiting");
+    assert_eq!(began["callbacks"], ended["drained"], "{began} {ended}");
+    assert!(!logs.contains("still spooled"), "{logs}");
+    let sids = wait_for_queued_sids(&broker, 300).await;
+    assert_each_once(&sids, 1, 300);
+    assert_eq!(
+        files_ending(spool.path(), ".spool"),
+        0,
+        "nothing left on disk"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_rabbitmq_still_away_says_what_is_left_where_and_exits_0() {
+    let broker = TestBroker::new().await;
+    let spool = tempfile::tempdir().unwrap();
+    let away = "amqp://guest:guest@127.0.0.1:1/%2f";
+    let ingest = IngestProcess::start_with(
+        away,
+        broker.topology.prefix(),
+        spool.path(),
+        &[("INGEST_SHUTDOWN_DRAIN_SECS", "1")],
+    );
+    assert_eq!(send(&ingest.address(), 1, 10).await, [200; 10]);
+    let (code, logs) = tokio::task::spawn_blocking(move || ingest.terminate())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    let left = logs
+        .lines()
+        .find(|l| l.contains("exiting with callbacks still spooled"))
+        .unwrap_or_else(|| panic!("no line about what is left:\n{logs}"));
+    assert!(left.contains("WARN"), "{left}");
+    assert!(left.contains("\"remaining\":10"), "{left}");
+    assert!(left.contains(&spool.path().display().to_string()), "{left}");
+    // Left on disk, whole, for the next process.
+    assert_eq!(spooled_sids(spool.path()).len(), 10);
 }

@@ -99,7 +99,12 @@ fn bearer_token(request: &HttpRequest) -> Option<&str> {
 }
 
 fn same(expected: &SecretString, presented: &str) -> bool {
-    bool::from(expected.expose_secret().as_bytes().ct_eq(presented.as_bytes()))
+    bool::from(
+        expected
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(presented.as_bytes()),
+    )
 }
 
 /// Middleware for the API routes: refuses a request its token does not
@@ -173,7 +178,9 @@ mod tests {
         assert!(access
             .check(&with_token("full-secret"), Scope::Write)
             .is_ok());
-        assert!(access.check(&with_token("read-secret"), Scope::Read).is_ok());
+        assert!(access
+            .check(&with_token("read-secret"), Scope::Read)
+            .is_ok());
         assert!(matches!(
             access.check(&with_token("read-secret"), Scope::Write),
             Err(ApiError::ReadOnlyToken)

@@ -6,11 +6,11 @@
 
 pub mod database;
 pub mod dedup;
-pub mod socket_options;
 pub mod outage;
 pub mod outcomes;
 pub mod partitions;
 pub mod projection;
+pub mod socket_options;
 
 use chrono::Utc;
 use sea_orm::{

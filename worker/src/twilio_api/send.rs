@@ -91,8 +91,8 @@ impl TwilioClient {
         let (account_sid, credentials) = self
             .credentials(request.account_sid.as_deref())
             .ok_or_else(|| {
-            SendError::NoCredentials(request.account_sid.clone().unwrap_or_default())
-        })?;
+                SendError::NoCredentials(request.account_sid.clone().unwrap_or_default())
+            })?;
         let mut form = vec![("To".to_owned(), request.to.clone())];
         if let Some(from) = &request.from {
             form.push(("From".to_owned(), from.clone()));

@@ -61,7 +61,11 @@ async fn another_accounts_callbacks_never_move_a_message() {
         assert!(!message.conflicting_outcomes);
         let mut marks = foreign_events(&pipeline, sid).await;
         marks.sort_unstable();
-        assert_eq!(marks, [false, true], "{sid}: the forged event is kept, marked");
+        assert_eq!(
+            marks,
+            [false, true],
+            "{sid}: the forged event is kept, marked"
+        );
     }
     // The owner's own later callback still moves it.
     pipeline

@@ -105,10 +105,7 @@ async fn a_flood_of_stats_readers_leaves_the_writers_their_connections() {
     let most_read_connections = watcher.await.unwrap();
     for reader in readers {
         for status in reader.await.unwrap() {
-            assert!(
-                status == 200 || status == 503,
-                "a read answered {status}"
-            );
+            assert!(status == 200 || status == 503, "a read answered {status}");
         }
     }
     assert!(
