@@ -16,6 +16,7 @@ use crate::health::WorkerHealth;
 use crate::http::{self, ApiAccess, HttpState};
 use crate::reconcile::{self, Reconciler};
 use crate::retention;
+use crate::stats::StatsCache;
 use crate::store::database::{
     connect_database, connect_pool, migrate, PoolSettings, READ_POOL, WRITE_STATEMENT_TIMEOUT,
 };
@@ -101,6 +102,7 @@ impl Application {
                 config.addr,
             ),
             stale_after: config.reconcile.after.clone(),
+            stats: StatsCache::default(),
         });
         let server =
             HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))

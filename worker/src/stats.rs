@@ -6,8 +6,9 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use twilio_protocol::error_codes::describe;
 use twilio_protocol::status::MessageStatus;
 
@@ -113,6 +114,41 @@ pub struct Conflicting {
 }
 
 const TOP_ERRORS: i64 = 10;
+
+/// How long a computed answer is served again to readers of the same
+/// window (`since`/`until` as asked): dashboards poll, and sixteen of them
+/// asking at once must cost the database one computation, not sixteen. An
+/// answer says which window it covers.
+pub const REUSE_FOR: Duration = Duration::from_secs(10);
+
+/// Recent answers, and the one computation in progress: `GET /stats` scans
+/// many rows, so one runs at a time and the others wait for it (and then,
+/// asking for the same window, take its answer).
+#[derive(Default)]
+pub struct StatsCache {
+    computed: tokio::sync::Mutex<HashMap<(Option<String>, Option<String>), (Instant, Arc<Stats>)>>,
+}
+
+impl StatsCache {
+    /// The answer for the window asked as `asked`, computed now or within
+    /// `REUSE_FOR`.
+    pub async fn get_or_compute(
+        &self,
+        asked: (Option<String>, Option<String>),
+        window: Window,
+        db: &DatabaseConnection,
+        stale_after: &[(MessageStatus, Duration)],
+    ) -> Result<Arc<Stats>, DbErr> {
+        let mut computed = self.computed.lock().await;
+        computed.retain(|_, (at, _)| at.elapsed() < REUSE_FOR);
+        if let Some((_, stats)) = computed.get(&asked) {
+            return Ok(stats.clone());
+        }
+        let stats = Arc::new(compute(db, window, stale_after).await?);
+        computed.insert(asked, (Instant::now(), stats.clone()));
+        Ok(stats)
+    }
+}
 
 pub async fn compute(
     db: &DatabaseConnection,

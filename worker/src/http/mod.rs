@@ -19,7 +19,7 @@ use twilio_protocol::status::MessageStatus;
 
 use crate::entity::{message, message_status_event, StoredStatus};
 use crate::health::WorkerHealth;
-use crate::stats::{self, Window};
+use crate::stats::{StatsCache, Window};
 use crate::store;
 use crate::store::projection::SentMessage;
 use crate::twilio_api::{SendError, SendRequest, TwilioClient};
@@ -36,6 +36,21 @@ pub struct HttpState {
     pub access: ApiAccess,
     /// What counts as stale, per status (`WORKER_RECONCILE_AFTER`).
     pub stale_after: Vec<(MessageStatus, std::time::Duration)>,
+    pub stats: StatsCache,
+}
+
+/// Every read answers within this, whatever it waits for (a pool
+/// connection, another reader's `/stats`, its statements): Twilio's and a
+/// dashboard's patience is 15 s.
+const READ_DEADLINE: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// Runs a read under `READ_DEADLINE`: past it, `503` too slow.
+async fn within_deadline<T>(
+    read: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(READ_DEADLINE, read)
+        .await
+        .unwrap_or(Err(ApiError::TooSlow))
 }
 
 /// The probes are open; every other route needs the API token (`access`).
@@ -134,6 +149,10 @@ async fn get_message(
 ) -> Result<HttpResponse, ApiError> {
     let sid = MessageSid::parse(&path.into_inner())
         .map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    within_deadline(message_view(sid, &state)).await
+}
+
+async fn message_view(sid: MessageSid, state: &HttpState) -> Result<HttpResponse, ApiError> {
     let message = message::Entity::find_by_id(sid.as_str().to_owned())
         .one(&state.reads)
         .await
@@ -206,10 +225,16 @@ async fn get_stats(
         chrono::Utc::now(),
     )
     .map_err(ApiError::BadRequest)?;
-    let stats = stats::compute(&state.reads, window, &state.stale_after)
-        .await
-        .map_err(ApiError::from_read)?;
-    Ok(HttpResponse::Ok().json(stats))
+    let asked = (query.since.clone(), query.until.clone());
+    let stats = within_deadline(async {
+        state
+            .stats
+            .get_or_compute(asked, window, &state.reads, &state.stale_after)
+            .await
+            .map_err(ApiError::from_read)
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(&*stats))
 }
 
 /// Sends a message through Twilio with our StatusCallback and records it.

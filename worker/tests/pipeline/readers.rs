@@ -124,3 +124,35 @@ async fn a_flood_of_stats_readers_leaves_the_writers_their_connections() {
     }
     pipeline.worker.wait_ready().await;
 }
+
+/// Readers of the same window within `REUSE_FOR` share one computation:
+/// the second answer is the first (same `until`, though "now" has moved).
+#[tokio::test]
+async fn stats_of_the_same_window_are_computed_once_for_a_while() {
+    let pipeline = TestPipeline::start().await;
+    let url = format!("{}/stats?since=1h", pipeline.worker.address);
+    let asked = std::time::Instant::now();
+    let first: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    if asked.elapsed() < worker::stats::REUSE_FOR {
+        assert_eq!(
+            first["until"], second["until"],
+            "recomputed within the reuse time"
+        );
+    }
+    // Another window is its own computation.
+    let other: serde_json::Value = reqwest::get(format!("{url}&until={}", urlencode_now()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(other["until"], first["until"]);
+}
+
+fn urlencode_now() -> String {
+    chrono::Utc::now()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        .replace('+', "%2B")
+}
