@@ -126,15 +126,18 @@ pub const REUSE_FOR: Duration = Duration::from_secs(10);
 /// asking for the same window, take its answer).
 #[derive(Default)]
 pub struct StatsCache {
-    computed: tokio::sync::Mutex<HashMap<(Option<String>, Option<String>), (Instant, Arc<Stats>)>>,
+    computed: tokio::sync::Mutex<HashMap<AskedWindow, (Instant, Arc<Stats>)>>,
 }
+
+/// A window as a reader asked for it: `since` and `until` as given.
+pub type AskedWindow = (Option<String>, Option<String>);
 
 impl StatsCache {
     /// The answer for the window asked as `asked`, computed now or within
     /// `REUSE_FOR`.
     pub async fn get_or_compute(
         &self,
-        asked: (Option<String>, Option<String>),
+        asked: AskedWindow,
         window: Window,
         db: &DatabaseConnection,
         stale_after: &[(MessageStatus, Duration)],

@@ -631,12 +631,7 @@ async fn a_damaged_segment_is_drained_around_the_damage_kept_aside_and_counted()
     assert!(!path.exists(), "out of the drainer's way");
     let aside = PathBuf::from(format!("{}.damaged", path.display()));
     assert_eq!(std::fs::read(&aside).unwrap(), bytes, "kept, never deleted");
-    let metrics = reqwest::get(format!("{}/metrics", ingest.address()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(&ingest.address()).await;
     assert!(
         metrics.contains("ingest_spool_damaged_records_total 1"),
         "{metrics}"

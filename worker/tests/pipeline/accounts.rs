@@ -89,19 +89,9 @@ async fn another_accounts_callbacks_never_move_a_message() {
     assert_eq!(events[1]["foreign_account"], true);
     assert_eq!(view["status"], "sent");
 
-    let metrics = reqwest::get(format!("{}/metrics", pipeline.worker.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let counted: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("worker_foreign_account_events_total "))
-        .expect("the foreign-account counter is exported")
-        .trim()
-        .parse()
-        .unwrap();
+    let metrics = testkit::scrape_metrics(&pipeline.worker.address).await;
+    let counted = testkit::metric_value(&metrics, "worker_foreign_account_events_total")
+        .expect("the foreign-account counter is exported");
     assert!(counted >= 10.0, "counted {counted}");
 }
 

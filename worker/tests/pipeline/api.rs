@@ -66,12 +66,7 @@ async fn probes_and_metrics_answer() {
         .publish_callback(&status_params(&message_sid(1), "sent", None), at(1))
         .await;
     wait_for_event_rows(&pipeline.db, 1).await;
-    let metrics = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(base).await;
     assert!(
         metrics.contains("worker_events_persisted_total"),
         "{metrics}"

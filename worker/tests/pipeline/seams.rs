@@ -182,12 +182,7 @@ async fn an_unknown_status_is_captured_without_moving_the_current_status() {
     let odd = message_row(&pipeline.db, &message_sid(6)).await;
     assert_eq!((odd.status.as_str(), odd.error_code), ("failed", None));
 
-    let metrics = reqwest::get(format!("{}/metrics", pipeline.worker.address))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::scrape_metrics(&pipeline.worker.address).await;
     assert!(
         metrics.contains("worker_unrecognised_statuses_total"),
         "{metrics}"
