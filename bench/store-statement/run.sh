@@ -21,7 +21,9 @@ trap 'rm -rf "$WORK"' EXIT
 
 git worktree add -q --detach "$WORK/base" "$BASE"
 trap 'git worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
-(cd "$WORK/base" && CARGO_TARGET_DIR="$ROOT/target" cargo run -q -p worker --example store_statement) |
+# A target dir of its own: cargo names workspace crates' artifacts without
+# their path, so the base's would pass for the current ones in a shared one.
+(cd "$WORK/base" && CARGO_TARGET_DIR="$ROOT/target/bench-base" cargo run -q -p worker --example store_statement) |
   python3 bench/store-statement/extract.py >"$WORK/base.sql"
 cargo run -q -p worker --example store_statement | python3 bench/store-statement/extract.py >"$WORK/current.sql"
 psql $PG -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
