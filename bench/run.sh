@@ -445,9 +445,9 @@ PG_VERSION=$(psql "$PG_SERVER/postgres" -X -tAc 'SHOW server_version' 2>/dev/nul
 TITLE="Benchmarks"
 [ "$SMOKE" = 1 ] && TITLE="Benchmark smoke run (a few hundred callbacks: a check, not a measurement)"
 
-# The sections bench/growth/run.sh and bench/growth/retention.sh write (the
-# history at size, retention under load) are kept as they are.
-GROWTH_SECTION=$(awk '/^<!-- (growth|retention):/,/^<!-- \/(growth|retention) -->/' "$OUT" 2>/dev/null || true)
+# The sections bench/growth/run.sh, bench/growth/retention.sh and bench/readers.sh write (the
+# history at size, retention under load, heavy readers) are kept as they are.
+GROWTH_SECTION=$(awk '/^<!-- (growth|retention|readers):/,/^<!-- \/(growth|retention|readers) -->/' "$OUT" 2>/dev/null || true)
 {
   echo "# $TITLE"
   echo

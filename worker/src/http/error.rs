@@ -23,6 +23,9 @@ pub enum ApiError {
     TooSlow,
     #[error("database unavailable")]
     DatabaseUnavailable,
+    /// Another reader's `/stats` held the way too long.
+    #[error("statistics are being computed for another reader; try again shortly")]
+    Busy,
 }
 
 impl ApiError {
@@ -44,7 +47,9 @@ impl ResponseError for ApiError {
             Self::ReadOnlyToken | Self::NoTokenConfigured => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::TooSlow | Self::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooSlow | Self::DatabaseUnavailable | Self::Busy => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -53,7 +58,7 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized) {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        if matches!(self, Self::TooSlow | Self::DatabaseUnavailable) {
+        if matches!(self, Self::TooSlow | Self::DatabaseUnavailable | Self::Busy) {
             response.insert_header(("Retry-After", "5"));
         }
         response.json(serde_json::json!({ "error": self.to_string() }))

@@ -231,7 +231,8 @@ async fn get_stats(
             .stats
             .get_or_compute(asked, window, &state.reads, &state.stale_after)
             .await
-            .map_err(ApiError::from_read)
+            .map_err(ApiError::from_read)?
+            .ok_or(ApiError::Busy)
     })
     .await?;
     Ok(HttpResponse::Ok().json(&*stats))
