@@ -28,7 +28,6 @@ const TWILIO_TIMEOUT_MS: u64 = 15_000;
 
 /// What the deployment template (deploy/secret.yaml) puts where a secret
 /// goes: a token still holding it was never filled in.
-const PLACEHOLDER: &str = "REPLACE_ME";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -285,7 +284,7 @@ pub enum ConfigError {
     #[error("AMQP_URL is not a valid AMQP URL: {0}")]
     AmqpUrl(String),
     /// Names the variable and the entry (an account or key id), never the secret.
-    #[error("{variable} still holds the deployment template's {PLACEHOLDER} placeholder{entry}: set the real secret")]
+    #[error("{variable} still holds the deployment template's REPLACE_ME placeholder{entry}: set the real secret")]
     Placeholder {
         variable: &'static str,
         entry: String,
@@ -335,6 +334,12 @@ impl TryFrom<IngestArgs> for IngestConfig {
         let signing_keys = parse_secret_map(args.signing_keys.as_deref().unwrap_or_default())
             .map_err(ConfigError::SigningKeys)?;
         refuse_placeholders(&auth_tokens, &account_tokens, &signing_keys)?;
+        if service_kit::cli::is_template_placeholder(&args.amqp_url) {
+            return Err(ConfigError::Placeholder {
+                variable: "AMQP_URL",
+                entry: String::new(),
+            });
+        }
         if auth_tokens.is_empty() && account_tokens.is_empty() {
             return Err(ConfigError::NoAuthToken);
         }
@@ -393,12 +398,8 @@ fn refuse_placeholders(
     account_tokens: &[(String, Vec<AuthToken>)],
     signing_keys: &[(String, Vec<AuthToken>)],
 ) -> Result<(), ConfigError> {
-    let placeholder = |secret: &AuthToken| {
-        secret
-            .expose_secret()
-            .to_ascii_uppercase()
-            .contains(PLACEHOLDER)
-    };
+    let placeholder =
+        |secret: &AuthToken| service_kit::cli::is_template_placeholder(secret.expose_secret());
     if auth_tokens.iter().any(placeholder) {
         return Err(ConfigError::Placeholder {
             variable: "TWILIO_AUTH_TOKEN",
@@ -411,7 +412,7 @@ fn refuse_placeholders(
     ];
     for (variable, entries) in maps {
         for (id, secrets) in entries {
-            if secrets.iter().any(placeholder) || id.to_ascii_uppercase().contains(PLACEHOLDER) {
+            if secrets.iter().any(placeholder) || service_kit::cli::is_template_placeholder(id) {
                 return Err(ConfigError::Placeholder {
                     variable,
                     entry: format!(" (entry {id:?})"),
@@ -582,7 +583,7 @@ mod tests {
 
     #[test]
     fn a_template_placeholder_is_refused_without_printing_the_secret() {
-        let cases: [(&[&str], &str); 4] = [
+        let cases: [(&[&str], &str); 5] = [
             (
                 &["--auth-token", "good,REPLACE_ME_twilio_auth_token"],
                 "TWILIO_AUTH_TOKEN",
@@ -608,6 +609,15 @@ mod tests {
             (
                 &["--account-tokens", "ACa=REPLACE_ME|REPLACE_ME_old"],
                 "TWILIO_ACCOUNT_TOKENS",
+            ),
+            (
+                &[
+                    "--auth-token",
+                    "t",
+                    "--amqp-url",
+                    "amqps://REPLACE_ME_user:REPLACE_ME_password@rabbit/%2f",
+                ],
+                "AMQP_URL",
             ),
         ];
         for (argv, variable) in cases {

@@ -10,9 +10,9 @@ pub const EXIT_BAD_CONFIG: u8 = 2;
 /// where a secret goes: a value still holding it was never filled in.
 pub const TEMPLATE_PLACEHOLDER: &str = "REPLACE_ME";
 
-/// Whether `secret` still holds the templates' placeholder.
+/// Whether `secret` still holds the templates' placeholder (in any case).
 pub fn is_template_placeholder(secret: &str) -> bool {
-    secret.contains(TEMPLATE_PLACEHOLDER)
+    secret.to_ascii_uppercase().contains(TEMPLATE_PLACEHOLDER)
 }
 
 /// Prints `program: configuration error: message` and returns exit code 2.
