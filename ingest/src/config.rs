@@ -7,7 +7,6 @@
 //! actix). The bounds are wide; each says why it stops where it does.
 
 use clap::builder::RangedU64ValueParser;
-use clap::error::{ContextKind, ContextValue};
 use clap::{CommandFactory, Parser};
 use queue_wire::topology::{Topology, DEFAULT_PREFIX};
 use service_kit::telemetry::LogFormat;
@@ -424,34 +423,9 @@ fn refuse_placeholders(
 }
 
 /// A command-line or environment error as one line that also names the
-/// environment variable: deployments set variables, and clap names only
-/// the flag. (`--help` and `--version` are not errors; see `main`.)
+/// environment variable (`service_kit::cli::describe_parse_error`).
 pub fn describe_parse_error(error: &clap::Error) -> String {
-    let message = service_kit::cli::one_line(&error.render().to_string());
-    // Clap's closing hint, which `one_line` keeps when no usage block follows.
-    let message = message
-        .split(" For more information, try")
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let variable = match error.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(arg)) => environment_variable(arg),
-        _ => None,
-    };
-    match variable {
-        Some(variable) => format!("{variable}: {message}"),
-        None => message,
-    }
-}
-
-/// The environment variable of an argument as clap shows it (`--workers <WORKERS>`).
-fn environment_variable(shown: &str) -> Option<String> {
-    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
-    IngestArgs::command()
-        .get_arguments()
-        .find(|arg| arg.get_long() == Some(long))?
-        .get_env()
-        .map(|env| env.to_string_lossy().into_owned())
+    service_kit::cli::describe_parse_error(error, &IngestArgs::command())
 }
 
 fn parse_base_url(raw: &str) -> Result<String, ConfigError> {

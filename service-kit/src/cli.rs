@@ -21,6 +21,37 @@ pub fn bad_config(program: &str, message: &str) -> ExitCode {
     ExitCode::from(EXIT_BAD_CONFIG)
 }
 
+/// A command-line or environment error as one line that also names the
+/// environment variable: deployments set variables, and clap names only
+/// the flag. `command` is the program's (`Cli::command()`), searched with
+/// its subcommands. (`--help` and `--version` are not errors.)
+pub fn describe_parse_error(error: &clap::Error, command: &clap::Command) -> String {
+    let message = one_line(&error.render().to_string());
+    let variable = match error.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(shown)) => environment_variable(command, shown),
+        _ => None,
+    };
+    match variable {
+        Some(variable) => format!("{variable}: {message}"),
+        None => message,
+    }
+}
+
+/// The environment variable of an argument as clap shows it (`--workers <WORKERS>`).
+fn environment_variable(command: &clap::Command, shown: &str) -> Option<String> {
+    let long = shown.split_whitespace().next()?.strip_prefix("--")?;
+    let own = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    own.or_else(|| {
+        command
+            .get_subcommands()
+            .find_map(|sub| environment_variable(sub, shown))
+    })
+}
+
 /// A message (clap's, typically) without its usage block, on one line.
 pub fn one_line(message: &str) -> String {
     message

@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use service_kit::telemetry::LogTarget;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -17,7 +17,10 @@ async fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        Err(e) => return bad_config(&e.to_string()),
+        Err(e) => {
+            let line = service_kit::cli::describe_parse_error(&e, &WorkerCli::command());
+            return bad_config(&line);
+        }
     };
     let common = match CommonConfig::try_from(cli.common) {
         Ok(common) => common,

@@ -25,8 +25,11 @@ use std::time::Duration;
 every status event in Postgres (message_status_events) with a current state per message \
 (messages) that never moves backwards. Transient failures are retried with growing delays; \
 what cannot be processed goes to the dead-letter queue.\n\n\
-With no subcommand it consumes, serving GET /healthz, /readyz, /metrics and \
-/messages/{MessageSid} on WORKER_ADDR. Stops gracefully on SIGTERM/SIGINT."
+With no subcommand it consumes, serving GET /healthz, /readyz and /metrics on WORKER_ADDR, \
+and the API (GET /messages/{MessageSid}, GET /stats, POST /messages) behind \
+WORKER_API_TOKEN (or, for reads, WORKER_API_READ_TOKENS). Stops gracefully on SIGTERM/SIGINT.\n\n\
+Every numeric setting has a range; a value outside it, or a secret still holding REPLACE_ME, \
+exits with code 2."
 )]
 pub struct WorkerCli {
     #[command(flatten)]
