@@ -253,8 +253,6 @@ pub enum ConfigError {
     DatabaseUrl,
     #[error("WORKER_RETRY_DELAYS_MS needs at least one delay")]
     RetryDelays,
-    #[error("WORKER_CONCURRENCY, WORKER_PREFETCH and WORKER_MAX_BATCH must be above zero")]
-    Batching,
     #[error("sending needs TWILIO_AUTH_TOKEN or TWILIO_API_KEY_SID with TWILIO_API_KEY_SECRET")]
     SendingCredentials,
     #[error("PUBLIC_BASE_URL must be an http(s)://host[:port] URL (the StatusCallback of sent messages)")]
@@ -332,9 +330,8 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     pub fn new(common: CommonConfig, args: ConsumeArgs) -> Result<Self, ConfigError> {
-        if args.concurrency == 0 || args.prefetch == 0 || args.max_batch == 0 {
-            return Err(ConfigError::Batching);
-        }
+        // Zero concurrency, prefetch, batch or hold limit is refused by
+        // their ranges (clap), before this.
         let api_token = args.api_token.filter(|t| !t.is_empty());
         let api_read_tokens: Vec<String> = args
             .api_read_tokens
@@ -351,7 +348,7 @@ impl WorkerConfig {
             concurrency: args.concurrency,
             prefetch: args.prefetch,
             max_batch: args.max_batch,
-            hold_limit: Duration::from_secs(args.hold_limit_secs.max(1)),
+            hold_limit: Duration::from_secs(args.hold_limit_secs),
             auto_migrate: args.auto_migrate,
             // Every consumer holds a connection during its transaction; one more
             // serves pings and the read API.

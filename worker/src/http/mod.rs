@@ -4,7 +4,7 @@
 mod access;
 mod error;
 
-pub use access::{ApiAccess, Scope};
+pub use access::ApiAccess;
 pub use error::ApiError;
 
 use actix_web::http::StatusCode;
