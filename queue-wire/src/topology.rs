@@ -24,7 +24,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, Connection, ExchangeKind};
 use std::time::Duration;
 
-pub const DEFAULT_PREFIX: &str = "twilio.status";
+pub const DEFAULT_PREFIX: &str = service_kit::cli::DEFAULT_TOPOLOGY_PREFIX;
 const ROUTING_KEY: &str = "callback";
 /// Broker-side safety net: a message redelivered this often (a worker that
 /// crashes on it, say) is dead-lettered instead of looping forever.

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use crate::telemetry::LogFormat;
+
 /// Exit code for bad configuration, as the contract requires.
 pub const EXIT_BAD_CONFIG: u8 = 2;
 
@@ -13,6 +15,67 @@ pub const TEMPLATE_PLACEHOLDER: &str = "REPLACE_ME";
 /// Whether `secret` still holds the templates' placeholder (in any case).
 pub fn is_template_placeholder(secret: &str) -> bool {
     secret.to_ascii_uppercase().contains(TEMPLATE_PLACEHOLDER)
+}
+
+/// Where a RabbitMQ on this machine answers with its stock user.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The name every exchange and queue starts with, unless
+/// `AMQP_TOPOLOGY_PREFIX` says otherwise (`queue_wire::topology`).
+pub const DEFAULT_TOPOLOGY_PREFIX: &str = "twilio.status";
+
+/// The settings both programs read the same way: where RabbitMQ is, the
+/// names of the topology on it, and how to log. Flattened into each CLI
+/// (`global`, so a subcommand takes them too).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SharedArgs {
+    /// RabbitMQ connection URL; a comma-separated list names several nodes
+    /// of one cluster, tried in turn and failed over. Holds a password, so
+    /// --help does not show its value.
+    #[arg(
+        long,
+        global = true,
+        env = "AMQP_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_AMQP_URL
+    )]
+    pub amqp_url: String,
+
+    /// Name prefix of the exchanges and queues (two deployments can share
+    /// one RabbitMQ virtual host under different prefixes).
+    #[arg(long, global = true, env = "AMQP_TOPOLOGY_PREFIX", default_value = DEFAULT_TOPOLOGY_PREFIX)]
+    pub topology_prefix: String,
+
+    /// Log format: one JSON object a line, or pretty text for a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "json"
+    )]
+    pub log_format: LogFormat,
+}
+
+/// A base URL that is not `http(s)://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not an http(s)://host[:port] URL")]
+pub struct InvalidBaseUrl(pub String);
+
+/// The one rule for every base URL a setting names (`PUBLIC_BASE_URL`,
+/// `TWILIO_API_BASE_URL`): `http` or `https` (any case), a host, an optional
+/// port or path, no query, fragment or space; returned without a trailing
+/// slash, so that a path can be appended.
+pub fn parse_base_url(raw: &str) -> Result<String, InvalidBaseUrl> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let invalid = || InvalidBaseUrl(raw.to_owned());
+    let (scheme, rest) = trimmed.split_once("://").ok_or_else(invalid)?;
+    let scheme_ok = scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https");
+    let host = rest.split(['/', ':']).next().unwrap_or("");
+    if !scheme_ok || host.is_empty() || rest.contains(['?', '#', ' ']) {
+        return Err(invalid());
+    }
+    Ok(trimmed.to_owned())
 }
 
 /// Prints `program: configuration error: message` and returns exit code 2.
@@ -68,6 +131,32 @@ pub fn one_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_follow_one_rule() {
+        assert_eq!(
+            parse_base_url(" HTTPS://hooks.example.com:8443/ ").unwrap(),
+            "HTTPS://hooks.example.com:8443"
+        );
+        assert_eq!(
+            parse_base_url("http://fake-twilio:9000/base/").unwrap(),
+            "http://fake-twilio:9000/base"
+        );
+        for bad in [
+            "hooks.example.com",
+            "ftp://x",
+            "https://",
+            "https://h?x=1",
+            "http://h/#x",
+            "http://:80",
+        ] {
+            assert_eq!(
+                parse_base_url(bad),
+                Err(InvalidBaseUrl(bad.to_owned())),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn clap_errors_become_one_line() {
