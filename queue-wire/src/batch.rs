@@ -42,20 +42,64 @@ pub enum QueueMessage {
 }
 
 impl QueueMessage {
-    /// Reads a delivery in whichever format its content type says.
+    /// Reads a delivery in whichever format its content type says (a
+    /// batch's callbacks each with a copy of its body: `batch_entries`
+    /// reads them in place).
     pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<Self, EnvelopeError> {
-        let is_batch = properties
-            .content_type()
-            .as_ref()
-            .is_some_and(|ct| ct.as_str() == BATCH_CONTENT_TYPE);
-        if !is_batch {
+        if !is_batch(properties)? {
             return CallbackEnvelope::from_message(properties, body).map(Self::Single);
         }
-        let empty = FieldTable::default();
-        let headers = properties.headers().as_ref().unwrap_or(&empty);
-        match header_int(headers, BATCH_VERSION_HEADER) {
-            Some(BATCH_VERSION) => decode_batch(&body).map(Self::Batch),
-            _ => Err(EnvelopeError::Header(BATCH_VERSION_HEADER)),
+        let entries = batch_entries(&body)?;
+        Ok(Self::Batch(
+            entries.into_iter().map(BatchEntry::into_envelope).collect(),
+        ))
+    }
+}
+
+/// Whether a delivery is a batch message (`batch_entries` reads its body)
+/// rather than a single callback (`CallbackEnvelope::from_message`). A
+/// batch of a version this release does not know is refused.
+pub fn is_batch(properties: &BasicProperties) -> Result<bool, EnvelopeError> {
+    if !has_batch_content_type(properties) {
+        return Ok(false);
+    }
+    let empty = FieldTable::default();
+    let headers = properties.headers().as_ref().unwrap_or(&empty);
+    match header_int(headers, BATCH_VERSION_HEADER) {
+        Some(BATCH_VERSION) => Ok(true),
+        _ => Err(EnvelopeError::Header(BATCH_VERSION_HEADER)),
+    }
+}
+
+fn has_batch_content_type(properties: &BasicProperties) -> bool {
+    properties
+        .content_type()
+        .as_ref()
+        .is_some_and(|ct| ct.as_str() == BATCH_CONTENT_TYPE)
+}
+
+/// One callback of a batch message, read in place: its raw body is a slice
+/// of the message's, not a copy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchEntry<'a> {
+    pub body: &'a [u8],
+    pub body_kind: BodyKind,
+    pub received_at: DateTime<Utc>,
+    pub request_id: String,
+    pub idempotency_token: Option<String>,
+    pub trace_context: Vec<(String, String)>,
+}
+
+impl BatchEntry<'_> {
+    /// This callback as an envelope of its own (its body copied, once).
+    pub fn into_envelope(self) -> CallbackEnvelope {
+        CallbackEnvelope {
+            body: self.body.to_vec(),
+            body_kind: self.body_kind,
+            received_at: self.received_at,
+            request_id: self.request_id,
+            idempotency_token: self.idempotency_token,
+            trace_context: self.trace_context,
         }
     }
 }
@@ -63,11 +107,7 @@ impl QueueMessage {
 /// How many callbacks a delivery declares it carries, without decoding it:
 /// a batch's `x-batch-size`, otherwise one.
 pub fn declared_callbacks(properties: &BasicProperties) -> usize {
-    let is_batch = properties
-        .content_type()
-        .as_ref()
-        .is_some_and(|ct| ct.as_str() == BATCH_CONTENT_TYPE);
-    let declared = is_batch
+    let declared = has_batch_content_type(properties)
         .then(|| properties.headers().as_ref())
         .flatten()
         .and_then(|headers| header_int(headers, BATCH_SIZE_HEADER))
@@ -149,7 +189,9 @@ fn put_chunk(out: &mut Vec<u8>, chunk: &[u8]) {
     out.extend_from_slice(chunk);
 }
 
-fn decode_batch(mut body: &[u8]) -> Result<Vec<CallbackEnvelope>, EnvelopeError> {
+/// The callbacks of a batch message's body (see `is_batch`), each borrowing
+/// its raw body from `body`.
+pub fn batch_entries(mut body: &[u8]) -> Result<Vec<BatchEntry<'_>>, EnvelopeError> {
     let mut entries = Vec::new();
     while !body.is_empty() {
         let metadata = take_chunk(&mut body)?;
@@ -161,8 +203,8 @@ fn decode_batch(mut body: &[u8]) -> Result<Vec<CallbackEnvelope>, EnvelopeError>
         let received_at = DateTime::parse_from_rfc3339(&metadata.received_at)
             .map_err(|_| EnvelopeError::Batch("entry received_at"))?
             .with_timezone(&Utc);
-        entries.push(CallbackEnvelope {
-            body: raw.to_vec(),
+        entries.push(BatchEntry {
+            body: raw,
             body_kind,
             received_at,
             request_id: metadata.request_id,
@@ -221,6 +263,24 @@ mod tests {
             QueueMessage::decode(&properties, body),
             Ok(QueueMessage::Batch(entries))
         );
+    }
+
+    #[test]
+    fn entries_read_in_place_borrow_the_message_body() {
+        let entries = vec![
+            entry(1, b"MessageSid=SM1&MessageStatus=sent", BodyKind::Form),
+            entry(2, b"", BodyKind::Json),
+        ];
+        let (body, properties) = encode_batch(&entries);
+        assert_eq!(is_batch(&properties), Ok(true));
+        assert_eq!(is_batch(&entries[0].to_properties()), Ok(false));
+        let read = batch_entries(&body).unwrap();
+        let range = body.as_ptr_range();
+        assert!(read
+            .iter()
+            .all(|e| range.contains(&e.body.as_ptr()) || e.body.is_empty()));
+        let owned: Vec<_> = read.into_iter().map(BatchEntry::into_envelope).collect();
+        assert_eq!(owned, entries);
     }
 
     #[test]

@@ -68,35 +68,64 @@ pub async fn publish_confirmed(
     }
 }
 
-/// Whether `AMQP_URL` holds one or more (comma-separated) AMQP URIs that
-/// parse. The reason never quotes a value (nor the parser's message, which
-/// may): it may hold a password.
-pub fn validate_amqp_url(amqp_url: &str) -> Result<(), String> {
+/// What is wrong with one URL of an `AMQP_URL`. Never quotes the value
+/// (nor the parser's message, which may): it may hold a password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AmqpUrlProblem {
+    #[error("it must start with amqp:// or amqps://")]
+    Scheme,
+    #[error(
+        "it cannot be parsed; expected amqp[s]://user:password@host[:port]/vhost \
+         (the value is not shown: it may hold a password)"
+    )]
+    Unparsable,
+}
+
+/// Why an `AMQP_URL` is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidAmqpUrl {
+    #[error("it names no URL")]
+    NoUrl,
+    /// The only URL it names.
+    #[error(transparent)]
+    Url(AmqpUrlProblem),
+    /// URL `index` (from 1) of `count`.
+    #[error("URL {index} of {count}: {problem}")]
+    Node {
+        index: usize,
+        count: usize,
+        problem: AmqpUrlProblem,
+    },
+}
+
+/// Checks that `AMQP_URL` holds one or more (comma-separated) AMQP URIs
+/// that parse.
+pub fn check_amqp_url(amqp_url: &str) -> Result<(), InvalidAmqpUrl> {
     let nodes = nodes(amqp_url);
     if nodes.is_empty() {
-        return Err("it names no URL".into());
+        return Err(InvalidAmqpUrl::NoUrl);
     }
     for (index, node) in nodes.iter().enumerate() {
-        validate_one(node).map_err(|reason| match nodes.len() {
-            1 => reason,
-            count => format!("URL {} of {count}: {reason}", index + 1),
+        check_one(node).map_err(|problem| match nodes.len() {
+            1 => InvalidAmqpUrl::Url(problem),
+            count => InvalidAmqpUrl::Node {
+                index: index + 1,
+                count,
+                problem,
+            },
         })?;
     }
     Ok(())
 }
 
-fn validate_one(amqp_url: &str) -> Result<(), String> {
+fn check_one(amqp_url: &str) -> Result<(), AmqpUrlProblem> {
     if !(amqp_url.starts_with("amqp://") || amqp_url.starts_with("amqps://")) {
-        return Err("it must start with amqp:// or amqps://".into());
+        return Err(AmqpUrlProblem::Scheme);
     }
     amqp_url
         .parse::<lapin::uri::AMQPUri>()
         .map(|_| ())
-        .map_err(|_| {
-            "it cannot be parsed; expected amqp[s]://user:password@host[:port]/vhost \
-         (the value is not shown: it may hold a password)"
-                .into()
-        })
+        .map_err(|_| AmqpUrlProblem::Unparsable)
 }
 
 /// The nodes an `AMQP_URL` names: one URL, or several of one cluster,
@@ -137,6 +166,11 @@ pub async fn connect_any(amqp_url: &str, connection_name: &str) -> lapin::Result
 mod tests {
     use super::*;
 
+    /// The refusal as the configuration error shows it.
+    fn as_text(amqp_url: &str) -> Result<(), String> {
+        check_amqp_url(amqp_url).map_err(|error| error.to_string())
+    }
+
     #[test]
     fn a_bad_url_is_refused_without_echoing_its_secret() {
         for url in [
@@ -146,24 +180,47 @@ mod tests {
             "http://guest:s3cr3t@127.0.0.1:5672",
             "amqp://guest:s3cr3t@127.0.0.1:99999/%2f",
         ] {
-            let reason = validate_amqp_url(url).expect_err(url);
+            let reason = as_text(url).expect_err(url);
             assert!(!reason.contains("s3cr3t"), "{url}: {reason}");
         }
-        assert_eq!(
-            validate_amqp_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            Ok(())
-        );
+        assert_eq!(as_text("amqp://guest:guest@127.0.0.1:5672/%2f"), Ok(()));
     }
 
     #[test]
     fn several_nodes_are_checked_one_by_one() {
         let cluster = "amqp://u:p@10.0.0.1:5672/%2f, amqp://u:p@10.0.0.2:5673/%2f,";
-        assert_eq!(validate_amqp_url(cluster), Ok(()));
+        assert_eq!(as_text(cluster), Ok(()));
         assert_eq!(nodes(cluster).len(), 2);
         assert_eq!(node_label(nodes(cluster)[1]), "10.0.0.2:5673");
-        let reason = validate_amqp_url("amqp://u:s3cr3t@h1/%2f,http://u:s3cr3t@h2").unwrap_err();
+        let reason = as_text("amqp://u:s3cr3t@h1/%2f,http://u:s3cr3t@h2").unwrap_err();
         assert!(reason.starts_with("URL 2 of 2"), "{reason}");
         assert!(!reason.contains("s3cr3t"));
-        assert!(validate_amqp_url(" , ").is_err());
+        assert!(as_text(" , ").is_err());
+    }
+
+    #[test]
+    fn the_refusal_is_typed() {
+        assert_eq!(check_amqp_url(" , "), Err(InvalidAmqpUrl::NoUrl));
+        assert_eq!(
+            check_amqp_url("http://h"),
+            Err(InvalidAmqpUrl::Url(AmqpUrlProblem::Scheme))
+        );
+        assert_eq!(
+            check_amqp_url("amqp://h/%2f,amqp://u:p@h:99999/%2f"),
+            Err(InvalidAmqpUrl::Node {
+                index: 2,
+                count: 2,
+                problem: AmqpUrlProblem::Unparsable
+            })
+        );
+        assert_eq!(
+            as_text("http://h").unwrap_err(),
+            "it must start with amqp:// or amqps://"
+        );
+        assert_eq!(
+            AmqpUrlProblem::Unparsable.to_string(),
+            "it cannot be parsed; expected amqp[s]://user:password@host[:port]/vhost \
+             (the value is not shown: it may hold a password)"
+        );
     }
 }

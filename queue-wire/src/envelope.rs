@@ -139,6 +139,22 @@ impl CallbackEnvelope {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
+impl CallbackEnvelope {
+    /// A form callback with every field set, received at
+    /// 2026-11-26T21:00:00.123456Z, for tests.
+    pub fn sample() -> Self {
+        Self {
+            body: b"MessageSid=SM1&MessageStatus=sent".to_vec(),
+            body_kind: BodyKind::Form,
+            received_at: DateTime::from_timestamp_micros(1_795_726_800_123_456).unwrap_or_default(),
+            request_id: "req-1".into(),
+            idempotency_token: Some("tok".into()),
+            trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
+        }
+    }
+}
+
 /// A string header, if present and text.
 pub fn header_text(headers: &FieldTable, name: &str) -> Option<String> {
     match headers.inner().get(name)? {
@@ -177,22 +193,15 @@ pub fn header_time(
 mod tests {
     use super::*;
 
-    fn envelope() -> CallbackEnvelope {
-        CallbackEnvelope {
-            body: b"MessageSid=SM1&MessageStatus=sent".to_vec(),
-            body_kind: BodyKind::Form,
-            received_at: DateTime::parse_from_rfc3339("2026-11-26T21:00:00.123456Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            request_id: "req-1".into(),
-            idempotency_token: Some("tok".into()),
-            trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
-        }
-    }
-
     #[test]
     fn round_trips_through_amqp_properties() {
-        let original = envelope();
+        let original = CallbackEnvelope::sample();
+        assert_eq!(
+            original
+                .received_at
+                .to_rfc3339_opts(SecondsFormat::Micros, true),
+            "2026-11-26T21:00:00.123456Z"
+        );
         let properties = original.to_properties();
         let decoded = CallbackEnvelope::from_message(&properties, original.body.clone()).unwrap();
         assert_eq!(decoded, original);

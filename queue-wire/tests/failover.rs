@@ -50,14 +50,21 @@ async fn a_lost_session_fails_over_to_the_next_node() {
 
 #[tokio::test]
 async fn stopping_while_no_node_answers_returns_none() {
-    let url = format!("{DEAD_NODE},amqp://guest:guest@127.0.0.1:2/%2f");
+    // One node refuses; the other accepts TCP and never speaks AMQP. Stop
+    // once the reconnector is waiting on the silent one.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let url = format!("{DEAD_NODE},amqp://guest:guest@127.0.0.1:{port}/%2f");
     let mut reconnector = Reconnector::new(&url, "queue-wire failover test", "testing");
     let stop = CancellationToken::new();
     let stopper = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let attempt_seen = tokio::spawn(async move {
+        let (socket, _) = silent.accept().await.unwrap();
         stopper.cancel();
+        // Closing it ends the abandoned attempt at once.
+        drop(socket);
     });
     assert!(reconnector.connect(&stop).await.is_none());
     assert_eq!(reconnector.node(), None);
+    attempt_seen.await.unwrap();
 }

@@ -215,18 +215,31 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for node in &self.nodes {
-            if let Some(pid) = node.pid() {
-                // A node killed earlier left its pid file: quietly a no-op.
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .stderr(std::process::Stdio::null())
-                    .status();
-            }
+        let pids: Vec<u32> = self.nodes.iter().filter_map(ClusterNode::pid).collect();
+        for pid in &pids {
+            // A node killed earlier left its pid file: quietly a no-op.
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
         }
-        std::thread::sleep(Duration::from_millis(500));
+        // Delete the data directories once no VM can write to them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pids.iter().any(|pid| alive(*pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = std::fs::remove_dir_all(&self.base);
     }
+}
+
+/// Whether process `pid` still runs (a zombie, dead but not yet reaped,
+/// does not).
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the parenthesised command name.
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn free_port() -> u16 {

@@ -184,6 +184,13 @@ mod tests {
     use super::*;
     use crate::status::MessageStatus;
 
+    const SID: &str = "SM1234567890abcdef1234567890abcdef";
+
+    /// Parses a form body of `MessageSid=SID` followed by `rest`.
+    fn with_sid(rest: &str) -> Result<StatusCallback, CallbackError> {
+        StatusCallback::from_form(format!("MessageSid={SID}&{rest}").as_bytes())
+    }
+
     const TV4_BODY: &[u8] = b"AccountSid=ACXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX&ApiVersion=2010-04-01&ErrorCode=30003&From=%2B15017122661&MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=undelivered&SmsSid=SM1234567890abcdef1234567890abcdef&SmsStatus=undelivered&To=%2B15558675310";
 
     #[test]
@@ -232,39 +239,28 @@ mod tests {
 
     #[test]
     fn captures_values_it_does_not_understand() {
-        let future = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=exploded&ErrorCode=x",
-        )
-        .unwrap();
+        let future = with_sid("MessageStatus=exploded&ErrorCode=x").unwrap();
         assert_eq!(
             future.status,
             CallbackStatus::Unrecognised("exploded".into())
         );
         assert_eq!(future.error_code, None);
         assert_eq!(future.params.get("ErrorCode"), Some("x"));
-        let huge_code = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=failed&ErrorCode=99999999999",
-        )
-        .unwrap();
+        let huge_code = with_sid("MessageStatus=failed&ErrorCode=99999999999").unwrap();
         assert_eq!(huge_code.error_code, None);
     }
 
     #[test]
     fn accepts_a_required_pair_sent_twice_with_the_same_value() {
-        let cb = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent&MessageStatus=sent",
-        )
-        .unwrap();
+        let cb = with_sid("MessageStatus=sent&MessageStatus=sent").unwrap();
         assert_eq!(cb.status, MessageStatus::Sent.into());
     }
 
     #[test]
     fn refuses_a_nul_anywhere() {
-        let base = "MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent";
         for extra in ["&Body=a%00b", "&%00=x", "&To=%00"] {
-            let body = format!("{base}{extra}");
             assert_eq!(
-                StatusCallback::from_form(body.as_bytes()),
+                with_sid(&format!("MessageStatus=sent{extra}")),
                 Err(CallbackError::Nul { index: 2 }),
                 "{extra}"
             );
@@ -279,10 +275,7 @@ mod tests {
 
     #[test]
     fn empty_error_code_means_none() {
-        let cb = StatusCallback::from_form(
-            b"MessageSid=SM1234567890abcdef1234567890abcdef&MessageStatus=sent&ErrorCode=",
-        )
-        .unwrap();
+        let cb = with_sid("MessageStatus=sent&ErrorCode=").unwrap();
         assert_eq!(cb.error_code, None);
     }
 

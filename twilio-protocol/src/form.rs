@@ -175,27 +175,16 @@ mod tests {
     }
 
     #[test]
-    fn refuses_broken_percent_encoding() {
-        assert_eq!(
-            FormParams::parse(b"A=1&B=%zz"),
-            Err(FormError::BadPercentEncoding { index: 1 })
-        );
-        assert_eq!(
-            FormParams::parse(b"A=%4"),
-            Err(FormError::BadPercentEncoding { index: 0 })
-        );
-    }
-
-    #[test]
-    fn refuses_invalid_utf8() {
-        assert_eq!(
-            FormParams::parse(b"A=%FF%FE"),
-            Err(FormError::InvalidUtf8 { index: 0 })
-        );
-        assert_eq!(
-            FormParams::parse(b"A=\xff"),
-            Err(FormError::InvalidUtf8 { index: 0 })
-        );
+    fn refuses_broken_percent_encoding_and_invalid_utf8() {
+        let cases: [(&[u8], FormError); 4] = [
+            (b"A=1&B=%zz", FormError::BadPercentEncoding { index: 1 }),
+            (b"A=%4", FormError::BadPercentEncoding { index: 0 }),
+            (b"A=%FF%FE", FormError::InvalidUtf8 { index: 0 }),
+            (b"A=\xff", FormError::InvalidUtf8 { index: 0 }),
+        ];
+        for (body, refusal) in cases {
+            assert_eq!(FormParams::parse(body), Err(refusal), "{body:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::signature::{Algorithm, AuthToken, SignatureVerifier};
+use crate::signature::{Algorithm, AuthToken, SignatureVerifier, UnsupportedAlgorithm};
 
 /// The header Twilio adds to callbacks signed with a SharedKey.
 pub const SIGNATURE_SETTINGS_HEADER: &str = "X-Twilio-Webhooks-Signature-Settings";
@@ -24,15 +24,26 @@ pub enum KeyError {
     UnknownAccount(Option<String>),
     #[error("signing key {0:?} is not in TWILIO_SIGNING_KEYS")]
     UnknownKey(String),
-    #[error("unsupported signature algorithm {0:?}")]
-    UnsupportedAlgorithm(String),
+    #[error(transparent)]
+    UnsupportedAlgorithm(#[from] UnsupportedAlgorithm),
+}
+
+/// Why a `TWILIO_ACCOUNT_TOKENS` or `TWILIO_SIGNING_KEYS` value cannot be
+/// read. Entries are counted from 1; no variant holds a secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretMapError {
+    #[error("entry {entry} has no '=' (expected ID=secret)")]
+    NoEquals { entry: usize },
+    #[error("entry {entry} has no id before '='")]
+    NoId { entry: usize },
+    #[error("entry {id:?} has no secret after '='")]
+    NoSecret { id: String },
 }
 
 /// Reads `ID=secret1|secret2,ID2=secret3` (`TWILIO_ACCOUNT_TOKENS`,
 /// `TWILIO_SIGNING_KEYS`): one entry per id, newest secret first. An id
-/// given twice gets the secrets of both entries. The error names the entry
-/// at fault, never a secret.
-pub fn parse_secret_map(raw: &str) -> Result<Vec<(String, Vec<AuthToken>)>, String> {
+/// given twice gets the secrets of both entries.
+pub fn read_secret_map(raw: &str) -> Result<Vec<(String, Vec<AuthToken>)>, SecretMapError> {
     let mut entries: Vec<(String, Vec<AuthToken>)> = Vec::new();
     for (index, entry) in raw.split(',').enumerate() {
         let entry = entry.trim();
@@ -40,10 +51,7 @@ pub fn parse_secret_map(raw: &str) -> Result<Vec<(String, Vec<AuthToken>)>, Stri
             continue;
         }
         let Some((id, secrets)) = entry.split_once('=') else {
-            return Err(format!(
-                "entry {} has no '=' (expected ID=secret)",
-                index + 1
-            ));
+            return Err(SecretMapError::NoEquals { entry: index + 1 });
         };
         let id = id.trim();
         let secrets: Vec<AuthToken> = secrets
@@ -53,10 +61,10 @@ pub fn parse_secret_map(raw: &str) -> Result<Vec<(String, Vec<AuthToken>)>, Stri
             .map(AuthToken::new)
             .collect();
         if id.is_empty() || id.contains(char::is_whitespace) {
-            return Err(format!("entry {} has no id before '='", index + 1));
+            return Err(SecretMapError::NoId { entry: index + 1 });
         }
         if secrets.is_empty() {
-            return Err(format!("entry {id:?} has no secret after '='"));
+            return Err(SecretMapError::NoSecret { id: id.to_owned() });
         }
         match entries.iter_mut().find(|(known, _)| known == id) {
             Some((_, known)) => known.extend(secrets),
@@ -70,7 +78,7 @@ pub fn parse_secret_map(raw: &str) -> Result<Vec<(String, Vec<AuthToken>)>, Stri
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignatureSettings {
     pub key: Option<String>,
-    pub algorithm: Result<Algorithm, String>,
+    pub algorithm: Result<Algorithm, UnsupportedAlgorithm>,
 }
 
 impl SignatureSettings {
@@ -87,7 +95,7 @@ impl SignatureSettings {
         };
         let algorithm = match value_of("algorithm") {
             None => Ok(Algorithm::HmacSha1),
-            Some(name) => Algorithm::parse(name).ok_or_else(|| name.to_owned()),
+            Some(name) => Algorithm::parse(name),
         };
         Self {
             key: value_of("key").map(str::to_owned),
@@ -145,8 +153,7 @@ impl Keyring {
         let settings = settings_header.map(SignatureSettings::parse);
         let algorithm = match settings.as_ref().map(|s| s.algorithm.clone()) {
             None => Algorithm::HmacSha1,
-            Some(Ok(algorithm)) => algorithm,
-            Some(Err(name)) => return Err(KeyError::UnsupportedAlgorithm(name)),
+            Some(algorithm) => algorithm?,
         };
         let verifier = match settings.and_then(|s| s.key) {
             Some(key) => self
@@ -200,22 +207,31 @@ mod tests {
 
     #[test]
     fn secret_maps_parse_and_name_the_bad_entry() {
-        let map = parse_secret_map(" ACa=t1|t2 , ACb = t3=x ,ACa=t4,").unwrap();
+        let map = read_secret_map(" ACa=t1|t2 , ACb = t3=x ,ACa=t4,").unwrap();
         let shape: Vec<(String, usize)> = map.iter().map(|(id, s)| (id.clone(), s.len())).collect();
         assert_eq!(shape, [("ACa".to_owned(), 3), ("ACb".to_owned(), 1)]);
-        assert_eq!(parse_secret_map("").unwrap().len(), 0);
-        assert_eq!(
-            parse_secret_map("ACa").unwrap_err(),
-            "entry 1 has no '=' (expected ID=secret)"
-        );
-        assert_eq!(
-            parse_secret_map("ACa=x,=t").unwrap_err(),
-            "entry 2 has no id before '='"
-        );
-        assert_eq!(
-            parse_secret_map("ACa= | ").unwrap_err(),
-            "entry \"ACa\" has no secret after '='"
-        );
+        assert_eq!(read_secret_map("").unwrap().len(), 0);
+        let refusals = [
+            (
+                "ACa",
+                SecretMapError::NoEquals { entry: 1 },
+                "entry 1 has no '=' (expected ID=secret)",
+            ),
+            (
+                "ACa=x,=t",
+                SecretMapError::NoId { entry: 2 },
+                "entry 2 has no id before '='",
+            ),
+            (
+                "ACa= | ",
+                SecretMapError::NoSecret { id: "ACa".into() },
+                "entry \"ACa\" has no secret after '='",
+            ),
+        ];
+        for (raw, error, text) in refusals {
+            assert_eq!(read_secret_map(raw).unwrap_err(), error);
+            assert_eq!(read_secret_map(raw).unwrap_err().to_string(), text);
+        }
     }
 
     #[test]
@@ -228,7 +244,10 @@ mod tests {
         let s = SignatureSettings::parse("algorithm=,algorithm=HMAC_SHA256,key=");
         assert_eq!((s.key, s.algorithm), (None, Ok(Algorithm::HmacSha256)));
         let s = SignatureSettings::parse("key=k1,algorithm=HMAC_SHA512");
-        assert_eq!(s.algorithm, Err("HMAC_SHA512".to_owned()));
+        assert_eq!(
+            s.algorithm,
+            Err(UnsupportedAlgorithm("HMAC_SHA512".to_owned()))
+        );
         assert_eq!(
             SignatureSettings::parse(""),
             SignatureSettings {
@@ -312,7 +331,9 @@ mod tests {
                 "x",
                 sha256
             ),
-            Err(KeyError::UnsupportedAlgorithm("RSA".into()))
+            Err(KeyError::UnsupportedAlgorithm(UnsupportedAlgorithm(
+                "RSA".into()
+            )))
         );
         // A header naming no key keeps the account's token, under its algorithm.
         assert_eq!(

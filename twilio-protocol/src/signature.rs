@@ -48,15 +48,20 @@ pub enum Algorithm {
     HmacSha256,
 }
 
+/// A signature settings header named an algorithm Twilio does not sign with.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported signature algorithm {0:?}")]
+pub struct UnsupportedAlgorithm(pub String);
+
 impl Algorithm {
     /// `HMAC_SHA1` or `HMAC_SHA256`, in any case (the SDK upper-cases it).
-    pub fn parse(name: &str) -> Option<Self> {
+    pub fn parse(name: &str) -> Result<Self, UnsupportedAlgorithm> {
         if name.eq_ignore_ascii_case("HMAC_SHA1") {
-            Some(Self::HmacSha1)
+            Ok(Self::HmacSha1)
         } else if name.eq_ignore_ascii_case("HMAC_SHA256") {
-            Some(Self::HmacSha256)
+            Ok(Self::HmacSha256)
         } else {
-            None
+            Err(UnsupportedAlgorithm(name.to_owned()))
         }
     }
 

@@ -66,6 +66,10 @@ impl MessageStatus {
         }
     }
 
+    /// The lowest [`rank`](Self::rank) of a final status (`delivered`,
+    /// `failed`, ...); `read` ranks above it.
+    pub const FINAL_RANK: i16 = 4;
+
     /// Lifecycle rank from the protocol notes: a message never moves to a lower one.
     pub fn rank(self) -> i16 {
         match self {
@@ -78,9 +82,14 @@ impl MessageStatus {
             | Self::Failed
             | Self::Canceled
             | Self::PartiallyDelivered
-            | Self::Received => 4,
+            | Self::Received => Self::FINAL_RANK,
             Self::Read => 5,
         }
+    }
+
+    /// Whether the message's lifecycle has ended (`read` included).
+    pub fn is_final(self) -> bool {
+        self.rank() >= Self::FINAL_RANK
     }
 
     /// Rank, then a fixed tie-break within a rank. Between contradictory
@@ -176,6 +185,11 @@ impl CallbackStatus {
     pub fn terminal_outcome_bit(&self) -> i16 {
         self.known().map_or(0, MessageStatus::terminal_outcome_bit)
     }
+
+    /// Whether this is a known final status; an unrecognised one never is.
+    pub fn is_final(&self) -> bool {
+        self.known().is_some_and(MessageStatus::is_final)
+    }
 }
 
 impl From<MessageStatus> for CallbackStatus {
@@ -233,23 +247,34 @@ mod tests {
         assert_eq!(Accepted.rank(), Scheduled.rank());
         assert!(Queued.rank() < Failed.rank());
         assert_eq!(Delivered.rank(), Undelivered.rank());
+        let finals: Vec<MessageStatus> = MessageStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .collect();
+        assert_eq!(
+            finals,
+            [
+                Canceled,
+                Failed,
+                Delivered,
+                Undelivered,
+                Read,
+                PartiallyDelivered,
+                Received
+            ]
+        );
+        assert!(!CallbackStatus::parse("delivered_to_wearable").is_final());
     }
 
     #[test]
     fn precedence_is_a_total_order_over_lifecycle_statuses() {
         use MessageStatus::*;
-        let lifecycle = [
-            Accepted,
-            Scheduled,
-            Queued,
-            Sending,
-            Sent,
-            Failed,
-            Delivered,
-            Undelivered,
-            Canceled,
-            Read,
-        ];
+        // Every status an outbound message moves through.
+        let lifecycle: Vec<MessageStatus> = MessageStatus::ALL
+            .into_iter()
+            .filter(|s| !matches!(s, PartiallyDelivered | Receiving | Received))
+            .collect();
+        assert_eq!(lifecycle.len(), 10);
         let mut values: Vec<i16> = lifecycle.iter().map(|s| s.precedence()).collect();
         values.sort_unstable();
         values.dedup();
