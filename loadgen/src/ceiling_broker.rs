@@ -9,15 +9,15 @@ use anyhow::{bail, Context};
 use lapin::options::ConfirmSelectOptions;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use queue_wire::broker::ConfirmError;
-use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use queue_wire::topology::Topology;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load::{micros, new_histogram, Percentiles};
-use crate::workload::{Generator, Mix, RunId, Workload};
+use crate::ceiling_input;
+use crate::latency::{merge_lanes, micros, new_histogram, Percentiles};
+use crate::workload::RunId;
 
 /// Ingest's default: a publish not confirmed within this counts as failed.
 const CONFIRM_DEADLINE: Duration = Duration::from_secs(5);
@@ -60,26 +60,17 @@ pub async fn run(
 
 /// A callback as ingest would publish it, with ingest's headers (trace context included).
 fn sample_message() -> (Vec<u8>, BasicProperties) {
-    let workload = Arc::new(Workload::new(
-        "http://127.0.0.1:8080/twilio/status".into(),
-        twilio_protocol::signature::AuthToken::new("ceiling"),
-        Mix::default(),
-        RunId::random(),
-    ));
-    let (_, _, params) = Generator::new(workload, 0, 1).next_event();
+    let (_, _, params) = ceiling_input::callbacks().next_event();
     let traceparent = format!(
         "00-{}-{:016x}-01",
         uuid::Uuid::new_v4().simple(),
         fastrand::u64(..)
     );
-    let envelope = CallbackEnvelope {
-        body: params.encode().into_bytes(),
-        body_kind: BodyKind::Form,
-        received_at: chrono::Utc::now(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
-        trace_context: vec![("traceparent".to_owned(), traceparent)],
-    };
+    let envelope = ceiling_input::envelope(
+        &params,
+        uuid::Uuid::new_v4(),
+        vec![("traceparent".to_owned(), traceparent)],
+    );
     let properties = envelope.to_properties();
     (envelope.body, properties)
 }
@@ -131,13 +122,7 @@ async fn publish_all(
             Ok((histogram, failed))
         }));
     }
-    let mut histogram = new_histogram();
-    let mut failed = 0;
-    for task in tasks {
-        let (lane, lane_failed) = task.await??;
-        let _ = histogram.add(&lane);
-        failed += lane_failed;
-    }
+    let (histogram, failed) = merge_lanes(tasks).await?;
     let elapsed = started.elapsed();
     if histogram.is_empty() && failed > 0 {
         bail!("RabbitMQ confirmed none of {failed} publishes");

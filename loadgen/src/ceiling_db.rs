@@ -1,9 +1,9 @@
 //! The database ceilings: the worker's own batch statement
 //! (`worker::store::projection::STORE_BATCH`), or that statement with the
 //! projection taken out (`INSERT_EVENTS_ONLY`, an upper bound): the same
-//! rows (`EventRow`, realistic lifecycles and raw payloads), the same JSON
-//! parameter, the same pool, one statement per batch, into the real schema
-//! of a scratch database that is created, migrated and dropped here.
+//! rows (`EventRow`, realistic lifecycles and raw payloads), the same typed
+//! array parameters, the same pool, one statement per batch, into the real
+//! schema of a scratch database that is created, migrated and dropped here.
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
@@ -11,12 +11,14 @@ use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use twilio_protocol::callback::StatusCallback;
 use worker::decode::DecodedCallback;
-use worker::store::projection::{EventRow, INSERT_EVENTS_ONLY, STORE_BATCH};
-use worker::store::run_batch_statement;
+use worker::store::columns::{inserted, run_batch_statement};
+use worker::store::dedup::{DedupKey, KEY_BYTES};
+use worker::store::event::EventRow;
+use worker::store::projection::{INSERT_EVENTS, RECEIVED, STORE_BATCH};
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::local::with_database;
@@ -94,6 +96,19 @@ pub async fn run(
     Ok(report)
 }
 
+/// The bare history insert of a batch, with no projection: the worker's
+/// input and insert (`RECEIVED`, `INSERT_EVENTS`), every event taken as the
+/// owner's.
+static INSERT_EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH received AS ({RECEIVED}),
+           batch AS (SELECT r.*, false AS foreign_account FROM received r),
+           inserted AS ({insert})
+         SELECT (SELECT count(*) FROM inserted) AS inserted",
+        insert = *INSERT_EVENTS,
+    )
+});
+
 /// Builds every batch before the clock starts, so only the statement (and
 /// the row serialisation the worker also pays) is timed.
 fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>> {
@@ -113,11 +128,12 @@ fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>>
         let mut events = Vec::with_capacity(in_batch);
         for _ in 0..in_batch {
             let (_, _, params) = generator.next_event();
+            let request_id = uuid::Uuid::new_v4();
             let envelope = CallbackEnvelope {
                 body: params.encode().into_bytes(),
                 body_kind: BodyKind::Form,
                 received_at: chrono::Utc::now(),
-                request_id: uuid::Uuid::new_v4().to_string(),
+                request_id: request_id.to_string(),
                 idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
                 trace_context: Vec::new(),
             };
@@ -127,6 +143,7 @@ fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>>
                 envelope,
                 callback,
                 dedup_key: dedup_key(),
+                request_id: Some(request_id),
                 from_batch: false,
             });
         }
@@ -135,11 +152,11 @@ fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>>
     Ok(batches)
 }
 
-/// 32 hex digits, like the worker's keys (`dedup::KEY_BYTES`), and never a duplicate.
-fn dedup_key() -> String {
-    (0..2)
-        .map(|_| format!("{:016x}", fastrand::u64(..)))
-        .collect()
+/// Random, so never a duplicate, and as long as the worker's keys.
+fn dedup_key() -> DedupKey {
+    let mut key = [0; KEY_BYTES];
+    fastrand::fill(&mut key);
+    DedupKey::from(key)
 }
 
 async fn insert_all(
@@ -165,7 +182,7 @@ async fn insert_all(
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
             let mut histogram = new_histogram();
-            let mut inserted = 0u64;
+            let mut total = 0u64;
             while Instant::now() < deadline {
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 let Some(events) = batches.get(index) else {
@@ -173,11 +190,13 @@ async fn insert_all(
                 };
                 let batch_started = Instant::now();
                 let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
-                let (returned, _) = run_batch_statement(&db, sql, &rows).await?;
+                let rows: Vec<&EventRow> = rows.iter().collect();
+                let pool = db.get_postgres_connection_pool();
+                let row = run_batch_statement(pool, sql, &rows).await?;
                 histogram.saturating_record(micros(batch_started.elapsed()));
-                inserted += returned as u64;
+                total += inserted(&row)? as u64;
             }
-            anyhow::Ok((histogram, inserted))
+            anyhow::Ok((histogram, total))
         }));
     }
     let mut histogram = new_histogram();

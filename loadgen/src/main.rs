@@ -11,11 +11,15 @@
 mod ceiling_broker;
 mod ceiling_db;
 mod ceiling_http;
+mod ceiling_input;
 mod client;
 mod commands;
+mod latency;
+mod lifecycle;
 mod load;
 mod local;
 mod persistence;
+mod tally;
 mod workload;
 
 use clap::{Parser, Subcommand};

@@ -12,7 +12,7 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statemen
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
-use crate::load::{new_histogram, Percentiles};
+use crate::latency::{new_histogram, Percentiles};
 use crate::workload::RunId;
 
 /// What the database should end up holding for a run.

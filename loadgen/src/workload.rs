@@ -1,9 +1,8 @@
 //! Realistic status-callback traffic: messages that live through Twilio's
-//! lifecycles (queued → sent → delivered, some undelivered or failed with
-//! their error codes, some WhatsApp messages read), with the parameter sets
-//! Twilio sends, signed exactly as Twilio signs them. On top of that, on
-//! demand: exact re-sends (duplicates), requests signed with the wrong token,
-//! and messages whose callbacks arrive out of order.
+//! lifecycles (`lifecycle`), interleaved, signed exactly as Twilio signs
+//! them. On top of that, on demand: exact re-sends (duplicates), requests
+//! signed with the wrong token, and messages whose callbacks arrive out of
+//! order.
 //!
 //! Every message SID of a run starts with `SM` + the run id, so runs never
 //! collide and the database check can count a run's rows alone.
@@ -12,6 +11,8 @@ use bytes::Bytes;
 use std::sync::Arc;
 use twilio_protocol::form::FormParams;
 use twilio_protocol::signature::{compute_signature, AuthToken};
+
+use crate::lifecycle::{Account, MessagePlan};
 
 /// What a run sends and how it is mixed.
 #[derive(Clone, Debug)]
@@ -25,14 +26,11 @@ pub struct Workload {
     pub bad_signature_ratio: f64,
     pub out_of_order_ratio: f64,
     pub run: RunId,
-    account_sid: String,
-    messaging_service_sid: String,
-    channel_install_sid: String,
+    account: Account,
 }
 
 impl Workload {
     pub fn new(url: String, token: AuthToken, mix: Mix, run: RunId) -> Self {
-        let mut rng = fastrand::Rng::with_seed(u64::from(run.0));
         Self {
             url,
             token,
@@ -40,9 +38,7 @@ impl Workload {
             duplicate_ratio: mix.duplicate_ratio,
             bad_signature_ratio: mix.bad_signature_ratio,
             out_of_order_ratio: mix.out_of_order_ratio,
-            account_sid: format!("AC{}", hex32(&mut rng)),
-            messaging_service_sid: format!("MG{}", hex32(&mut rng)),
-            channel_install_sid: format!("XE{}", hex32(&mut rng)),
+            account: Account::from_seed(u64::from(run.0)),
             run,
         }
     }
@@ -119,55 +115,6 @@ pub struct SignedCallback {
     pub signature: String,
 }
 
-/// The lifecycle a message goes through.
-#[derive(Clone, Copy, Debug)]
-enum Lifecycle {
-    Delivered,
-    Undelivered(u32),
-    Failed(u32),
-    WhatsAppRead,
-}
-
-impl Lifecycle {
-    fn pick(rng: &mut fastrand::Rng) -> Self {
-        match rng.u32(0..100) {
-            0..68 => Self::Delivered,
-            68..80 => Self::Undelivered([30003, 30005, 30006][rng.usize(0..3)]),
-            80..85 => Self::Failed(30007),
-            _ => Self::WhatsAppRead,
-        }
-    }
-
-    fn statuses(self) -> &'static [&'static str] {
-        match self {
-            Self::Delivered => &["queued", "sent", "delivered"],
-            Self::Undelivered(_) => &["queued", "sent", "undelivered"],
-            Self::Failed(_) => &["queued", "failed"],
-            Self::WhatsAppRead => &["queued", "sent", "delivered", "read"],
-        }
-    }
-
-    fn error_code(self) -> Option<u32> {
-        match self {
-            Self::Undelivered(code) | Self::Failed(code) => Some(code),
-            _ => None,
-        }
-    }
-}
-
-/// Events of one message still to be sent.
-struct MessagePlan {
-    id: u64,
-    sid: String,
-    lifecycle: Lifecycle,
-    from: String,
-    to: String,
-    via_messaging_service: bool,
-    /// Positions in `lifecycle.statuses()`, in the order they will be sent.
-    order: Vec<u8>,
-    next: usize,
-}
-
 /// How many messages a generator interleaves at once.
 const ACTIVE_MESSAGES: usize = 8;
 /// How many recent requests a duplicate or bad-signature copy is drawn from.
@@ -240,15 +187,13 @@ impl Generator {
         }
         let slot = self.rng.usize(0..self.active.len());
         let plan = &mut self.active[slot];
-        let position = plan.order[plan.next];
-        plan.next += 1;
-        let params = self.params(&self.active[slot], usize::from(position));
-        let plan = &self.active[slot];
-        let ids = (plan.id * EVENTS_PER_MESSAGE + u64::from(position), plan.id);
-        if plan.next == plan.order.len() {
+        let (position, params) = plan.next_callback(&self.workload.account);
+        let message_id = plan.id;
+        if plan.is_done() {
             self.active.swap_remove(slot);
         }
-        (ids.0, ids.1, params)
+        let event_id = message_id * EVENTS_PER_MESSAGE + u64::from(position);
+        (event_id, message_id, params)
     }
 
     fn remember(&mut self, request: SignedCallback) {
@@ -263,95 +208,9 @@ impl Generator {
     fn new_message(&mut self) -> MessagePlan {
         let id = self.next_message;
         self.next_message += self.lanes;
-        let lifecycle = Lifecycle::pick(&mut self.rng);
-        let (from, to) = match lifecycle {
-            Lifecycle::WhatsAppRead => (
-                format!("whatsapp:+1415523{:04}", self.rng.u32(0..10_000)),
-                format!(
-                    "whatsapp:+44{:010}",
-                    self.rng.u64(7_000_000_000..8_000_000_000)
-                ),
-            ),
-            _ => (
-                format!("+1501712{:04}", self.rng.u32(0..10_000)),
-                format!("+1{:010}", self.rng.u64(2_000_000_000..9_999_999_999)),
-            ),
-        };
-        let events = lifecycle.statuses().len() as u8;
-        let mut order: Vec<u8> = (0..events).collect();
-        if self.rng.f64() < self.workload.out_of_order_ratio {
-            // Anything but the natural order.
-            while order.windows(2).all(|pair| pair[0] < pair[1]) {
-                self.rng.shuffle(&mut order);
-            }
-        }
-        MessagePlan {
-            id,
-            sid: self.workload.run.message_sid(id),
-            lifecycle,
-            from,
-            to,
-            via_messaging_service: self.rng.bool(),
-            order,
-            next: 0,
-        }
+        let sid = self.workload.run.message_sid(id);
+        MessagePlan::draw(&mut self.rng, id, sid, self.workload.out_of_order_ratio)
     }
-
-    /// The parameters Twilio sends for one status of `plan`, in the order
-    /// Twilio usually sends them (not sorted: the signer sorts).
-    fn params(&self, plan: &MessagePlan, position: usize) -> FormParams {
-        let workload = &self.workload;
-        let status = plan.lifecycle.statuses()[position];
-        let terminal = matches!(status, "delivered" | "undelivered" | "failed");
-        let whatsapp = matches!(plan.lifecycle, Lifecycle::WhatsAppRead);
-        let mut pairs: Vec<(&str, String)> = Vec::with_capacity(16);
-        if matches!(status, "undelivered" | "failed") {
-            if let Some(code) = plan.lifecycle.error_code() {
-                pairs.push(("ErrorCode", code.to_string()));
-            }
-        }
-        pairs.push(("SmsSid", plan.sid.clone()));
-        pairs.push(("SmsStatus", status.to_owned()));
-        pairs.push(("MessageStatus", status.to_owned()));
-        if whatsapp {
-            let address = plan.to.trim_start_matches("whatsapp:").to_owned();
-            pairs.push(("ChannelToAddress", address));
-        }
-        pairs.push(("To", plan.to.clone()));
-        if whatsapp {
-            pairs.push(("ChannelPrefix", "whatsapp".to_owned()));
-        }
-        if plan.via_messaging_service {
-            pairs.push((
-                "MessagingServiceSid",
-                workload.messaging_service_sid.clone(),
-            ));
-        }
-        pairs.push(("MessageSid", plan.sid.clone()));
-        pairs.push(("AccountSid", workload.account_sid.clone()));
-        if whatsapp {
-            pairs.push(("StructuredMessage", "false".to_owned()));
-        }
-        pairs.push(("From", plan.from.clone()));
-        pairs.push(("ApiVersion", "2010-04-01".to_owned()));
-        if whatsapp {
-            pairs.push(("ChannelInstallSid", workload.channel_install_sid.clone()));
-            match status {
-                "delivered" => pairs.push(("EventType", "DELIVERED".to_owned())),
-                "read" => pairs.push(("EventType", "READ".to_owned())),
-                _ => {}
-            }
-        } else if terminal && status != "failed" {
-            // Carrier delivery receipt time, YYMMDDhhmm.
-            let done = chrono::Utc::now().format("%y%m%d%H%M").to_string();
-            pairs.push(("RawDlrDoneDate", done));
-        }
-        FormParams::from_pairs(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)))
-    }
-}
-
-fn hex32(rng: &mut fastrand::Rng) -> String {
-    format!("{:016x}{:016x}", rng.u64(..), rng.u64(..))
 }
 
 #[cfg(test)]

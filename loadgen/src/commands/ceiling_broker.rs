@@ -3,10 +3,9 @@
 //! confirm latency. Fails when a publish was not confirmed.
 
 use clap::Args;
-use std::time::Duration;
 
-use super::common::DEFAULT_AMQP_URL;
-use super::report::{cpu_since, format_percentiles, print_json, process_cpu_seconds, WithCpu};
+use super::common::{CeilingRunArgs, DEFAULT_AMQP_URL};
+use super::report::{format_percentiles, print_json_with_cpu, process_cpu_seconds};
 use crate::{ceiling_broker, load, local};
 
 #[derive(Debug, Args)]
@@ -19,11 +18,8 @@ pub struct CeilingBrokerArgs {
     /// Messages to publish.
     #[arg(long, default_value_t = 20_000)]
     messages: u64,
-    /// Hard stop in seconds.
-    #[arg(long, default_value_t = 120)]
-    time_limit_secs: u64,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    ceiling: CeilingRunArgs,
 }
 
 pub async fn run(args: CeilingBrokerArgs) -> anyhow::Result<bool> {
@@ -33,14 +29,11 @@ pub async fn run(args: CeilingBrokerArgs) -> anyhow::Result<bool> {
         &args.amqp_url,
         args.concurrency.clamp(1, 10_000),
         args.messages.min(load::MAX_REQUESTS),
-        Duration::from_secs(args.time_limit_secs.clamp(1, 3600)),
+        args.ceiling.time_limit(),
     )
     .await?;
-    if args.json {
-        print_json(&WithCpu {
-            report: &report,
-            client_cpu_s: cpu_since(cpu_before),
-        })?;
+    if args.ceiling.json {
+        print_json_with_cpu(&report, cpu_before)?;
     } else {
         println!(
             "RabbitMQ quorum queue, {} publishes in flight on one confirm channel, {}-byte bodies:",

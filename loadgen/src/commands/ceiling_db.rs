@@ -3,10 +3,9 @@
 //! batch latency.
 
 use clap::Args;
-use std::time::Duration;
 
-use super::common::DEFAULT_DATABASE_URL;
-use super::report::{cpu_since, format_percentiles, print_json, process_cpu_seconds, WithCpu};
+use super::common::{CeilingRunArgs, DEFAULT_DATABASE_URL};
+use super::report::{format_percentiles, print_json_with_cpu, process_cpu_seconds};
 use crate::{ceiling_db, load, local};
 
 #[derive(Debug, Args)]
@@ -30,11 +29,8 @@ pub struct CeilingDbArgs {
     /// variant to measure (an index dropped or changed, a fill factor).
     #[arg(long)]
     schema_variant: Option<String>,
-    /// Hard stop in seconds.
-    #[arg(long, default_value_t = 120)]
-    time_limit_secs: u64,
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    ceiling: CeilingRunArgs,
 }
 
 pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
@@ -45,17 +41,14 @@ pub async fn run(args: CeilingDbArgs) -> anyhow::Result<bool> {
         args.rows.min(load::MAX_REQUESTS),
         args.batch,
         args.concurrency.clamp(1, 64),
-        Duration::from_secs(args.time_limit_secs.clamp(1, 3600)),
+        args.ceiling.time_limit(),
         args.statement,
         args.schema_variant.as_deref(),
     )
     .await?;
-    if args.json {
-        // Includes building the statements before the timed part.
-        print_json(&WithCpu {
-            report: &report,
-            client_cpu_s: cpu_since(cpu_before),
-        })?;
+    if args.ceiling.json {
+        // The CPU time includes building the statements before the timed part.
+        print_json_with_cpu(&report, cpu_before)?;
     } else {
         let statement = match report.statement {
             ceiling_db::CeilingStatement::Events => "event INSERT ... ON CONFLICT DO NOTHING",

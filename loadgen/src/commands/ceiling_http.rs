@@ -11,7 +11,8 @@ use twilio_protocol::signature::AuthToken;
 use super::report::{cpu_since, print_http, print_json, process_cpu_seconds};
 use crate::ceiling_http::BareServer;
 use crate::client::Target;
-use crate::load::{self, HttpReport, Limits, LoadPlan, Pace};
+use crate::load::{self, Limits, LoadPlan, Pace};
+use crate::tally::HttpReport;
 use crate::workload::{Mix, RunId, Workload};
 
 #[derive(Debug, Args)]

@@ -3,12 +3,11 @@
 
 use anyhow::Context;
 use clap::Args;
-use std::time::Duration;
 
-use super::common::DEFAULT_DATABASE_URL;
+use super::common::{PersistWaitArgs, DEFAULT_DATABASE_URL};
 use super::report::{print_json, print_persistence};
 use crate::local;
-use crate::persistence::{self, Expectation};
+use crate::persistence::Expectation;
 use crate::workload::RunId;
 
 #[derive(Debug, Args)]
@@ -27,10 +26,8 @@ pub struct CheckArgs {
     /// Callbacks whose requests got no answer (its unknown_outcome_events).
     #[arg(long, default_value_t = 0)]
     unknown: u64,
-    #[arg(long, default_value_t = 120)]
-    persist_timeout_secs: u64,
-    #[arg(long, default_value_t = 30)]
-    stall_secs: u64,
+    #[command(flatten)]
+    wait: PersistWaitArgs,
     #[arg(long)]
     json: bool,
 }
@@ -38,18 +35,13 @@ pub struct CheckArgs {
 pub async fn run(args: CheckArgs) -> anyhow::Result<bool> {
     local::ensure_loopback(&args.database_url)?;
     let run = RunId::parse(&args.run_id).context("--run-id must be 8 hex digits")?;
-    let report = persistence::wait_and_check(
-        &args.database_url,
-        Expectation {
-            run,
-            events: args.expect_events,
-            messages: args.expect_messages,
-            unknown: args.unknown,
-        },
-        Duration::from_secs(args.persist_timeout_secs.clamp(1, 3600)),
-        Duration::from_secs(args.stall_secs.max(1)),
-    )
-    .await?;
+    let expect = Expectation {
+        run,
+        events: args.expect_events,
+        messages: args.expect_messages,
+        unknown: args.unknown,
+    };
+    let report = args.wait.wait_and_check(&args.database_url, expect).await?;
     if args.json {
         print_json(&report)?;
     } else {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use super::common::DEFAULT_DATABASE_URL;
 use super::report::{format_percentiles, print_json};
 use crate::client::{Answer, Connection, Target};
-use crate::load::{new_histogram, Percentiles};
+use crate::latency::{new_histogram, Percentiles};
 use crate::local;
 
 #[derive(Debug, Args)]

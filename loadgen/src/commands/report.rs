@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
-use crate::load::{HttpReport, Percentiles};
+use crate::latency::Percentiles;
 use crate::persistence::PersistenceReport;
+use crate::tally::HttpReport;
 
 pub fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -98,10 +99,19 @@ pub fn print_persistence(p: &PersistenceReport) {
 
 /// A ceiling's report with this process's CPU time added.
 #[derive(Serialize)]
-pub struct WithCpu<'a, T: Serialize> {
+struct WithCpu<'a, T: Serialize> {
     #[serde(flatten)]
-    pub report: &'a T,
-    pub client_cpu_s: Option<f64>,
+    report: &'a T,
+    client_cpu_s: Option<f64>,
+}
+
+/// Prints a ceiling's report as JSON with the CPU seconds this process used
+/// since `cpu_before` (a `process_cpu_seconds()`).
+pub fn print_json_with_cpu(report: &impl Serialize, cpu_before: Option<f64>) -> anyhow::Result<()> {
+    print_json(&WithCpu {
+        report,
+        client_cpu_s: cpu_since(cpu_before),
+    })
 }
 
 /// CPU seconds this process used since `before` (a `process_cpu_seconds()`).

@@ -13,25 +13,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use twilio_protocol::signature::AuthToken;
 
-use super::common::{non_empty_token, DEFAULT_URL};
+use super::common::{PersistWaitArgs, TargetArgs};
 use super::report::{cpu_since, print_http, print_json, print_persistence, process_cpu_seconds};
 use crate::client::Target;
-use crate::load::{self, HttpReport, Limits, LoadPlan, Pace};
+use crate::load::{self, Limits, LoadPlan, Pace};
 use crate::local;
-use crate::persistence::{self, Expectation, PersistenceReport};
+use crate::persistence::{Expectation, PersistenceReport};
+use crate::tally::HttpReport;
 use crate::workload::{Mix, RunId, Workload};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Ingest's callback URL (loopback only).
-    #[arg(long, default_value = DEFAULT_URL)]
-    url: String,
-    /// Sign this URL instead of --url (when ingest has PUBLIC_BASE_URL set).
-    #[arg(long)]
-    signed_url: Option<String>,
-    /// Auth token ingest verifies with.
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
-    token: String,
+    #[command(flatten)]
+    target: TargetArgs,
     #[command(flatten)]
     stop: StopArgs,
     #[command(flatten)]
@@ -119,12 +113,8 @@ struct PersistArgs {
     /// Postgres of the worker: wait for the run's rows and check them.
     #[arg(long)]
     database_url: Option<String>,
-    /// Longest wait for the rows, in seconds.
-    #[arg(long, default_value_t = 120)]
-    persist_timeout_secs: u64,
-    /// Give up when the row count has not moved for this many seconds.
-    #[arg(long, default_value_t = 30)]
-    stall_secs: u64,
+    #[command(flatten)]
+    wait: PersistWaitArgs,
 }
 
 /// Everything `run --json` prints.
@@ -148,7 +138,7 @@ struct RunReport {
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
-    let target = Target::parse(&args.url)?;
+    let target = Target::parse(&args.target.url)?;
     if let Some(url) = &args.persist.database_url {
         local::ensure_loopback(url)?;
     }
@@ -157,32 +147,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
         Some(hex) => RunId::parse(hex).context("--run-id must be 8 hex digits")?,
         None => RunId::random(),
     };
-    let pace = match (args.pace.concurrency, args.pace.rate) {
-        (Some(concurrency), _) if (1..=10_000).contains(&concurrency) => {
-            Pace::Closed { concurrency }
-        }
-        (None, Some(rate)) if rate > 0.0 && rate <= 1_000_000.0 => Pace::Open {
-            rate,
-            max_in_flight: args.max_in_flight.clamp(1, 10_000),
-        },
-        _ => bail!("--concurrency must be 1..=10000, --rate above 0 and at most 1000000"),
-    };
-    let time_limit = Duration::from_secs(args.time_limit_secs.clamp(1, 3600));
-    let limits = match (args.stop.requests, args.stop.duration) {
-        (Some(requests), _) => Limits {
-            requests,
-            duration: time_limit,
-        },
-        (None, Some(seconds)) if seconds > 0.0 => Limits {
-            requests: load::MAX_REQUESTS,
-            duration: Duration::from_secs_f64(seconds).min(time_limit),
-        },
-        _ => bail!("--duration must be above 0"),
-    };
-    let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
+    let pace = args.pace()?;
+    let limits = args.limits()?;
     let workload = Arc::new(Workload::new(
-        signed_url,
-        AuthToken::new(args.token.clone()),
+        args.target.signed_url(),
+        AuthToken::new(args.target.token.clone()),
         mix,
         run_id,
     ));
@@ -191,7 +160,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
             "run {}: {} → {}",
             run_id.as_hex(),
             describe_pace(pace),
-            args.url
+            args.target.url
         );
     }
     let cpu_before = process_cpu_seconds();
@@ -206,28 +175,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let client_cpu_s = cpu_since(cpu_before);
     let http = HttpReport::new(&result);
 
-    let persistence = match &args.persist.database_url {
-        Some(database_url) => {
-            if !args.json {
-                eprintln!("waiting for the worker to store run {}...", run_id.as_hex());
-            }
-            Some(
-                persistence::wait_and_check(
-                    database_url,
-                    Expectation {
-                        run: run_id,
-                        events: http.unique_accepted_events,
-                        messages: http.accepted_messages,
-                        unknown: http.unknown_outcome_events,
-                    },
-                    Duration::from_secs(args.persist.persist_timeout_secs.clamp(1, 3600)),
-                    Duration::from_secs(args.persist.stall_secs.max(1)),
-                )
-                .await?,
-            )
-        }
-        None => None,
-    };
+    let persistence = args.persist.check(run_id, &http, args.json).await?;
     let ok = http.unexpected_answers == 0 && persistence.as_ref().is_none_or(PersistenceReport::ok);
     let (mode, concurrency, rate) = match pace {
         Pace::Closed { concurrency } => ("closed", Some(concurrency), None),
@@ -236,7 +184,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let report = RunReport {
         kind: "run",
         run_id: run_id.as_hex(),
-        url: args.url,
+        url: args.target.url,
         mode,
         concurrency,
         rate,
@@ -251,16 +199,78 @@ pub async fn run(args: RunArgs) -> anyhow::Result<bool> {
     if args.json {
         print_json(&report)?;
     } else {
-        print_http(&report.http, mode == "open");
-        if let Some(cpu) = report.client_cpu_s {
-            println!("client CPU     {cpu:.2} s");
-        }
-        if let Some(persistence) = &report.persistence {
-            print_persistence(persistence);
-        }
-        println!("run id         {}", report.run_id);
+        report.print_text();
     }
     Ok(ok)
+}
+
+impl RunArgs {
+    fn pace(&self) -> anyhow::Result<Pace> {
+        Ok(match (self.pace.concurrency, self.pace.rate) {
+            (Some(concurrency), _) if (1..=10_000).contains(&concurrency) => {
+                Pace::Closed { concurrency }
+            }
+            (None, Some(rate)) if rate > 0.0 && rate <= 1_000_000.0 => Pace::Open {
+                rate,
+                max_in_flight: self.max_in_flight.clamp(1, 10_000),
+            },
+            _ => bail!("--concurrency must be 1..=10000, --rate above 0 and at most 1000000"),
+        })
+    }
+
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let time_limit = Duration::from_secs(self.time_limit_secs.clamp(1, 3600));
+        Ok(match (self.stop.requests, self.stop.duration) {
+            (Some(requests), _) => Limits {
+                requests,
+                duration: time_limit,
+            },
+            (None, Some(seconds)) if seconds > 0.0 => Limits {
+                requests: load::MAX_REQUESTS,
+                duration: Duration::from_secs_f64(seconds).min(time_limit),
+            },
+            _ => bail!("--duration must be above 0"),
+        })
+    }
+}
+
+impl PersistArgs {
+    /// With `--database-url`: waits for the worker to store what ingest
+    /// accepted of run `run`, and checks it.
+    async fn check(
+        &self,
+        run: RunId,
+        http: &HttpReport,
+        quiet: bool,
+    ) -> anyhow::Result<Option<PersistenceReport>> {
+        let Some(database_url) = &self.database_url else {
+            return Ok(None);
+        };
+        if !quiet {
+            eprintln!("waiting for the worker to store run {}...", run.as_hex());
+        }
+        let expect = Expectation {
+            run,
+            events: http.unique_accepted_events,
+            messages: http.accepted_messages,
+            unknown: http.unknown_outcome_events,
+        };
+        let report = self.wait.wait_and_check(database_url, expect).await?;
+        Ok(Some(report))
+    }
+}
+
+impl RunReport {
+    fn print_text(&self) {
+        print_http(&self.http, self.mode == "open");
+        if let Some(cpu) = self.client_cpu_s {
+            println!("client CPU     {cpu:.2} s");
+        }
+        if let Some(persistence) = &self.persistence {
+            print_persistence(persistence);
+        }
+        println!("run id         {}", self.run_id);
+    }
 }
 
 fn describe_pace(pace: Pace) -> String {

@@ -8,21 +8,14 @@ use std::time::{Duration, Instant};
 use twilio_protocol::form::FormParams;
 use twilio_protocol::signature::{compute_signature, AuthToken};
 
-use super::common::{non_empty_token, DEFAULT_URL};
+use super::common::TargetArgs;
 use crate::client::{Connection, Target};
 use crate::workload::{RequestKind, SignedCallback};
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Where to send it (loopback only).
-    #[arg(long, default_value = DEFAULT_URL)]
-    url: String,
-    /// Sign this URL instead of --url (when ingest has PUBLIC_BASE_URL set).
-    #[arg(long)]
-    signed_url: Option<String>,
-    /// Auth token to sign with.
-    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, value_parser = non_empty_token)]
-    token: String,
+    #[command(flatten)]
+    target: TargetArgs,
     /// MessageSid (and SmsSid), e.g. SM1234567890abcdef1234567890abcdef.
     #[arg(long)]
     sid: String,
@@ -49,8 +42,8 @@ pub struct SendArgs {
 }
 
 pub async fn run(args: SendArgs) -> anyhow::Result<bool> {
-    let target = Target::parse(&args.url)?;
-    let signed_url = args.signed_url.clone().unwrap_or_else(|| args.url.clone());
+    let target = Target::parse(&args.target.url)?;
+    let signed_url = args.target.signed_url();
     let mut pairs: Vec<(String, String)> = vec![
         ("AccountSid".into(), args.account_sid),
         ("ApiVersion".into(), "2010-04-01".into()),
@@ -74,14 +67,14 @@ pub async fn run(args: SendArgs) -> anyhow::Result<bool> {
     }
     let params = FormParams::from_pairs(pairs);
     let token = if args.bad_signature {
-        AuthToken::new(format!("not-{}", args.token))
+        AuthToken::new(format!("not-{}", args.target.token))
     } else {
-        AuthToken::new(args.token)
+        AuthToken::new(args.target.token.clone())
     };
     let signature = compute_signature(&token, &signed_url, &params);
     let body = params.encode();
-    println!("> POST {}", args.url);
-    if signed_url != args.url {
+    println!("> POST {}", args.target.url);
+    if signed_url != args.target.url {
         println!("> (signed for {signed_url})");
     }
     println!("> X-Twilio-Signature: {signature}");
