@@ -13,13 +13,24 @@ use std::time::Duration;
 use crate::config::IngestConfig;
 use crate::publisher::{CallbackPublisher, SpoolPolicy};
 use crate::request_telemetry::callback_telemetry;
-use crate::routes::{probes, status};
+use crate::routes::status;
 use crate::signed_url::SignedUrlOrigin;
 use crate::spool::{OpenError, Spool};
 use crate::state::{BodyLimits, IngestState};
 
 /// Slow clients: the request head must arrive within this (408 otherwise).
 const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long in-flight requests get to finish after SIGTERM: each is
+/// answered within its confirm timeout (15 s at most), so 20 s lets every
+/// one finish.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long an idle client connection is kept open. Longer than the idle
+/// timeout of whatever calls ingest (AWS ALB 60 s, hyper clients 90 s), so
+/// that the client closes first: a request sent on a connection the server
+/// is closing at that instant fails unanswered.
+const KEEP_ALIVE: Duration = Duration::from_secs(120);
 
 /// Why ingest cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -87,16 +98,11 @@ impl Application {
                         )
                         .default_service(web::to(method_not_allowed)),
                 )
-                .route("/healthz", web::get().to(probes::healthz))
-                .route("/readyz", web::get().to(probes::readyz))
-                .route("/metrics", web::get().to(probes::metrics))
+                .configure(service_kit::probes::mount::<IngestState>)
         })
-        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
         .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-        .keep_alive(match config.keep_alive {
-            Some(idle) => KeepAlive::Timeout(idle),
-            None => KeepAlive::Disabled,
-        })
+        .keep_alive(KeepAlive::Timeout(KEEP_ALIVE))
         .disable_signals();
         if let Some(workers) = config.workers {
             server = server.workers(workers);

@@ -6,6 +6,7 @@ use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{web, HttpRequest};
 use futures_util::StreamExt;
 use queue_wire::envelope::BodyKind;
+use std::time::Duration;
 
 use crate::rejection::Rejection;
 use crate::state::BodyLimits;
@@ -13,13 +14,18 @@ use crate::state::BodyLimits;
 /// Twilio's headers are a few hundred bytes; actix's own cap is 128 KiB.
 const HEADER_LIMIT_BYTES: usize = 64 * 1024;
 
+/// Longest a client may take to send the body: Twilio sends a few hundred
+/// bytes at once, and waits 15 s at most for the answer, so a body still
+/// arriving after 10 s is a slow client holding a connection, not Twilio.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A request body as received, with how it is encoded.
-pub struct RawBody {
+pub(crate) struct RawBody {
     pub bytes: web::BytesMut,
     pub kind: BodyKind,
 }
 
-pub async fn read(
+pub(crate) async fn read(
     request: &HttpRequest,
     payload: web::Payload,
     limits: BodyLimits,
@@ -49,7 +55,7 @@ pub async fn read(
 }
 
 /// A request header as text, if present and visible ASCII.
-pub fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
     request.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

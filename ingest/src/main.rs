@@ -1,22 +1,16 @@
-use clap::Parser;
 use ingest::app::{Application, StartError};
 use ingest::config::{IngestArgs, IngestConfig};
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let config = match IngestArgs::try_parse() {
-        Ok(args) => IngestConfig::try_from(args).map_err(|e| e.to_string()),
-        Err(e) if !e.use_stderr() => {
-            // --help and --version.
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => Err(ingest::config::describe_parse_error(&e)),
+    let args: IngestArgs = match service_kit::cli::parse() {
+        Ok(args) => args,
+        Err(code) => return code,
     };
-    let config = match config {
+    let config = match IngestConfig::try_from(args) {
         Ok(config) => config,
-        Err(message) => return service_kit::cli::bad_config("ingest", &message),
+        Err(error) => return service_kit::cli::bad_config("ingest", &error.to_string()),
     };
     let telemetry = match service_kit::telemetry::init("ingest", config.log_format) {
         Ok(telemetry) => telemetry,

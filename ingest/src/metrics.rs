@@ -1,5 +1,6 @@
 //! Every metric ingest records, declared once with its description.
 
+use chrono::{DateTime, Utc};
 use service_kit::metrics::MetricDef;
 
 pub const CALLBACKS_RECEIVED: MetricDef = MetricDef::counter(
@@ -79,3 +80,12 @@ pub const ALL: &[MetricDef] = &[
     SPOOL_DRAINED,
     SPOOL_DAMAGED_RECORDS,
 ];
+
+/// Sets the spool gauges from what the spool holds.
+pub(crate) fn record_spool_stock(bytes: u64, callbacks: u64, oldest: Option<DateTime<Utc>>) {
+    metrics::gauge!(SPOOLED_BYTES.name).set(bytes as f64);
+    metrics::gauge!(SPOOLED_CALLBACKS.name).set(callbacks as f64);
+    metrics::gauge!(SPOOLING.name).set(if callbacks > 0 { 1.0 } else { 0.0 });
+    let age = oldest.map_or(0.0, |at| (Utc::now() - at).as_seconds_f64().max(0.0));
+    metrics::gauge!(SPOOL_OLDEST_AGE.name).set(age);
+}

@@ -19,22 +19,22 @@ use crate::rejection::Rejection;
 
 /// This request's id, in the request's extensions for the route to use.
 #[derive(Clone, Debug)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub uuid::Uuid);
 
 /// What the route accepted, in the answer's extensions for the log line.
 #[derive(Clone, Debug)]
-pub struct Accepted {
+pub(crate) struct Accepted {
     pub message_sid: String,
     pub status: String,
     /// Kept in the local spool because RabbitMQ could not confirm it in time.
     pub spooled: bool,
 }
 
-pub async fn callback_telemetry(
+pub(crate) async fn callback_telemetry(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = uuid::Uuid::new_v4();
     let span = tracing::info_span!(
         "POST /twilio/status",
         otel.kind = "server",
@@ -57,9 +57,7 @@ pub async fn callback_telemetry(
     });
     let _ = span.set_parent(parent);
     record_trace_ids(&span);
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(RequestId(request_id));
 
     let started = Instant::now();
     let mut response = next.call(request).instrument(span.clone()).await?;
@@ -68,51 +66,55 @@ pub async fn callback_telemetry(
     let _in_span = span.enter();
     let status_code = response.status().as_u16();
     span.record("http.response.status_code", status_code);
-    let latency_ms = latency.as_secs_f64() * 1000.0;
-    let rejection = response
-        .response()
-        .error()
-        .and_then(|error| error.as_error::<Rejection>());
-    let accepted = response.response().extensions().get::<Accepted>().cloned();
-    let outcome = match (rejection, &accepted) {
-        (Some(rejection), _) => {
-            tracing::warn!(
-                outcome = rejection.outcome(),
-                latency_ms,
-                request_id,
-                reason = %rejection,
-                "callback rejected"
-            );
-            Some(rejection.outcome())
-        }
-        (None, Some(accepted)) => {
-            let outcome = if accepted.spooled {
-                "spooled"
-            } else {
-                "accepted"
-            };
-            tracing::info!(
-                message_sid = %accepted.message_sid,
-                status = %accepted.status,
-                outcome,
-                latency_ms,
-                request_id,
-                "callback accepted"
-            );
-            Some(outcome)
-        }
-        // An answer actix gave before the route ran (a broken request).
-        (None, None) => None,
-    };
-    if let Some(outcome) = outcome {
+    if let Some(outcome) = log_outcome(response.response(), latency, request_id) {
         metrics::counter!(CALLBACKS_RECEIVED.name, "outcome" => outcome).increment(1);
         metrics::histogram!(REQUEST_DURATION.name, "outcome" => outcome)
             .record(latency.as_secs_f64());
     }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
+    if let Ok(value) = HeaderValue::from_str(&request_id.to_string()) {
         response
             .headers_mut()
             .insert(HeaderName::from_static("x-request-id"), value);
     }
     Ok(response)
+}
+
+/// Logs what became of the callback (the route's `Rejection` or
+/// `Accepted`) and returns its `outcome` label; `None` for an answer actix
+/// gave before the route ran (a broken request).
+fn log_outcome<B>(
+    response: &actix_web::HttpResponse<B>,
+    latency: std::time::Duration,
+    request_id: uuid::Uuid,
+) -> Option<&'static str> {
+    let latency_ms = latency.as_secs_f64() * 1000.0;
+    if let Some(rejection) = response
+        .error()
+        .and_then(|error| error.as_error::<Rejection>())
+    {
+        tracing::warn!(
+            outcome = rejection.outcome(),
+            latency_ms,
+            %request_id,
+            reason = %rejection,
+            "callback rejected"
+        );
+        return Some(rejection.outcome());
+    }
+    let extensions = response.extensions();
+    let accepted = extensions.get::<Accepted>()?;
+    let outcome = if accepted.spooled {
+        "spooled"
+    } else {
+        "accepted"
+    };
+    tracing::info!(
+        message_sid = %accepted.message_sid,
+        status = %accepted.status,
+        outcome,
+        latency_ms,
+        %request_id,
+        "callback accepted"
+    );
+    Some(outcome)
 }

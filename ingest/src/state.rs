@@ -6,7 +6,7 @@ use twilio_protocol::keyring::Keyring;
 use crate::publisher::CallbackPublisher;
 use crate::signed_url::SignedUrlOrigin;
 
-pub struct IngestState {
+pub(crate) struct IngestState {
     pub keyring: Keyring,
     pub signed_url: SignedUrlOrigin,
     pub body_limits: BodyLimits,
@@ -15,7 +15,7 @@ pub struct IngestState {
 
 /// How much of a request ingest reads, and for how long.
 #[derive(Clone, Copy, Debug)]
-pub struct BodyLimits {
+pub(crate) struct BodyLimits {
     pub max_bytes: usize,
     pub timeout: Duration,
 }

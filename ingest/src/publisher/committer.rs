@@ -24,29 +24,63 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::link::LinkSupervisor;
-use super::{Committed, Destination, PublishError, SpoolPolicy};
+use super::outcome::{Committed, PublishError};
+use crate::link::{Destination, Link, LinkError, LinkSupervisor};
 use crate::metrics::{BATCHES_IN_FLIGHT, BATCH_SIZE};
+use crate::spool::Spool;
 
-/// How callbacks are grouped; see the `INGEST_BATCH_*` settings.
+/// How callbacks are grouped.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchLimits {
     pub max_callbacks: usize,
     pub max_bytes: usize,
     pub in_flight: usize,
-    /// Optional wait before a batch is closed, to let more join it.
-    pub linger: Duration,
+}
+
+impl BatchLimits {
+    pub(crate) const DEFAULT: Self = Self {
+        // RabbitMQ's cost is per message: 64 callbacks of a few hundred
+        // bytes share one, and past a few dozen the saving is small.
+        max_callbacks: 64,
+        // A larger callback still goes, alone; 512 KiB keeps a message far
+        // below RabbitMQ's 16 MiB default largest message.
+        max_bytes: 512 * 1024,
+        // Enough that a slow confirm does not cap the rate at one batch per
+        // round trip; callbacks that arrive while all are in flight go
+        // together in the next one.
+        in_flight: 4,
+    };
+}
+
+/// How the publisher falls back on the spool.
+#[derive(Clone)]
+pub(crate) struct SpoolPolicy {
+    pub spool: Spool,
+    /// How long a batch may wait for its confirm before it is spooled.
+    pub spool_after: Duration,
+}
+
+/// The longest a batch waits for RabbitMQ's confirm before it is spooled:
+/// a confirm usually takes milliseconds, so one not there in a second is
+/// not coming soon, and the request still has time to be answered 200.
+const MAX_SPOOL_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a batch waits for its confirm before it is spooled: at most a
+/// second, and at most half of the request's `confirm_timeout`, so that
+/// spooling always starts well before the request stops waiting.
+pub(crate) fn spool_after(confirm_timeout: Duration) -> Duration {
+    MAX_SPOOL_AFTER.min(confirm_timeout / 2)
 }
 
 /// One verified callback waiting for its batch's confirm.
-pub struct Pending {
+pub(crate) struct Pending {
     pub envelope: CallbackEnvelope,
     pub answer: oneshot::Sender<Result<Committed, PublishError>>,
     /// When its request stops waiting: its batch must be confirmed by then.
     pub deadline: Instant,
 }
 
-pub struct Committer {
+pub(crate) struct Committer {
     queue: mpsc::UnboundedReceiver<Pending>,
     link: Arc<LinkSupervisor>,
     destination: Arc<Destination>,
@@ -109,10 +143,6 @@ impl Committer {
             let Ok(slot) = free.clone().acquire_owned().await else {
                 break;
             };
-            if !self.limits.linger.is_zero() {
-                tokio::time::sleep(self.limits.linger).await;
-                self.take_waiting(&mut waiting);
-            }
             let batch = self.take_batch(&mut waiting);
             let link = self.link.clone();
             let destination = self.destination.clone();
@@ -233,10 +263,7 @@ async fn publish(
     deadline: Duration,
 ) -> Result<(), PublishError> {
     let supervisor = link;
-    let link = supervisor.current().ok_or(PublishError::NotConnected)?;
-    if link.is_blocked() {
-        return Err(PublishError::Blocked);
-    }
+    let link = supervisor.usable()?;
     let (body, properties) = encode_batch(envelopes);
     let confirmed = queue_wire::broker::publish_confirmed(
         link.channel(),
@@ -250,7 +277,7 @@ async fn publish(
     // until the alarm clears: stop waiting as soon as it does.
     let outcome = tokio::select! {
         confirmed = confirmed => confirmed.map_err(PublishError::from),
-        () = blocked(&link) => Err(PublishError::Blocked),
+        () = blocked(&link) => Err(LinkError::Blocked.into()),
     };
     match &outcome {
         Ok(()) => supervisor.mark_responsive(),
@@ -265,7 +292,7 @@ async fn publish(
 const BLOCKED_POLL: Duration = Duration::from_millis(10);
 
 /// Resolves once the broker blocks this connection.
-async fn blocked(link: &super::link::Link) {
+async fn blocked(link: &Link) {
     while !link.is_blocked() {
         tokio::time::sleep(BLOCKED_POLL).await;
     }
@@ -316,7 +343,6 @@ mod tests {
             max_callbacks,
             max_bytes,
             in_flight: 1,
-            linger: Duration::ZERO,
         };
         Committer::new(link, destination, limits, None, CancellationToken::new())
     }

@@ -5,7 +5,8 @@
 //! callbacks that arrive together into one batch message with one confirm,
 //! and gets its answer when that confirm arrives (or when the batch is
 //! written to the spool instead). The connection and its confirm-mode
-//! channel are kept by `link`'s supervisor; a lapin channel pipelines
+//! channel are kept by `crate::link`'s supervisor, which the spool's
+//! drainer shares; a lapin channel pipelines
 //! publishes and streams their confirms back, so several batches are in
 //! flight at once with no lock around publish-and-wait.
 //!
@@ -16,13 +17,15 @@
 //! is closed.
 
 mod committer;
-mod link;
+mod outcome;
 
 pub use committer::BatchLimits;
-pub use link::LinkSupervisor;
+pub(crate) use committer::{spool_after, SpoolPolicy};
+pub(crate) use outcome::{Committed, PublishError};
 
 use queue_wire::envelope::CallbackEnvelope;
 use queue_wire::topology::Topology;
+use service_kit::sync::lock;
 use service_kit::telemetry::trace_headers;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -32,50 +35,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use twilio_protocol::callback::StatusCallback;
 
+use crate::link::{Destination, LinkError, LinkSupervisor};
 use crate::metrics::{PUBLISHES_IN_FLIGHT, PUBLISH_CONFIRM_DURATION};
 use crate::spool::drainer::{Drainer, FinalDrain};
-use crate::spool::{Spool, SpoolError, SpoolHealth};
+use crate::spool::{Spool, SpoolHealth};
 use committer::{Committer, Pending};
 
-#[derive(Clone, Debug, thiserror::Error)]
-pub enum PublishError {
-    #[error("not connected to RabbitMQ")]
-    NotConnected,
-    #[error("RabbitMQ is blocking publishers (flow control: memory or disk alarm)")]
-    Blocked,
-    #[error(transparent)]
-    NotConfirmed(#[from] queue_wire::broker::ConfirmError),
-    #[error("RabbitMQ has stopped confirming in time")]
-    Unresponsive,
-    #[error("RabbitMQ could not confirm, and the spool could not take it: {0}")]
-    Spool(SpoolError),
-}
-
-/// Where an accepted callback is now.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Committed {
-    /// Confirmed by RabbitMQ.
-    Broker,
-    /// In the local spool, on disk; the drainer will publish it.
-    Spool,
-}
-
-/// Where batches are published.
-pub struct Destination {
-    pub exchange: String,
-    pub routing_key: String,
-}
-
-/// How the publisher falls back on the spool.
 #[derive(Clone)]
-pub struct SpoolPolicy {
-    pub spool: Spool,
-    /// How long a batch may wait for its confirm before it is spooled.
-    pub spool_after: Duration,
-}
-
-#[derive(Clone)]
-pub struct CallbackPublisher {
+pub(crate) struct CallbackPublisher {
     link: Arc<LinkSupervisor>,
     spool: Option<Spool>,
     queue: mpsc::UnboundedSender<Pending>,
@@ -176,7 +143,7 @@ impl CallbackPublisher {
 
     /// Whether RabbitMQ could confirm a publish issued now.
     pub fn broker_ready(&self) -> bool {
-        self.link.current().is_some_and(|link| link.is_ready())
+        self.link.is_ready()
     }
 
     /// Whether the spool holds callbacks not yet in RabbitMQ.
@@ -225,10 +192,7 @@ impl CallbackPublisher {
     async fn committed(&self, envelope: CallbackEnvelope) -> Result<Committed, PublishError> {
         if self.spool.is_none() {
             // Without a spool, refuse at once what the broker cannot take.
-            let link = self.link.current().ok_or(PublishError::NotConnected)?;
-            if link.is_blocked() {
-                return Err(PublishError::Blocked);
-            }
+            self.link.usable()?;
         }
         let (answer, answered) = oneshot::channel();
         let deadline = Instant::now() + self.confirm_timeout;
@@ -238,11 +202,11 @@ impl CallbackPublisher {
                 answer,
                 deadline,
             })
-            .map_err(|_| PublishError::NotConnected)?;
+            .map_err(|_| LinkError::NotConnected)?;
         match tokio::time::timeout(self.confirm_timeout, answered).await {
             Ok(Ok(outcome)) => outcome,
             // The committer stopped (shutting down).
-            Ok(Err(_)) => Err(PublishError::NotConnected),
+            Ok(Err(_)) => Err(LinkError::NotConnected.into()),
             Err(_) => Err(queue_wire::broker::ConfirmError::Timeout(self.confirm_timeout).into()),
         }
     }
@@ -338,10 +302,4 @@ impl CallbackPublisher {
             );
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

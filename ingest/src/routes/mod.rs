@@ -1,4 +1,4 @@
-//! HTTP routes of the ingest service.
+//! HTTP routes of the ingest service (the probes and `/metrics` are
+//! `service_kit::probes`, answering from `readiness`).
 
-pub mod probes;
-pub mod status;
+pub(crate) mod status;

@@ -16,7 +16,7 @@ use twilio_protocol::keyring::SIGNATURE_SETTINGS_HEADER;
 const SIGNATURE_HEADER: &str = "X-Twilio-Signature";
 const IDEMPOTENCY_HEADER: &str = "I-Twilio-Idempotency-Token";
 
-pub async fn receive_status(
+pub(crate) async fn receive_status(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<IngestState>,
@@ -36,16 +36,18 @@ pub async fn receive_status(
     span.record("twilio.message_sid", callback.message_sid.as_str());
     span.record("twilio.message_status", callback.status.as_str());
 
+    // Set by the telemetry middleware around this route; a nil id only if
+    // the route were ever mounted without it.
     let request_id = request
         .extensions()
         .get::<RequestId>()
-        .map(|id| id.0.clone())
-        .unwrap_or_default();
+        .map_or(uuid::Uuid::nil(), |id| id.0);
     let envelope = CallbackEnvelope {
         body: raw.bytes.into(),
         body_kind: raw.kind,
         received_at: Utc::now(),
-        request_id,
+        // The queue's wire format carries the id as text.
+        request_id: request_id.to_string(),
         idempotency_token: body::header(&request, IDEMPOTENCY_HEADER).map(str::to_owned),
         trace_context: Vec::new(),
     };

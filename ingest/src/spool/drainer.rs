@@ -16,7 +16,6 @@
 //! two records (a segment cut short stays on disk, whole).
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use queue_wire::batch::{batch_properties, QueueMessage};
 use queue_wire::broker::ConfirmError;
 use service_kit::backoff::Backoff;
 use std::collections::BTreeMap;
@@ -25,10 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::accounting::SegmentInfo;
+use super::handle::Spool;
+use super::record::Record;
 use super::segment::{self, SegmentContents};
-use super::{decode_payload, SegmentInfo, Spool};
+use crate::link::{Destination, LinkError, LinkSupervisor};
 use crate::metrics::{SPOOL_DAMAGED_RECORDS, SPOOL_DRAINED};
-use crate::publisher::{Destination, LinkSupervisor, PublishError};
 
 /// How often an idle drainer looks for work and a ready broker.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -40,14 +41,16 @@ const IN_FLIGHT: usize = 8;
 #[derive(Debug, thiserror::Error)]
 enum DrainError {
     #[error(transparent)]
-    Publish(#[from] PublishError),
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    NotConfirmed(#[from] ConfirmError),
     #[error("cannot read or remove a spool segment: {0}")]
     Io(#[from] std::io::Error),
     #[error("stopped before the segment was drained")]
     Stopped,
 }
 
-pub struct Drainer {
+pub(crate) struct Drainer {
     pub spool: Spool,
     pub link: Arc<LinkSupervisor>,
     pub destination: Arc<Destination>,
@@ -61,7 +64,7 @@ pub struct Drainer {
 
 /// What the drainer did after `finish`, and what it leaves.
 #[derive(Debug, Default)]
-pub struct FinalDrain {
+pub(crate) struct FinalDrain {
     /// Callbacks drained (confirmed by RabbitMQ) after `finish`.
     pub drained: u64,
     /// Spools of other processes it adopted and could not empty, with the
@@ -150,7 +153,7 @@ impl Drainer {
             let finishing = self.finish.is_cancelled();
             // Keeps the age of the oldest spooled callback current.
             self.spool.publish_metrics();
-            let ready = self.link.current().is_some_and(|link| link.is_ready());
+            let ready = self.link.is_ready();
             let own_empty = self.spool.is_empty();
             if ready && !own_empty {
                 return Step::Own;
@@ -204,7 +207,7 @@ impl Drainer {
     /// A nack asks for a new link: retrying on the same channel can be
     /// nacked forever (a quorum queue whose leader was lost).
     fn replace_link_after_nack(&self, error: &DrainError) {
-        if let DrainError::Publish(PublishError::NotConfirmed(ConfirmError::Nacked)) = error {
+        if let DrainError::NotConfirmed(ConfirmError::Nacked) = error {
             self.link.nacked();
         }
     }
@@ -287,23 +290,16 @@ impl Drainer {
         let mut in_flight = FuturesUnordered::new();
         let mut cut_short = false;
         for payload in payloads {
-            let envelopes = match decode_payload(&payload) {
-                Ok(QueueMessage::Batch(envelopes)) => envelopes,
-                Ok(QueueMessage::Single(_)) | Err(_) => {
-                    not_batches += 1;
-                    continue;
-                }
+            let Ok(record) = Record::decode(contents.format, payload) else {
+                not_batches += 1;
+                continue;
             };
             if self.stop.is_cancelled() {
                 cut_short = true;
                 break;
             }
-            drained += envelopes.len() as u64;
-            let properties = batch_properties(&envelopes);
-            let link = self.link.current().ok_or(PublishError::NotConnected)?;
-            if link.is_blocked() {
-                return Err(PublishError::Blocked.into());
-            }
+            drained += record.callbacks;
+            let link = self.link.usable()?;
             let destination = self.destination.clone();
             let deadline = self.confirm_timeout;
             in_flight.push(async move {
@@ -311,20 +307,20 @@ impl Drainer {
                     link.channel(),
                     &destination.exchange,
                     &destination.routing_key,
-                    &payload,
-                    properties,
+                    &record.body,
+                    record.properties,
                     deadline,
                 )
                 .await
             });
             if in_flight.len() >= IN_FLIGHT {
                 if let Some(confirmed) = in_flight.next().await {
-                    confirmed.map_err(PublishError::from)?;
+                    confirmed?;
                 }
             }
         }
         while let Some(confirmed) = in_flight.next().await {
-            confirmed.map_err(PublishError::from)?;
+            confirmed?;
         }
         if cut_short {
             return Err(DrainError::Stopped);

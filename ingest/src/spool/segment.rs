@@ -2,12 +2,12 @@
 //! after another, never rewritten.
 //!
 //! ```text
-//! header   b"TWSPOOL1"
+//! header   b"TWSPOOL2" (b"TWSPOOL1": written by earlier releases)
 //! record   u32 LE payload length | u32 LE CRC-32 of the payload | payload
 //! ```
 //!
-//! A payload is one batch of callbacks in the queue's batch format, so the
-//! drainer publishes exactly what the normal path would have.
+//! A payload is one batch message (`record`): the drainer publishes exactly
+//! what the normal path would have. The header says the payload's format.
 //!
 //! Reading tells two kinds of trouble apart. A *torn tail*, a last record
 //! cut short, is what a crash in the middle of a write leaves: that write
@@ -27,7 +27,19 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-pub const HEADER: &[u8; 8] = b"TWSPOOL1";
+/// The header of the segments this release writes.
+pub const HEADER: &[u8; 8] = b"TWSPOOL2";
+/// The header of the segments earlier releases wrote (a batch body alone
+/// in each record); they still drain.
+pub const LEGACY_HEADER: &[u8; 8] = b"TWSPOOL1";
+
+/// Which record format a segment holds, from its header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Current,
+    Legacy,
+}
 const RECORD_HEADER_BYTES: usize = 8;
 /// A record can never be this large (bodies are capped at the edge); a
 /// length past it is corruption, not a record to allocate for.
@@ -101,6 +113,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// What reading a segment found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SegmentContents {
+    pub format: Format,
     pub payloads: Vec<Vec<u8>>,
     /// Bytes of a last record cut short (a write a crash interrupted, never
     /// acknowledged): skipped, and no cause for alarm.
@@ -140,8 +153,13 @@ pub fn read(path: &Path) -> io::Result<SegmentContents> {
 
 pub fn parse(bytes: &[u8]) -> SegmentContents {
     let mut contents = SegmentContents::default();
-    let Some(mut rest) = bytes.strip_prefix(HEADER.as_slice()) else {
-        if HEADER.starts_with(bytes) {
+    let current = bytes.strip_prefix(HEADER.as_slice());
+    let legacy = bytes.strip_prefix(LEGACY_HEADER.as_slice());
+    if legacy.is_some() {
+        contents.format = Format::Legacy;
+    }
+    let Some(mut rest) = current.or(legacy) else {
+        if HEADER.starts_with(bytes) || LEGACY_HEADER.starts_with(bytes) {
             // Empty, or a header write cut short: a segment being created.
             contents.torn_tail_bytes = bytes.len() as u64;
         } else {
@@ -243,6 +261,16 @@ mod tests {
         for cut in 0..HEADER.len() {
             assert_eq!(parse(&HEADER[..cut]).damage, None);
         }
+    }
+
+    #[test]
+    fn an_earlier_release_s_segment_reads_as_the_legacy_format() {
+        let mut bytes = LEGACY_HEADER.to_vec();
+        encode_record(b"one", &mut bytes);
+        let contents = parse(&bytes);
+        assert_eq!(contents.format, Format::Legacy);
+        assert_eq!(contents.payloads, vec![b"one".to_vec()]);
+        assert_eq!(parse(&segment(&[b"two"])).format, Format::Current);
     }
 
     #[test]

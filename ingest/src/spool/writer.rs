@@ -15,17 +15,26 @@ use chrono::{DateTime, Utc};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{segment, SegmentInfo, Spool, SpoolError, PROBE_INTERVAL};
+use super::accounting::{SegmentInfo, Shared};
+use super::error::SpoolError;
+use super::segment;
 use crate::metrics::SPOOL_WRITES;
+
+/// While writes fail, the writer tries the disk again this often (and so
+/// does every callback RabbitMQ cannot confirm): readiness comes back with
+/// the first write that works, even if no traffic arrives to try it.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The file the probe writes, fsyncs and removes.
 pub const PROBE_FILE: &str = ".probe";
 /// The largest probe: a failed write larger than this is probed with this.
 const MAX_PROBE_BYTES: usize = 1 << 20;
 
-pub enum Command {
+pub(super) enum Command {
     Append {
         payload: Vec<u8>,
         callbacks: u64,
@@ -37,7 +46,7 @@ pub enum Command {
     },
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     commands: mpsc::UnboundedReceiver<Command>,
     disk: Disk,
 }
@@ -46,7 +55,7 @@ pub struct Writer {
 /// each group and back. No file stays open between writes, so the
 /// filesystem can be remounted (read-only, say) under a running ingest.
 struct Disk {
-    spool: Spool,
+    shared: Arc<Shared>,
     /// Bytes of the last write that failed: what the probe must fit.
     failed_bytes: usize,
 }
@@ -65,11 +74,11 @@ struct Accepted {
 }
 
 impl Writer {
-    pub(super) fn new(spool: Spool, commands: mpsc::UnboundedReceiver<Command>) -> Self {
+    pub(super) fn new(shared: Arc<Shared>, commands: mpsc::UnboundedReceiver<Command>) -> Self {
         Self {
             commands,
             disk: Disk {
-                spool,
+                shared,
                 failed_bytes: 0,
             },
         }
@@ -79,7 +88,7 @@ impl Writer {
     /// on the blocking pool, one group at a time.
     pub async fn run(mut self) {
         loop {
-            let failing = self.disk.spool.lock_failure().is_some();
+            let failing = self.disk.shared.failure().is_some();
             let first = tokio::select! {
                 command = self.commands.recv() => match command {
                     Some(command) => command,
@@ -145,14 +154,14 @@ async fn on_blocking_pool(
 
 impl Disk {
     fn write(&mut self, appends: Vec<Append>) {
-        let max_bytes = self.spool.shared.config.max_bytes;
-        let mut used = self.spool.lock_state().bytes();
+        let max_bytes = self.shared.config.max_bytes;
+        let mut used = self.shared.state().bytes();
         let mut buffer = Vec::new();
         let mut accepted = Vec::new();
         for (payload, callbacks, oldest, reply) in appends {
             let record_bytes = (payload.len() + 8) as u64;
             if used + record_bytes > max_bytes {
-                self.spool.lock_state().full = true;
+                self.shared.state().full = true;
                 metrics::counter!(SPOOL_WRITES.name, "outcome" => "full").increment(1);
                 let _ = reply.send(Err(SpoolError::Full { max_bytes }));
                 continue;
@@ -182,8 +191,9 @@ impl Disk {
                 self.failed_bytes = buffer.len();
                 self.failing(&error);
                 self.undo_failed_write();
+                let error = Arc::new(error);
                 for append in accepted {
-                    let _ = append.reply.send(Err(SpoolError::Write(error.to_string())));
+                    let _ = append.reply.send(Err(SpoolError::Write(error.clone())));
                 }
             }
         }
@@ -193,19 +203,19 @@ impl Disk {
     /// or its reason changes, not for every write that meets it.
     fn failing(&self, error: &std::io::Error) {
         let message = error.to_string();
-        let changed = self.spool.lock_failure().replace(message.clone()) != Some(message);
+        let changed = self.shared.failure().replace(message.clone()) != Some(message);
         if changed {
             tracing::error!(
                 %error,
-                dir = %self.spool.dir().display(),
+                dir = %self.shared.dir.display(),
                 "cannot write the spool; callbacks that RabbitMQ cannot confirm get 503 until a write works again"
             );
         }
     }
 
     fn recovered(&self) {
-        if self.spool.lock_failure().take().is_some() {
-            tracing::info!(dir = %self.spool.dir().display(), "the spool can write again");
+        if self.shared.failure().take().is_some() {
+            tracing::info!(dir = %self.shared.dir.display(), "the spool can write again");
         }
     }
 
@@ -214,15 +224,15 @@ impl Disk {
     /// skipped when drained).
     fn undo_failed_write(&mut self) {
         let active = self
-            .spool
-            .lock_state()
+            .shared
+            .state()
             .active
             .as_ref()
             .map(|active| (active.sequence, active.bytes));
         let Some((sequence, bytes)) = active else {
             return;
         };
-        if let Err(error) = segment::truncate(&segment::path(self.spool.dir(), sequence), bytes) {
+        if let Err(error) = segment::truncate(&segment::path(&self.shared.dir, sequence), bytes) {
             tracing::debug!(%error, "cannot cut a failed write off the spool segment; sealing it as it is");
             self.seal();
         }
@@ -232,7 +242,7 @@ impl Disk {
     /// write that failed. When that works, so would the write: the spool is
     /// counted on again.
     fn probe(&mut self) {
-        let path = self.spool.dir().join(PROBE_FILE);
+        let path = self.shared.dir.join(PROBE_FILE);
         let bytes = self.failed_bytes.clamp(1, MAX_PROBE_BYTES);
         let probed = OpenOptions::new()
             .write(true)
@@ -252,24 +262,24 @@ impl Disk {
     }
 
     fn write_durably(&mut self, buffer: &[u8]) -> std::io::Result<()> {
-        let segment_bytes = self.spool.shared.config.segment_bytes;
+        let segment_bytes = self.shared.config.segment_bytes;
         let full = self
-            .spool
-            .lock_state()
+            .shared
+            .state()
             .active
             .as_ref()
             .is_some_and(|active| active.bytes >= segment_bytes);
         if full {
             self.seal();
         }
-        let active = self.spool.lock_state().active.as_ref().map(|a| a.sequence);
+        let active = self.shared.state().active.as_ref().map(|a| a.sequence);
         let sequence = match active {
             Some(sequence) => sequence,
             None => self.start_segment()?,
         };
         let mut file = OpenOptions::new()
             .append(true)
-            .open(segment::path(self.spool.dir(), sequence))?;
+            .open(segment::path(&self.shared.dir, sequence))?;
         file.write_all(buffer)?;
         file.sync_data()
     }
@@ -278,13 +288,13 @@ impl Disk {
     /// number is used up even when creation fails: no name is tried twice.
     fn start_segment(&mut self) -> std::io::Result<u64> {
         let sequence = {
-            let mut state = self.spool.lock_state();
+            let mut state = self.shared.state();
             let sequence = state.next_sequence;
             state.next_sequence += 1;
             sequence
         };
-        segment::create(self.spool.dir(), sequence)?;
-        self.spool.lock_state().active = Some(SegmentInfo {
+        segment::create(&self.shared.dir, sequence)?;
+        self.shared.state().active = Some(SegmentInfo {
             sequence,
             bytes: segment::HEADER.len() as u64,
             callbacks: 0,
@@ -295,7 +305,7 @@ impl Disk {
 
     fn record_written(&self, bytes: u64, accepted: &[Accepted]) {
         {
-            let mut state = self.spool.lock_state();
+            let mut state = self.shared.state();
             let was_empty = state.callbacks() == 0;
             if let Some(active) = state.active.as_mut() {
                 if active.callbacks == 0 {
@@ -309,24 +319,24 @@ impl Disk {
             }
             if was_empty {
                 tracing::warn!(
-                    dir = %self.spool.dir().display(),
+                    dir = %self.shared.dir.display(),
                     "RabbitMQ cannot confirm callbacks: spooling them to disk (each answered 200 once written)"
                 );
             }
         }
-        self.spool.publish_metrics();
+        self.shared.publish_metrics();
     }
 
     /// Closes the active segment and hands it to the drainer (an empty one
     /// is removed instead).
     fn seal(&mut self) {
-        let mut state = self.spool.lock_state();
+        let mut state = self.shared.state();
         if let Some(active) = state.active.take() {
             if active.callbacks > 0 {
                 state.sealed.push_back(active);
             } else {
                 drop(state);
-                let _ = std::fs::remove_file(segment::path(self.spool.dir(), active.sequence));
+                let _ = std::fs::remove_file(segment::path(&self.shared.dir, active.sequence));
             }
         }
     }

@@ -163,11 +163,7 @@ async fn shared_key_signatures_verify_with_the_named_key_and_algorithm() {
         assert_eq!(status, 200, "{settings} signed for {signed_url}");
     }
 
-    let before = [
-        outcome_count(&app, "bad_signature").await,
-        outcome_count(&app, "unknown_signing_key").await,
-        outcome_count(&app, "unsupported_algorithm").await,
-    ];
+    let before = key_refusals(&app).await;
     let refused = [
         // SHA-256 signature, header says SHA-1.
         (
@@ -198,11 +194,7 @@ async fn shared_key_signatures_verify_with_the_named_key_and_algorithm() {
         let status = post(&app, &params, &url, secret, algorithm, Some(settings)).await;
         assert_eq!(status, 403, "{settings} signed with {secret}");
     }
-    let after = [
-        outcome_count(&app, "bad_signature").await,
-        outcome_count(&app, "unknown_signing_key").await,
-        outcome_count(&app, "unsupported_algorithm").await,
-    ];
+    let after = key_refusals(&app).await;
     assert_eq!(after[1] - before[1], 1.0, "unknown key");
     assert_eq!(after[2] - before[2], 1.0, "unsupported algorithm");
     assert!(
@@ -210,6 +202,32 @@ async fn shared_key_signatures_verify_with_the_named_key_and_algorithm() {
         "bad signatures: {before:?} → {after:?}"
     );
 
+    json_signed_with_a_named_key(&app, &url, k1_sha256).await;
+
+    let queued = app.queued_callbacks().await;
+    assert_eq!(queued.len(), 5, "4 form callbacks and 1 JSON");
+    assert_eq!(
+        queued
+            .iter()
+            .filter(|(_, envelope)| envelope.body_kind == BodyKind::Json)
+            .count(),
+        1
+    );
+}
+
+/// The refusals a named key can meet: bad signature, unknown key,
+/// unsupported algorithm.
+async fn key_refusals(app: &TestApp) -> [f64; 3] {
+    [
+        outcome_count(app, "bad_signature").await,
+        outcome_count(app, "unknown_signing_key").await,
+        outcome_count(app, "unsupported_algorithm").await,
+    ]
+}
+
+/// A JSON callback signed with `secret-one` under `settings`, on the URL
+/// that carries the body's hash: accepted as sent, refused once changed.
+async fn json_signed_with_a_named_key(app: &TestApp, url: &str, settings: &str) {
     // JSON, signed on the URL that carries the body's hash.
     let body = format!(
         r#"{{"AccountSid":"ACother","MessageSid":"{}","MessageStatus":"read"}}"#,
@@ -227,22 +245,12 @@ async fn shared_key_signatures_verify_with_the_named_key_and_algorithm() {
             .post(&json_url)
             .header("Content-Type", "application/json")
             .header("X-Twilio-Signature", signature.clone())
-            .header(SIGNATURE_SETTINGS_HEADER, k1_sha256)
+            .header(SIGNATURE_SETTINGS_HEADER, settings)
             .body(body)
             .send()
     };
     assert_eq!(post_json(body.clone()).await.unwrap().status(), 200);
     assert_eq!(post_json(format!("{body} ")).await.unwrap().status(), 403);
-
-    let queued = app.queued_callbacks().await;
-    assert_eq!(queued.len(), 5, "4 form callbacks and 1 JSON");
-    assert_eq!(
-        queued
-            .iter()
-            .filter(|(_, envelope)| envelope.body_kind == BodyKind::Json)
-            .count(),
-        1
-    );
 }
 
 #[tokio::test]

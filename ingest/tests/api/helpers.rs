@@ -28,6 +28,9 @@ pub struct Options<'a> {
     pub without_spool: bool,
     /// A spool directory to use instead of a fresh temporary one.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// Changes the configuration in process (settings that are constants
+    /// in production, such as the batch caps or the body timeout).
+    pub tune: Option<fn(&mut IngestConfig)>,
 }
 
 impl TestApp {
@@ -51,8 +54,6 @@ impl TestApp {
             broker.topology.prefix().to_owned(),
             "--confirm-timeout-ms".to_owned(),
             "3000".to_owned(),
-            "--workers".to_owned(),
-            "2".to_owned(),
         ];
         let spool = (!options.without_spool && options.spool_dir.is_none())
             .then(|| tempfile::tempdir().unwrap());
@@ -68,6 +69,11 @@ impl TestApp {
         let mut config = IngestConfig::try_from(IngestArgs::parse_from(argv)).unwrap();
         // Same names as the test broker declared, same retry queues.
         config.topology = broker.topology.clone();
+        // Two HTTP workers, not one per core: many apps run side by side.
+        config.workers = Some(2);
+        if let Some(tune) = options.tune {
+            tune(&mut config);
+        }
         let app = Application::build(config).unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
@@ -194,4 +200,31 @@ impl TestApp {
 
 pub fn path_text(path: &std::path::Path) -> String {
     path.to_str().expect("a UTF-8 temporary path").to_owned()
+}
+
+/// Sends signed callbacks for SIDs `sids` to `address`, `concurrency` at
+/// a time; returns the statuses (in the order they came back).
+pub async fn send_many(
+    client: &reqwest::Client,
+    address: &str,
+    sids: impl Iterator<Item = u64>,
+    status: &str,
+    concurrency: usize,
+) -> Vec<u16> {
+    use futures_util::stream::{self, StreamExt};
+    stream::iter(sids)
+        .map(|n| {
+            let params = testkit::status_params(&testkit::message_sid(n), status, None);
+            let client = client.clone();
+            let address = address.to_owned();
+            async move {
+                testkit::post_signed(&client, &address, &params)
+                    .await
+                    .status()
+                    .as_u16()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
 }

@@ -155,7 +155,7 @@ async fn wrong_methods_and_paths() {
 #[tokio::test]
 async fn a_slow_client_is_cut_off() {
     let app = TestApp::spawn_with(Options {
-        extra_args: vec!["--body-timeout-ms", "500"],
+        tune: Some(|config| config.body_timeout = Duration::from_millis(500)),
         ..Options::default()
     })
     .await;

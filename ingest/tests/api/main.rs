@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod binary;
 mod helpers;
 mod hostile;
 mod process;

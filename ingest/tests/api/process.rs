@@ -1,17 +1,28 @@
 //! The binary itself: configuration errors, help, signals.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use crate::binary::{ingest_command, RunningIngest};
+
 /// The binary with a clean environment and no spool (these tests are about
-/// the process; `spool.rs` has the spool's, with a directory each).
+/// the process; `spool` has the spool's, with a directory each).
 fn ingest() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ingest"));
+    let mut command = ingest_command();
+    command.env("INGEST_SPOOL_MAX_BYTES", "0");
     command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("INGEST_SPOOL_MAX_BYTES", "0");
-    command
+}
+
+/// Runs ingest with `TWILIO_AUTH_TOKEN=token` and `name=value`; asserts it
+/// exits 2, and returns its stderr.
+fn refused(token: &str, name: &str, value: &str) -> String {
+    let output = ingest()
+        .env("TWILIO_AUTH_TOKEN", token)
+        .env(name, value)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{name}={value}");
+    String::from_utf8(output.stderr).unwrap()
 }
 
 #[test]
@@ -29,13 +40,7 @@ fn missing_token_is_one_line_and_exit_2() {
 #[test]
 fn bad_urls_are_exit_2_and_never_print_the_token() {
     for (name, value) in [("AMQP_URL", "nope"), ("PUBLIC_BASE_URL", "example.com")] {
-        let output = ingest()
-            .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
-            .env(name, value)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{name}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
+        let stderr = refused("s3cret-token-value", name, value);
         assert!(stderr.contains(name), "{stderr}");
         assert!(!stderr.contains("s3cret-token-value"));
     }
@@ -44,17 +49,11 @@ fn bad_urls_are_exit_2_and_never_print_the_token() {
 #[test]
 fn an_out_of_range_number_is_one_line_naming_the_variable_and_exit_2() {
     for (name, value) in [
-        ("INGEST_WORKERS", "0"),
+        ("INGEST_BODY_LIMIT_BYTES", "0"),
         ("INGEST_CONFIRM_TIMEOUT_MS", "18446744073709551615"),
         ("INGEST_SHUTDOWN_DRAIN_SECS", "86400"),
     ] {
-        let output = ingest()
-            .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
-            .env(name, value)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{name}={value}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
+        let stderr = refused("s3cret-token-value", name, value);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(name), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
@@ -68,13 +67,7 @@ fn a_token_left_as_the_template_placeholder_is_refused_without_printing_it() {
         ("TWILIO_ACCOUNT_TOKENS", "ACxxx=REPLACE_ME_sub|old-one"),
         ("TWILIO_SIGNING_KEYS", "key1=REPLACE_ME_secret"),
     ] {
-        let output = ingest()
-            .env("TWILIO_AUTH_TOKEN", "a-real-token")
-            .env(name, value)
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(2), "{name}");
-        let stderr = String::from_utf8(output.stderr).unwrap();
+        let stderr = refused("a-real-token", name, value);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains(name), "{stderr}");
         for secret in [
@@ -108,26 +101,17 @@ fn help_lists_the_environment_variables() {
 #[test]
 fn sigterm_exits_0_and_logs_never_contain_the_token() {
     let prefix = testkit::unique_name("test").replace('_', ".");
-    let child = ingest()
-        .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
-        .env("INGEST_ADDR", "127.0.0.1:0")
-        .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = child.wait_with_output().unwrap();
+    let mut child = RunningIngest::spawn(
+        ingest()
+            .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+            .env("RUST_LOG", "debug"),
+    );
+    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
+    let (code, logs) = child.terminate();
     testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
-    assert_eq!(output.status.code(), Some(0));
-    let logs = String::from_utf8_lossy(&output.stdout).to_string()
-        + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(code, Some(0));
     assert!(logs.contains("ingest stopped"), "{logs}");
     assert!(!logs.contains("s3cret-token-value"));
     assert!(
@@ -138,37 +122,15 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
 
 #[test]
 fn json_log_lines_carry_trace_and_message_ids() {
-    use std::io::{BufRead, BufReader};
     let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = KillOnDrop(
+    let mut child = RunningIngest::spawn(
         ingest()
             .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
             .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix),
     );
-    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-    let stdout = child.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let next_json = |predicate: &dyn Fn(&serde_json::Value) -> bool| loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("log line");
-        let value: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        if predicate(&value) {
-            break value;
-        }
-    };
-    let listening = next_json(&|v| v["message"] == "ingest listening");
-    let port = listening["port"].as_u64().unwrap();
-    next_json(&|v| v["message"] == "connected to RabbitMQ");
+    let port = child.port();
+    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let sid = testkit::message_sid(5);
@@ -183,7 +145,10 @@ fn json_log_lines_carry_trace_and_message_ids() {
         .status()
     });
     assert_eq!(status, 200);
-    let accepted = next_json(&|v| v["message"] == "callback accepted");
+    let line = child.wait_for_line("callback accepted", Duration::from_secs(30));
+    let accepted: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    assert_eq!(accepted["message"], "callback accepted");
     assert_eq!(accepted["message_sid"], sid.as_str());
     assert_eq!(accepted["outcome"], "accepted");
     assert_eq!(
@@ -198,96 +163,18 @@ fn json_log_lines_carry_trace_and_message_ids() {
     );
     assert!(accepted["latency_ms"].is_number());
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status();
-    let _ = child.0.wait();
+    let _ = child.terminate();
     testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
 }
 
-/// A child process killed when the test ends, however it ends: a failed
-/// assertion must not leave an ingest running (it would also hold the test
-/// harness's output pipe open).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A running ingest binary whose log lines (stdout and stderr) are collected.
-struct LoggedIngest {
-    child: KillOnDrop,
-    lines: std::sync::mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl LoggedIngest {
-    fn start(amqp_url: &str) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut child = ingest()
+/// The binary logging to its collected lines, with RabbitMQ at `amqp_url`.
+fn start_logged(amqp_url: &str) -> RunningIngest {
+    RunningIngest::spawn(
+        ingest()
             .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
             .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_URL", amqp_url)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let tx = lines_tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
-        });
-        Self {
-            child: KillOnDrop(child),
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits up to `within` for a line containing `needle`.
-    fn wait_for_line(&mut self, needle: &str, within: Duration) -> String {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line with {needle:?} within {within:?}; saw:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// SIGTERM, then everything it logged and its exit code.
-    fn terminate(mut self) -> (Option<i32>, String) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.0.id().to_string()])
-            .status();
-        let status = self.child.0.wait().unwrap();
-        // The reader threads end with the pipes.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.code(), self.seen.join("\n"))
-    }
+            .env("AMQP_URL", amqp_url),
+    )
 }
 
 /// A loopback port nothing listens on.
@@ -299,11 +186,12 @@ fn closed_port() -> u16 {
 #[test]
 fn with_the_broker_down_it_says_so_soon_and_still_stops_cleanly() {
     let port = closed_port();
-    let mut ingest = LoggedIngest::start(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    let mut ingest = start_logged(&format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
     let warning = ingest.wait_for_line("cannot reach RabbitMQ", Duration::from_secs(10));
     assert!(warning.contains("WARN"), "{warning}");
-    // actix installs its signal handlers just after it starts serving; a
-    // SIGTERM in the first milliseconds would meet the default action.
+    // The signal handler is installed as the server starts serving, and no
+    // line marks that moment: a SIGTERM in the first milliseconds would
+    // meet the default action.
     std::thread::sleep(Duration::from_millis(500));
     let (code, logs) = ingest.terminate();
     assert_eq!(code, Some(0), "{logs}");
@@ -313,7 +201,7 @@ fn with_the_broker_down_it_says_so_soon_and_still_stops_cleanly() {
 
 #[test]
 fn refused_credentials_are_one_clear_error() {
-    let mut ingest = LoggedIngest::start("amqp://guest:not-the-password@127.0.0.1:5672/%2f");
+    let mut ingest = start_logged("amqp://guest:not-the-password@127.0.0.1:5672/%2f");
     let error = ingest.wait_for_line("refused the login", Duration::from_secs(15));
     assert!(error.contains("ERROR"), "{error}");
     // It keeps trying, but says it once.

@@ -1,7 +1,6 @@
 //! What reaches the queue when a callback is accepted.
 
-use crate::helpers::TestApp;
-use futures_util::stream::{self, StreamExt};
+use crate::helpers::{send_many, TestApp};
 use queue_wire::envelope::BodyKind;
 use testkit::{message_sid, post_signed, sign, status_params, TEST_TOKEN};
 use twilio_protocol::signature::{body_sha256_hex, compute_signature, AuthToken};
@@ -97,21 +96,7 @@ async fn json_callback_with_body_hash_is_accepted_and_a_wrong_hash_refused() {
 #[tokio::test]
 async fn a_thousand_concurrent_callbacks_are_all_confirmed_and_queued() {
     let app = TestApp::spawn().await;
-    let statuses: Vec<u16> = stream::iter(0..1000u64)
-        .map(|n| {
-            let params = status_params(&message_sid(n), "delivered", None);
-            let client = app.client.clone();
-            let address = app.address.clone();
-            async move {
-                post_signed(&client, &address, &params)
-                    .await
-                    .status()
-                    .as_u16()
-            }
-        })
-        .buffer_unordered(250)
-        .collect()
-        .await;
+    let statuses = send_many(&app.client, &app.address, 0..1000, "delivered", 250).await;
     assert_eq!(statuses.len(), 1000);
     assert!(
         statuses.iter().all(|s| *s == 200),
@@ -124,25 +109,11 @@ async fn a_thousand_concurrent_callbacks_are_all_confirmed_and_queued() {
 #[tokio::test]
 async fn concurrent_callbacks_share_messages_within_the_count_cap() {
     let app = TestApp::spawn_with(crate::helpers::Options {
-        extra_args: vec!["--batch-max-callbacks", "8"],
+        tune: Some(|config| config.batching.max_callbacks = 8),
         ..Default::default()
     })
     .await;
-    let statuses: Vec<u16> = stream::iter(0..200u64)
-        .map(|n| {
-            let params = status_params(&message_sid(n), "sent", None);
-            let client = app.client.clone();
-            let address = app.address.clone();
-            async move {
-                post_signed(&client, &address, &params)
-                    .await
-                    .status()
-                    .as_u16()
-            }
-        })
-        .buffer_unordered(100)
-        .collect()
-        .await;
+    let statuses = send_many(&app.client, &app.address, 0..200, "sent", 100).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let messages = app.broker.take_all(&app.broker.topology.main_queue()).await;
     let mut sids = std::collections::BTreeSet::new();

@@ -1,12 +1,14 @@
-//! The publisher's connection to RabbitMQ and the supervisor that keeps it:
-//! it connects (through the shared `Reconnector`), declares the topology,
-//! opens the confirm channel, watches for flow control, and starts over
-//! when the connection is lost.
+//! The connection to RabbitMQ that the publisher and the spool's drainer
+//! share, and the supervisor that keeps it: it connects (through the shared
+//! `Reconnector`), declares the topology, opens the confirm channel,
+//! watches for flow control, and starts over when the connection is lost.
 
 use lapin::options::ConfirmSelectOptions;
 use lapin::{Channel, Connection};
 use queue_wire::reconnect::Reconnector;
 use queue_wire::topology::Topology;
+use service_kit::sync::{lock, read, write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -16,18 +18,27 @@ use crate::metrics::BROKER_BLOCKED;
 /// While the broker does not confirm in time, one batch a second tries it.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// How often the supervisor looks at the connection's state.
 const WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Where batches are published.
+pub(crate) struct Destination {
+    pub exchange: String,
+    pub routing_key: String,
+}
+
+/// Why no link can take a publish now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum LinkError {
+    #[error("not connected to RabbitMQ")]
+    NotConnected,
+    #[error("RabbitMQ is blocking publishers (flow control: memory or disk alarm)")]
+    Blocked,
+}
+
 /// A live connection and its confirm-mode channel.
 #[derive(Clone)]
-pub struct Link {
+pub(crate) struct Link {
     connection: Arc<Connection>,
     channel: Channel,
 }
@@ -80,7 +91,7 @@ impl Link {
     }
 }
 
-pub struct LinkSupervisor {
+pub(crate) struct LinkSupervisor {
     amqp_url: String,
     /// Set when a confirm did not come in time on the current link, until a
     /// confirm does (or a new link replaces it): see `unresponsive`.
@@ -90,7 +101,7 @@ pub struct LinkSupervisor {
     /// link (a quorum queue's client state on a channel can keep nacking
     /// after its leader was lost; a new connection, to the next node, does
     /// not).
-    replace_requested: std::sync::atomic::AtomicBool,
+    replace_requested: AtomicBool,
     /// What callbacks meet while RabbitMQ is away, for the log lines.
     consequence: &'static str,
     topology: Topology,
@@ -105,7 +116,7 @@ impl LinkSupervisor {
             amqp_url,
             unresponsive_since: Mutex::new(None),
             last_probe: Mutex::new(None),
-            replace_requested: std::sync::atomic::AtomicBool::new(false),
+            replace_requested: AtomicBool::new(false),
             consequence,
             topology,
             current: RwLock::new(None),
@@ -116,14 +127,26 @@ impl LinkSupervisor {
 
     pub fn start(self: &Arc<Self>) {
         let task = tokio::spawn(self.clone().supervise());
-        *self.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        *lock(&self.task) = Some(task);
     }
 
-    pub fn current(&self) -> Option<Link> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn current(&self) -> Option<Link> {
+        read(&self.current).clone()
+    }
+
+    /// Whether RabbitMQ could confirm a publish issued now.
+    pub fn is_ready(&self) -> bool {
+        self.current().is_some_and(|link| link.is_ready())
+    }
+
+    /// The current link if a publish could go on it now: connected, and not
+    /// blocked by the broker's flow control.
+    pub fn usable(&self) -> Result<Link, LinkError> {
+        let link = self.current().ok_or(LinkError::NotConnected)?;
+        if link.is_blocked() {
+            return Err(LinkError::Blocked);
+        }
+        Ok(link)
     }
 
     /// A confirm did not come in time: until one does, batches go to the
@@ -160,24 +183,20 @@ impl LinkSupervisor {
 
     /// RabbitMQ nacked a publish on the current link: it is replaced.
     pub fn nacked(&self) {
-        self.replace_requested
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.replace_requested.store(true, Ordering::SeqCst);
     }
 
     fn replace(&self, link: Option<Link>) -> Option<Link> {
         // A new connection starts with a clean slate.
         *lock(&self.unresponsive_since) = None;
-        std::mem::replace(
-            &mut *self.current.write().unwrap_or_else(|p| p.into_inner()),
-            link,
-        )
+        std::mem::replace(&mut *write(&self.current), link)
     }
 
     /// Stops the supervisor (letting a connect in progress end by itself)
     /// and closes the connection.
     pub async fn shutdown(&self) {
         self.stop.cancel();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = lock(&self.task).take();
         if let Some(task) = task {
             if tokio::time::timeout(Duration::from_secs(5), task)
                 .await
@@ -220,9 +239,7 @@ impl LinkSupervisor {
             if self.stop.is_cancelled() {
                 return;
             }
-            let nacked = self
-                .replace_requested
-                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            let nacked = self.replace_requested.swap(false, Ordering::SeqCst);
             self.replace(None);
             link.close("reconnecting").await;
             let reason = if nacked {
@@ -241,9 +258,7 @@ impl LinkSupervisor {
         let mut blocked = false;
         while !self.stop.is_cancelled()
             && !link.is_dead()
-            && !self
-                .replace_requested
-                .load(std::sync::atomic::Ordering::SeqCst)
+            && !self.replace_requested.load(Ordering::SeqCst)
         {
             let now_blocked = link.is_blocked();
             if now_blocked != blocked {
