@@ -8,7 +8,9 @@
 # the schema is the current one (migrated by `worker migrate`), so BASE_REV
 # must share it and have the example (from the commit after f46a0f3 on). Each revision's
 # statement is printed by its `store_statement` example (the base's built in
-# a temporary worktree).
+# a temporary worktree; BASE_STATEMENT=FILE reads it from a file that example
+# printed instead). Both input forms are understood (extract.py): one JSON
+# document, or one typed array per column.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -19,12 +21,16 @@ PG="-h 127.0.0.1 -U postgres"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
-git worktree add -q --detach "$WORK/base" "$BASE"
-trap 'git worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
-# A target dir of its own: cargo names workspace crates' artifacts without
-# their path, so the base's would pass for the current ones in a shared one.
-(cd "$WORK/base" && CARGO_TARGET_DIR="$ROOT/target/bench-base" cargo run -q -p worker --example store_statement) |
-  python3 bench/store-statement/extract.py >"$WORK/base.sql"
+if [ -n "${BASE_STATEMENT:-}" ]; then
+  python3 bench/store-statement/extract.py <"$BASE_STATEMENT" >"$WORK/base.sql"
+else
+  git worktree add -q --detach "$WORK/base" "$BASE"
+  trap 'git worktree remove --force "$WORK/base"; rm -rf "$WORK"' EXIT
+  # A target dir of its own: cargo names workspace crates' artifacts without
+  # their path, so the base's would pass for the current ones in a shared one.
+  (cd "$WORK/base" && CARGO_TARGET_DIR="$ROOT/target/bench-base" cargo run -q -p worker --example store_statement) |
+    python3 bench/store-statement/extract.py >"$WORK/base.sql"
+fi
 cargo run -q -p worker --example store_statement | python3 bench/store-statement/extract.py >"$WORK/current.sql"
 psql $PG -q -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 cargo build -q -p worker

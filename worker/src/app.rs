@@ -29,7 +29,7 @@ pub enum StartError {
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
     #[error("cannot build the Twilio API client: {0}")]
-    Twilio(String),
+    Twilio(#[source] rustls::Error),
 }
 
 pub struct Application {
@@ -44,6 +44,7 @@ pub struct Application {
 pub struct ShutdownHandle {
     stop: CancellationToken,
     server: ServerHandle,
+    #[cfg(feature = "test-support")]
     consumer: tokio::task::AbortHandle,
 }
 
@@ -54,7 +55,7 @@ impl ShutdownHandle {
     }
 
     /// Kills the consumer task as a bug would (tests of what follows).
-    #[doc(hidden)]
+    #[cfg(feature = "test-support")]
     pub fn kill_consumer(&self) {
         self.consumer.abort();
     }
@@ -85,10 +86,9 @@ impl Application {
         let _ = service_kit::metrics::install(crate::metrics::ALL);
         let health = Arc::new(WorkerHealth::default());
         let twilio = match config.twilio_api.clone() {
-            Some(api) => Some(
-                TwilioClient::new(api, config.sending.clone())
-                    .map_err(|e| StartError::Twilio(e.to_string()))?,
-            ),
+            Some(api) => {
+                Some(TwilioClient::new(api, config.sending.clone()).map_err(StartError::Twilio)?)
+            }
             None => None,
         };
         let state = web::Data::new(HttpState {
@@ -96,20 +96,15 @@ impl Application {
             reads,
             health: health.clone(),
             twilio: twilio.clone(),
-            access: ApiAccess::new(
-                config.api_token.clone(),
-                config.api_read_tokens.clone(),
-                config.addr,
-            ),
             stale_after: config.reconcile.after.clone(),
             stats: StatsCache::default(),
         });
-        let server =
-            HttpServer::new(move || App::new().app_data(state.clone()).configure(http::routes))
-                .workers(1)
-                .disable_signals()
-                .listen(listener)?
-                .run();
+        let access = ApiAccess::new(
+            config.api_token.clone(),
+            config.api_read_tokens.clone(),
+            config.addr,
+        );
+        let server = serve(listener, state, web::Data::new(access))?;
         // Last, once nothing can fail any more: a failed build leaves no task behind.
         let stop = CancellationToken::new();
         if let (Some(twilio), Some(interval)) = (twilio, config.reconcile.interval) {
@@ -129,6 +124,7 @@ impl Application {
         let shutdown = ShutdownHandle {
             stop: stop.clone(),
             server: server.handle(),
+            #[cfg(feature = "test-support")]
             consumer: consumer.abort_handle(),
         };
         Ok(Self {
@@ -199,6 +195,25 @@ impl Application {
             }
         }
     }
+}
+
+/// The HTTP port on `listener`: probes, metrics and the API.
+fn serve(
+    listener: TcpListener,
+    state: web::Data<HttpState>,
+    access: web::Data<ApiAccess>,
+) -> std::io::Result<Server> {
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(access.clone())
+            .configure(http::routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    Ok(server)
 }
 
 /// Aborts a background task when dropped.

@@ -4,17 +4,23 @@
 
 use lapin::message::Delivery;
 use lapin::BasicProperties;
-use queue_wire::batch::QueueMessage;
+use queue_wire::batch::{batch_entries, is_batch};
 use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use std::borrow::Cow;
 use twilio_protocol::callback::StatusCallback;
+use uuid::Uuid;
+
+use crate::store::dedup::{dedup_key, DedupKey};
 
 /// A callback ready to be stored.
 #[derive(Clone, Debug)]
 pub struct DecodedCallback {
     pub envelope: CallbackEnvelope,
     pub callback: StatusCallback,
-    pub dedup_key: String,
+    pub dedup_key: DedupKey,
+    /// Ingest's request id, read once here; `None` if the envelope's is not
+    /// a UUID (an old or hand-made message: the column is `uuid`).
+    pub request_id: Option<Uuid>,
     /// Whether it came in a batch message (rather than a message of its own).
     pub from_batch: bool,
 }
@@ -65,46 +71,39 @@ pub struct DecodedDelivery {
 }
 
 /// `Err`: the whole message cannot be processed (its format is broken, or it
-/// is a single callback that is invalid).
-pub fn decode(properties: &BasicProperties, body: Vec<u8>) -> Result<DecodedDelivery, Poison> {
-    match QueueMessage::decode(properties, body)? {
-        QueueMessage::Single(envelope) => {
-            let callback = decode_callback(envelope, false)?;
-            Ok(DecodedDelivery {
-                callbacks: vec![callback],
-                poison_entries: Vec::new(),
-            })
-        }
-        QueueMessage::Batch(envelopes) => {
-            let mut decoded = DecodedDelivery::default();
-            for envelope in envelopes {
-                match parse(&envelope) {
-                    Ok(callback) => decoded.callbacks.push(with_key(envelope, callback, true)),
-                    Err(poison) => decoded.poison_entries.push(PoisonEntry {
-                        envelope,
-                        poison: poison.into(),
-                    }),
-                }
-            }
-            Ok(decoded)
+/// is a single callback that is invalid). Read in place: each callback's
+/// body is copied once, into its own envelope.
+pub fn decode(properties: &BasicProperties, body: &[u8]) -> Result<DecodedDelivery, Poison> {
+    if !is_batch(properties)? {
+        let envelope = CallbackEnvelope::from_message(properties, body.to_vec())?;
+        let callback = parse(envelope.body_kind, &envelope.body)?;
+        return Ok(DecodedDelivery {
+            callbacks: vec![with_key(envelope, callback, false)],
+            poison_entries: Vec::new(),
+        });
+    }
+    let mut decoded = DecodedDelivery::default();
+    for entry in batch_entries(body)? {
+        match parse(entry.body_kind, entry.body) {
+            Ok(callback) => decoded
+                .callbacks
+                .push(with_key(entry.into_envelope(), callback, true)),
+            Err(poison) => decoded.poison_entries.push(PoisonEntry {
+                envelope: entry.into_envelope(),
+                poison: poison.into(),
+            }),
         }
     }
-}
-
-fn decode_callback(
-    envelope: CallbackEnvelope,
-    from_batch: bool,
-) -> Result<DecodedCallback, Poison> {
-    let callback = parse(&envelope)?;
-    Ok(with_key(envelope, callback, from_batch))
+    Ok(decoded)
 }
 
 fn parse(
-    envelope: &CallbackEnvelope,
+    kind: BodyKind,
+    body: &[u8],
 ) -> Result<StatusCallback, twilio_protocol::callback::CallbackError> {
-    match envelope.body_kind {
-        BodyKind::Form => StatusCallback::from_form(&envelope.body),
-        BodyKind::Json => StatusCallback::from_json(&envelope.body),
+    match kind {
+        BodyKind::Form => StatusCallback::from_form(body),
+        BodyKind::Json => StatusCallback::from_json(body),
     }
 }
 
@@ -113,11 +112,11 @@ fn with_key(
     callback: StatusCallback,
     from_batch: bool,
 ) -> DecodedCallback {
-    let dedup_key = crate::store::dedup::dedup_key(&callback);
     DecodedCallback {
+        dedup_key: dedup_key(&callback),
+        request_id: Uuid::parse_str(&envelope.request_id).ok(),
         envelope,
         callback,
-        dedup_key,
         from_batch,
     }
 }
@@ -148,7 +147,7 @@ mod properties {
             if let Some(content_type) = content_type.and_then(|c| lapin::types::ShortString::try_new(c).ok()) {
                 properties = properties.with_content_type(content_type);
             }
-            let _ = decode(&properties, body);
+            let _ = decode(&properties, &body);
         }
     }
 }

@@ -1,4 +1,3 @@
-use clap::{CommandFactory, Parser};
 use service_kit::telemetry::LogTarget;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -11,16 +10,9 @@ use worker::dlq;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match WorkerCli::try_parse() {
+    let cli: WorkerCli = match service_kit::cli::parse() {
         Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let line = service_kit::cli::describe_parse_error(&e, &WorkerCli::command());
-            return bad_config(&line);
-        }
+        Err(code) => return code,
     };
     let common = match CommonConfig::try_from(cli.common) {
         Ok(common) => common,
@@ -110,12 +102,7 @@ async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
             .await
             .map(|letters| {
                 eprintln!("{} dead letter(s)", letters.len());
-                let mut stdout = std::io::stdout().lock();
-                for letter in letters {
-                    if let Ok(line) = serde_json::to_string(&letter) {
-                        let _ = writeln!(stdout, "{line}");
-                    }
-                }
+                print_json_lines(&letters);
             }),
         DlqCommand::Replay { limit } => dlq::replay(&common.amqp_url, &common.topology, limit)
             .await
@@ -141,7 +128,7 @@ async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
 
 /// One reconciliation run: a JSON line per message looked up on stdout,
 /// the totals on stderr.
-async fn reconcile(common: &CommonConfig, command: Box<ReconcileCommand>) -> ExitCode {
+async fn reconcile(common: &CommonConfig, command: ReconcileCommand) -> ExitCode {
     let config = match ReconcileRunConfig::new(command) {
         Ok(config) => config,
         Err(e) => return bad_config(&e.to_string()),
@@ -160,12 +147,7 @@ async fn reconcile(common: &CommonConfig, command: Box<ReconcileCommand>) -> Exi
     let reconciler = worker::reconcile::Reconciler::new(db, twilio, config.reconcile);
     match reconciler.run_once(config.dry_run).await {
         Ok((summary, findings)) => {
-            let mut stdout = std::io::stdout().lock();
-            for finding in findings {
-                if let Ok(line) = serde_json::to_string(&finding) {
-                    let _ = writeln!(stdout, "{line}");
-                }
-            }
+            print_json_lines(&findings);
             let mode = if config.dry_run {
                 " (dry run: nothing written)"
             } else {
@@ -194,12 +176,7 @@ async fn retention(common: &CommonConfig, command: RetentionCommand) -> ExitCode
     let now = chrono::Utc::now();
     match worker::retention::run_once(&db, &config, now, command.dry_run).await {
         Ok(upkeep) => {
-            let mut stdout = std::io::stdout().lock();
-            for partition in &upkeep.dropped {
-                if let Ok(line) = serde_json::to_string(partition) {
-                    let _ = writeln!(stdout, "{line}");
-                }
-            }
+            print_json_lines(&upkeep.dropped);
             let verb = if command.dry_run {
                 "would drop"
             } else {
@@ -221,6 +198,16 @@ async fn retention(common: &CommonConfig, command: RetentionCommand) -> ExitCode
             ExitCode::SUCCESS
         }
         Err(error) => database_failure(&common.database_url, &error),
+    }
+}
+
+/// A command's output: one JSON object a line on stdout.
+fn print_json_lines<T: serde::Serialize>(items: &[T]) {
+    let mut stdout = std::io::stdout().lock();
+    for item in items {
+        if let Ok(line) = serde_json::to_string(item) {
+            let _ = writeln!(stdout, "{line}");
+        }
     }
 }
 

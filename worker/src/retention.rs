@@ -1,5 +1,6 @@
 //! History upkeep: the day partitions ahead of need, and retention. Run by
-//! the consumer every `WORKER_HISTORY_UPKEEP_SECS` and by `worker retention`.
+//! the consumer every hour (`HistoryConfig::upkeep_interval`) and by
+//! `worker retention`.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbErr};

@@ -20,6 +20,8 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .map(|kv| kv.value.as_str().into_owned())
 }
 
+/// One story from request to stored row, asserted span by span: long, and
+/// clearer read whole than split.
 #[tokio::test]
 async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
     let exporter = InMemorySpanExporter::default();

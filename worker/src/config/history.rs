@@ -4,6 +4,11 @@
 use clap::Args;
 use std::time::Duration;
 
+/// How often the consumer looks after the history (creates the day
+/// partitions ahead of need, drops those past the retention): partitions
+/// are whole days, so hourly is ample.
+const HISTORY_UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Days of event history kept: whole days older than this are dropped
@@ -11,23 +16,11 @@ pub struct HistoryArgs {
     /// (each message's current state) are kept either way.
     #[arg(
         long,
-        hide_env_values = true,
         env = "WORKER_RETENTION_DAYS",
         value_parser = clap::value_parser!(u32).range(0..=36_500),
         default_value_t = 0
     )]
     pub retention_days: u32,
-
-    /// Seconds between the consumer's history upkeep runs: create the day
-    /// partitions ahead of need, and drop those past the retention.
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "WORKER_HISTORY_UPKEEP_SECS",
-        value_parser = clap::value_parser!(u64).range(60..=86_400),
-        default_value_t = 3600
-    )]
-    pub history_upkeep_secs: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -41,7 +34,7 @@ impl HistoryConfig {
     pub fn from_args(args: &HistoryArgs) -> Self {
         Self {
             retention_days: (args.retention_days > 0).then_some(args.retention_days),
-            upkeep_interval: Duration::from_secs(args.history_upkeep_secs.max(1)),
+            upkeep_interval: HISTORY_UPKEEP_INTERVAL,
         }
     }
 }

@@ -5,7 +5,7 @@ use clap::Args;
 use std::time::Duration;
 use twilio_protocol::status::MessageStatus;
 
-use super::ConfigError;
+use super::error::{AfterError, ConfigError};
 
 /// Twilio's own timings: a message waits in Twilio's queue up to its
 /// validity period (4 hours by default), and Twilio advises asking about
@@ -13,60 +13,38 @@ use super::ConfigError;
 /// out: its send time can be weeks away.
 pub const DEFAULT_AFTER: &str = "accepted=4h,queued=4h,sending=4h,sent=12h";
 
+/// How often the consumer reconciles: a message is due hours after its
+/// last news (`DEFAULT_AFTER`), so a quarter of an hour late is no matter.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(900);
+
+/// Most messages looked up in one run (oldest first): bounds a run to
+/// minutes, well within `RECONCILE_INTERVAL`.
+const RECONCILE_MAX_PER_RUN: usize = 1000;
+
+/// Requests in flight to Twilio at once, per account: a few, well inside
+/// Twilio's per-account concurrency limit.
+const RECONCILE_CONCURRENCY: usize = 4;
+
+/// Times a message is looked up before it is left as it is (each check
+/// waits twice as long as the one before).
+const RECONCILE_MAX_CHECKS: i16 = 4;
+
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// Seconds between reconciliation runs of the consumer; 0 turns them off.
-    /// Runs only when Twilio API credentials are configured.
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "WORKER_RECONCILE_INTERVAL_SECS",
-        value_parser = clap::value_parser!(u64).range(0..=604_800),
-        default_value_t = 900
-    )]
-    pub reconcile_interval_secs: u64,
-
     /// Per status, how long a message may go without news before Twilio is
     /// asked: `status=duration,...` (durations like 30m, 4h, 2d). Statuses
-    /// not listed are never asked about. Each further check of the same
-    /// message waits twice as long as the one before.
-    #[arg(long, hide_env_values = true, env = "WORKER_RECONCILE_AFTER", default_value = DEFAULT_AFTER)]
+    /// not listed are never asked about; empty turns the consumer's periodic
+    /// reconciliation off. Each further check of the same message waits
+    /// twice as long as the one before. Runs only when Twilio API
+    /// credentials are configured.
+    #[arg(long, env = "WORKER_RECONCILE_AFTER", default_value = DEFAULT_AFTER)]
     pub reconcile_after: String,
-
-    /// Most messages looked up in one run (oldest first).
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "WORKER_RECONCILE_MAX_PER_RUN",
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000),
-        default_value_t = 1000
-    )]
-    pub reconcile_max_per_run: usize,
-
-    /// Requests in flight to Twilio at once, per account.
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "WORKER_RECONCILE_CONCURRENCY",
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64),
-        default_value_t = 4
-    )]
-    pub reconcile_concurrency: usize,
-
-    /// Times a message is looked up before it is left as it is.
-    #[arg(
-        long,
-        hide_env_values = true,
-        env = "WORKER_RECONCILE_MAX_CHECKS",
-        value_parser = clap::value_parser!(i16).range(1..=100),
-        default_value_t = 4
-    )]
-    pub reconcile_max_checks: i16,
 }
 
 #[derive(Clone, Debug)]
 pub struct ReconcileConfig {
-    /// `None`: no periodic runs (the one-shot `worker reconcile` still works).
+    /// `None`: no periodic runs (no status to look up). The fields below
+    /// are set from constants; tests change them in process.
     pub interval: Option<Duration>,
     /// Statuses looked up, with the time without news before the first check.
     pub after: Vec<(MessageStatus, Duration)>,
@@ -77,44 +55,34 @@ pub struct ReconcileConfig {
 
 impl ReconcileConfig {
     pub(super) fn from_args(args: ReconcileArgs) -> Result<Self, ConfigError> {
-        if args.reconcile_max_per_run == 0
-            || args.reconcile_concurrency == 0
-            || args.reconcile_max_checks <= 0
-        {
-            return Err(ConfigError::Reconcile(
-                "WORKER_RECONCILE_MAX_PER_RUN, _CONCURRENCY and _MAX_CHECKS must be above zero"
-                    .into(),
-            ));
-        }
+        let after = parse_after(&args.reconcile_after)?;
         Ok(Self {
-            interval: (args.reconcile_interval_secs > 0)
-                .then(|| Duration::from_secs(args.reconcile_interval_secs)),
-            after: parse_after(&args.reconcile_after).map_err(ConfigError::Reconcile)?,
-            max_per_run: args.reconcile_max_per_run,
-            concurrency: args.reconcile_concurrency,
-            max_checks: args.reconcile_max_checks,
+            interval: (!after.is_empty()).then_some(RECONCILE_INTERVAL),
+            after,
+            max_per_run: RECONCILE_MAX_PER_RUN,
+            concurrency: RECONCILE_CONCURRENCY,
+            max_checks: RECONCILE_MAX_CHECKS,
         })
     }
 }
 
 /// `queued=4h,sent=12h`: only statuses that are not final can be listed.
-fn parse_after(raw: &str) -> Result<Vec<(MessageStatus, Duration)>, String> {
+fn parse_after(raw: &str) -> Result<Vec<(MessageStatus, Duration)>, AfterError> {
     let mut after = Vec::new();
     for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (status, duration) = entry
             .split_once('=')
-            .ok_or_else(|| format!("WORKER_RECONCILE_AFTER: {entry:?} is not status=duration"))?;
+            .ok_or_else(|| AfterError::NotStatusDuration(entry.to_owned()))?;
+        let status = status.trim();
         let status: MessageStatus = status
-            .trim()
             .parse()
-            .map_err(|_| format!("WORKER_RECONCILE_AFTER: {status:?} is not a message status"))?;
-        if status.rank() >= 4 {
-            return Err(format!(
-                "WORKER_RECONCILE_AFTER: {status} is final, nothing to reconcile"
-            ));
+            .map_err(|e| AfterError::UnknownStatus(status.to_owned(), e))?;
+        if status.is_final() {
+            return Err(AfterError::FinalStatus(status));
         }
-        let duration = humantime::parse_duration(duration.trim())
-            .map_err(|e| format!("WORKER_RECONCILE_AFTER: {:?}: {e}", duration.trim()))?;
+        let duration = duration.trim();
+        let duration = humantime::parse_duration(duration)
+            .map_err(|e| AfterError::Duration(duration.to_owned(), e))?;
         after.retain(|(known, _)| *known != status);
         after.push((status, duration));
     }
@@ -135,10 +103,10 @@ mod tests {
 
     #[test]
     fn refuses_final_and_unknown_statuses_and_bad_durations() {
-        assert!(parse_after("delivered=1h").unwrap_err().contains("final"));
-        assert!(parse_after("nope=1h")
-            .unwrap_err()
-            .contains("not a message status"));
+        let final_status = parse_after("delivered=1h").unwrap_err().to_string();
+        assert!(final_status.contains("final"), "{final_status}");
+        let unknown = parse_after("nope=1h").unwrap_err().to_string();
+        assert!(unknown.contains("not a message status"), "{unknown}");
         assert!(parse_after("sent=soon").is_err());
         assert!(parse_after("sent").is_err());
         assert_eq!(

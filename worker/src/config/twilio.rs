@@ -4,16 +4,17 @@
 
 use clap::Args;
 use secrecy::SecretString;
+use service_kit::cli::parse_base_url;
 use std::collections::HashMap;
-use twilio_protocol::keyring::parse_secret_map;
+use twilio_protocol::keyring::read_secret_map;
 
-use super::ConfigError;
+use super::error::{refuse_placeholder, ConfigError};
 
 /// Twilio's REST API: the main account, subaccounts and where to reach it.
 #[derive(Debug, Args)]
 pub struct TwilioArgs {
     /// Main Twilio account SID; sending (POST /messages) is off when unset.
-    #[arg(long, hide_env_values = true, env = "TWILIO_ACCOUNT_SID")]
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
 
     /// Auth token of the main account (the first, when a rotation lists
@@ -27,7 +28,7 @@ pub struct TwilioArgs {
     pub twilio_account_tokens: Option<String>,
 
     /// API key SID, used with TWILIO_API_KEY_SECRET instead of the auth token.
-    #[arg(long, hide_env_values = true, env = "TWILIO_API_KEY_SID")]
+    #[arg(long, env = "TWILIO_API_KEY_SID")]
     pub twilio_api_key_sid: Option<String>,
 
     /// Secret of the API key named by TWILIO_API_KEY_SID.
@@ -37,14 +38,13 @@ pub struct TwilioArgs {
     /// Base URL of Twilio's REST API (tests point it at a fake).
     #[arg(
         long,
-        hide_env_values = true,
         env = "TWILIO_API_BASE_URL",
         default_value = "https://api.twilio.com"
     )]
     pub twilio_api_base_url: String,
 
     /// scheme://host[:port] where ingest is reachable; StatusCallback is this + /twilio/status.
-    #[arg(long, hide_env_values = true, env = "PUBLIC_BASE_URL")]
+    #[arg(long, env = "PUBLIC_BASE_URL")]
     pub public_base_url: Option<String>,
 }
 
@@ -98,13 +98,13 @@ pub struct SendingConfig {
 pub(super) fn from_args(
     args: TwilioArgs,
 ) -> Result<(Option<TwilioApiConfig>, Option<SendingConfig>), ConfigError> {
-    super::refuse_placeholder("TWILIO_AUTH_TOKEN", args.twilio_auth_token.iter())?;
-    super::refuse_placeholder("TWILIO_ACCOUNT_TOKENS", args.twilio_account_tokens.iter())?;
-    super::refuse_placeholder("TWILIO_API_KEY_SECRET", args.twilio_api_key_secret.iter())?;
+    refuse_placeholder("TWILIO_AUTH_TOKEN", args.twilio_auth_token.iter())?;
+    refuse_placeholder("TWILIO_ACCOUNT_TOKENS", args.twilio_account_tokens.iter())?;
+    refuse_placeholder("TWILIO_API_KEY_SECRET", args.twilio_api_key_secret.iter())?;
     // `VAR=` (set but empty) counts as unset.
     let present = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let accounts: HashMap<String, SecretString> =
-        parse_secret_map(&present(args.twilio_account_tokens).unwrap_or_default())
+        read_secret_map(&present(args.twilio_account_tokens).unwrap_or_default())
             .map_err(ConfigError::AccountTokens)?
             .into_iter()
             .filter_map(|(sid, tokens)| {
@@ -138,19 +138,14 @@ pub(super) fn from_args(
             Some((account_sid, credentials))
         }
     };
-    let base_url = args.twilio_api_base_url.trim_end_matches('/').to_owned();
-    if !is_http_url(&base_url) {
-        return Err(ConfigError::TwilioApiBaseUrl);
-    }
+    let base_url =
+        parse_base_url(&args.twilio_api_base_url).map_err(ConfigError::TwilioApiBaseUrl)?;
     // Sending needs credentials and the URL of our ingest; without the URL
     // the API still serves reconciliation.
     let has_credentials = main.is_some() || !accounts.is_empty();
     let sending = match (has_credentials, present(args.public_base_url)) {
         (true, Some(url)) => {
-            let base = url.trim().trim_end_matches('/').to_owned();
-            if !is_http_url(&base) {
-                return Err(ConfigError::SendingCallbackUrl);
-            }
+            let base = parse_base_url(&url).map_err(ConfigError::SendingCallbackUrl)?;
             Some(SendingConfig {
                 status_callback_url: format!("{base}/twilio/status"),
             })
@@ -163,11 +158,4 @@ pub(super) fn from_args(
         accounts,
     });
     Ok((api, sending))
-}
-
-fn is_http_url(url: &str) -> bool {
-    ["http://", "https://"].iter().any(|scheme| {
-        url.strip_prefix(scheme)
-            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
-    })
 }

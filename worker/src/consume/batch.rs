@@ -1,7 +1,7 @@
 //! Batch assembly: wait for one delivery, then take whatever else this
-//! consumer has already received, up to `WORKER_MAX_BATCH` callbacks (a
-//! delivery may carry several: ingest's group commit), without waiting for
-//! more. Under load batches fill by themselves; a lone callback is stored
+//! consumer has already received, up to `WorkerConfig::max_batch` callbacks
+//! (a delivery may carry several: ingest's group commit), without waiting
+//! for more. Under load batches fill by themselves; a lone callback is stored
 //! at once. A delivery is never split between batches.
 
 use futures_util::{FutureExt, StreamExt};
@@ -10,7 +10,7 @@ use lapin::Consumer;
 use queue_wire::batch::declared_callbacks;
 use tokio_util::sync::CancellationToken;
 
-use super::session::SessionEnd;
+use super::end::{BrokerLost, SessionEnd};
 
 pub struct BatchSource {
     consumer: Consumer,
@@ -49,8 +49,8 @@ impl BatchSource {
         };
         let first = match first {
             Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => return Err(SessionEnd::BrokerLost(error.to_string())),
-            None => return Err(cancelled_by_broker()),
+            Some(Err(error)) => return Err(BrokerLost::Consumer(error).into()),
+            None => return Err(BrokerLost::Cancelled.into()),
         };
         self.fill(first)
     }
@@ -96,13 +96,9 @@ impl BatchSource {
     fn next_ready(&mut self) -> Result<Option<Delivery>, SessionEnd> {
         match self.consumer.next().now_or_never() {
             Some(Some(Ok(delivery))) => Ok(Some(delivery)),
-            Some(Some(Err(error))) => Err(SessionEnd::BrokerLost(error.to_string())),
-            Some(None) => Err(cancelled_by_broker()),
+            Some(Some(Err(error))) => Err(BrokerLost::Consumer(error).into()),
+            Some(None) => Err(BrokerLost::Cancelled.into()),
             None => Ok(None),
         }
     }
-}
-
-fn cancelled_by_broker() -> SessionEnd {
-    SessionEnd::BrokerLost("consumer cancelled by the broker".into())
 }

@@ -12,29 +12,28 @@
 //! - `policy` decides what happens to a batch: stored and acked, held
 //!   through a database outage, or isolated one callback at a time and the
 //!   failing ones retried or dead-lettered;
-//! - `spans` gives each callback its place in the trace ingest started.
+//! - `taken` holds a batch's deliveries with the callbacks they carried;
+//! - `spans` gives each callback its place in the trace ingest started;
+//! - `end` says why a session ended, `database` how to wait for Postgres.
 
 mod batch;
+mod database;
+mod end;
 mod policy;
 mod session;
 mod spans;
+mod taken;
 
 use queue_wire::reconnect::Reconnector;
 use sea_orm::DatabaseConnection;
-use service_kit::backoff::Backoff;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::health::{HoldReason, WorkerHealth};
 use crate::store;
-use session::{Session, SessionEnd};
-
-/// The backoff of every wait for the database: 250 ms doubling to 5 s.
-fn database_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(250), Duration::from_secs(5))
-}
+use end::SessionEnd;
+use session::Session;
 
 /// Runs until `stop` is cancelled; then finishes the batch in hand and returns.
 pub async fn run(
@@ -55,7 +54,7 @@ pub async fn run(
         if !store::database_reachable(&db).await {
             health.set_holding(Some(HoldReason::DatabaseUnavailable));
             tracing::warn!("database unreachable; not consuming until it answers");
-            wait_for_database(&db, &stop).await;
+            database::wait_until_reachable(&db, &stop).await;
             continue;
         }
         health.set_holding(None);
@@ -89,15 +88,5 @@ struct NotConsumingOnExit(Arc<WorkerHealth>);
 impl Drop for NotConsumingOnExit {
     fn drop(&mut self) {
         self.0.set_consuming(false);
-    }
-}
-
-async fn wait_for_database(db: &DatabaseConnection, stop: &CancellationToken) {
-    let mut backoff = database_backoff();
-    while !stop.is_cancelled() && !store::database_reachable(db).await {
-        tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
-            () = stop.cancelled() => {}
-        }
     }
 }

@@ -6,8 +6,8 @@
 //!   backoff until writes work again, instead of burning retries. Holding,
 //!   not returning, keeps the pause off the queue's delivery count, so no
 //!   outage of any length dead-letters good data; deliveries held past
-//!   `WORKER_HOLD_LIMIT_SECS` are re-enqueued as fresh copies before the
-//!   broker's consumer_timeout would return them.
+//!   the hold limit (`WorkerConfig::hold_limit`) are re-enqueued as fresh
+//!   copies before the broker's consumer_timeout would return them.
 //! - Serialization failures and deadlocks: retried in place.
 //! - Any other failure may be about the callbacks: the batch is stored one
 //!   callback at a time, and the ones that still fail go to a retry queue
@@ -21,15 +21,16 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::batch::BatchSource;
-use super::session::SessionEnd;
-use super::spans::{persist_span, process_span};
+use super::end::{BrokerLost, SessionEnd};
+use super::spans::persist_span;
+use super::taken::{Taken, TakenDelivery};
 use crate::config::WorkerConfig;
-use crate::decode::{decode, DecodedCallback, DecodedDelivery, PoisonEntry};
-use crate::failure::{FailureRouter, RouteError, Routed};
+use crate::decode::{decode, DecodedCallback, PoisonEntry};
+use crate::failure::{DeadLetterReason, FailureRouter, RouteError, Routed};
 use crate::health::{HoldReason, WorkerHealth};
 use crate::metrics::{
-    BATCH_SIZE, CALLBACKS_PER_DELIVERY, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED,
-    DUPLICATES_SKIPPED, EVENTS_PERSISTED, UNRECOGNISED_STATUSES,
+    BATCH_SIZE, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED, DUPLICATES_SKIPPED,
+    EVENTS_PERSISTED,
 };
 use crate::store::outage::{classify, DbFailure};
 use crate::store::{self, BatchOutcome};
@@ -44,44 +45,6 @@ enum Written {
     Failed(sea_orm::DbErr),
     /// Held past the hold limit and re-enqueued as fresh copies.
     Recycled,
-}
-
-/// The deliveries of one batch and the callbacks they carry, in order;
-/// `owners[i]` is the index of the delivery `events[i]` came in.
-struct Taken {
-    deliveries: Vec<Delivery>,
-    poison_entries: Vec<Vec<PoisonEntry>>,
-    events: Vec<DecodedCallback>,
-    spans: Vec<tracing::Span>,
-    owners: Vec<usize>,
-}
-
-impl Taken {
-    fn with_capacity(deliveries: usize) -> Self {
-        Self {
-            deliveries: Vec::with_capacity(deliveries),
-            poison_entries: Vec::with_capacity(deliveries),
-            events: Vec::with_capacity(deliveries),
-            spans: Vec::with_capacity(deliveries),
-            owners: Vec::with_capacity(deliveries),
-        }
-    }
-
-    fn add(&mut self, delivery: Delivery, decoded: DecodedDelivery, queue: &str) {
-        let index = self.deliveries.len();
-        let carried = decoded.callbacks.len() + decoded.poison_entries.len();
-        metrics::histogram!(CALLBACKS_PER_DELIVERY.name).record(carried as f64);
-        for event in decoded.callbacks {
-            if event.callback.status.known().is_none() {
-                metrics::counter!(UNRECOGNISED_STATUSES.name).increment(1);
-            }
-            self.spans.push(process_span(&delivery, &event, queue));
-            self.events.push(event);
-            self.owners.push(index);
-        }
-        self.poison_entries.push(decoded.poison_entries);
-        self.deliveries.push(delivery);
-    }
 }
 
 /// What one consumer needs to apply the policy.
@@ -105,7 +68,7 @@ impl Processor<'_> {
     ) -> Result<(), SessionEnd> {
         let mut taken = Taken::with_capacity(batch.len());
         for delivery in batch {
-            match decode(&delivery.properties, delivery.data.clone()) {
+            match decode(&delivery.properties, &delivery.data) {
                 Ok(decoded) => taken.add(delivery, decoded, self.queue),
                 Err(poison) => {
                     let reason = poison.to_string();
@@ -116,7 +79,7 @@ impl Processor<'_> {
                             &delivery.properties,
                             &delivery.data,
                             &reason,
-                            "poison",
+                            DeadLetterReason::Poison,
                         ),
                     )
                     .await?;
@@ -126,6 +89,7 @@ impl Processor<'_> {
         let Some(last) = taken.deliveries.last() else {
             return Ok(());
         };
+        let last = &last.delivery;
         metrics::histogram!(BATCH_SIZE.name).record(taken.events.len() as f64);
         let written = if taken.events.is_empty() {
             Written::Stored(BatchOutcome::default())
@@ -133,19 +97,19 @@ impl Processor<'_> {
             // One persist span per callback, each a child of that callback's
             // trace, all open for the one statement that stores them together.
             let persist_spans: Vec<tracing::Span> = taken
-                .spans
-                .iter()
+                .spans()
                 .map(|parent| persist_span(parent, taken.events.len()))
                 .collect();
-            let written = self.write(&taken.events, &taken.deliveries, source).await;
+            let held: Vec<&Delivery> = taken.deliveries.iter().map(|t| &t.delivery).collect();
+            let written = self.write(&taken.events, &held, source).await;
             drop(persist_spans);
             written?
         };
         match written {
             Written::Stored(outcome) => {
-                record_stored(&taken.events, &taken.spans, &outcome);
-                for entries in &taken.poison_entries {
-                    self.dead_letter_entries(entries).await?;
+                record_stored(taken.events.iter().zip(taken.spans()), &outcome);
+                for delivery in &taken.deliveries {
+                    self.dead_letter_entries(&delivery.poison_entries).await?;
                 }
                 // Deliveries on a channel arrive in tag order and each consumer
                 // stores one batch at a time, so every earlier tag on this
@@ -169,40 +133,37 @@ impl Processor<'_> {
         taken: Taken,
         source: &mut BatchSource,
     ) -> Result<(), SessionEnd> {
-        let Taken {
-            deliveries,
-            poison_entries,
-            events,
+        let mut events = taken.events.into_iter();
+        for TakenDelivery {
+            delivery,
             spans,
-            owners,
-        } = taken;
-        let mut items = events.into_iter().zip(spans).zip(owners).peekable();
-        for (index, delivery) in deliveries.iter().enumerate() {
+            poison_entries,
+        } in taken.deliveries
+        {
             let mut recycled = false;
-            while let Some(((event, span), _)) = items.next_if(|(_, owner)| *owner == index) {
+            // Spans first: `zip` stops on them before taking the next
+            // delivery's event.
+            for (span, event) in spans.into_iter().zip(events.by_ref()) {
                 if recycled {
                     // Its delivery went back to the queue whole.
                     continue;
                 }
                 let single = [event];
                 let persist = persist_span(&span, 1);
-                let written = self
-                    .write(&single, std::slice::from_ref(delivery), source)
-                    .await;
+                let written = self.write(&single, &[&delivery], source).await;
                 drop(persist);
                 match written? {
                     Written::Stored(outcome) => {
-                        record_stored(&single, std::slice::from_ref(&span), &outcome);
+                        record_stored(single.iter().zip([&span]), &outcome);
                     }
                     Written::Recycled => recycled = true,
                     Written::Failed(error) => {
                         let reason = format!("database error: {error}");
-                        let (properties, body) = single[0].as_single_message(delivery);
+                        let (properties, body) = single[0].as_single_message(&delivery);
                         let routed = self
                             .router
                             .retry_or_dead_letter(&properties, body, &reason)
-                            .await
-                            .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+                            .await?;
                         span.in_scope(|| {
                             tracing::warn!(
                                 status = %single[0].callback.status,
@@ -216,8 +177,8 @@ impl Processor<'_> {
             }
             // A recycled delivery was acknowledged when its copy was confirmed.
             if !recycled {
-                self.dead_letter_entries(&poison_entries[index]).await?;
-                acknowledge(delivery, false).await?;
+                self.dead_letter_entries(&poison_entries).await?;
+                acknowledge(&delivery, false).await?;
             }
         }
         Ok(())
@@ -238,10 +199,9 @@ impl Processor<'_> {
                     &entry.envelope.to_properties(),
                     &entry.envelope.body,
                     &reason,
-                    "poison",
+                    DeadLetterReason::Poison,
                 )
-                .await
-                .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+                .await?;
         }
         Ok(())
     }
@@ -253,12 +213,12 @@ impl Processor<'_> {
     async fn write(
         &self,
         events: &[DecodedCallback],
-        held: &[Delivery],
+        held: &[&Delivery],
         source: &mut BatchSource,
     ) -> Result<Written, SessionEnd> {
         let mut conflicts = 0;
         let mut holding_since: Option<Instant> = None;
-        let mut backoff = super::database_backoff();
+        let mut backoff = super::database::backoff();
         loop {
             let error = match timed_persist(self.db, events).await {
                 Ok(outcome) => {
@@ -316,9 +276,13 @@ impl Processor<'_> {
     /// channel, as fresh copies (confirmed before each original is acked).
     /// A copy starts with a delivery count of zero and a new consumer_timeout
     /// clock, so a long outage never makes the broker count or drop them.
-    async fn recycle(&self, held: &[Delivery], source: &mut BatchSource) -> Result<(), SessionEnd> {
+    async fn recycle(
+        &self,
+        held: &[&Delivery],
+        source: &mut BatchSource,
+    ) -> Result<(), SessionEnd> {
         let buffered = source.drain_ready()?;
-        for delivery in held.iter().chain(&buffered) {
+        for delivery in held.iter().copied().chain(&buffered) {
             route(
                 delivery,
                 self.router.requeue(&delivery.properties, &delivery.data),
@@ -339,9 +303,7 @@ async fn route(
     delivery: &Delivery,
     routing: impl std::future::Future<Output = Result<Routed, RouteError>>,
 ) -> Result<Routed, SessionEnd> {
-    let routed = routing
-        .await
-        .map_err(|e| SessionEnd::BrokerLost(e.to_string()))?;
+    let routed = routing.await?;
     acknowledge(delivery, false).await?;
     Ok(routed)
 }
@@ -362,11 +324,14 @@ async fn timed_persist(
     result
 }
 
-fn record_stored(events: &[DecodedCallback], spans: &[tracing::Span], outcome: &BatchOutcome) {
+fn record_stored<'a>(
+    stored: impl Iterator<Item = (&'a DecodedCallback, &'a tracing::Span)>,
+    outcome: &BatchOutcome,
+) {
     metrics::counter!(EVENTS_PERSISTED.name).increment(outcome.inserted as u64);
     metrics::counter!(DUPLICATES_SKIPPED.name).increment(outcome.duplicates as u64);
     outcome.report.record_metrics();
-    for (event, span) in events.iter().zip(spans) {
+    for (event, span) in stored {
         span.in_scope(|| {
             tracing::debug!(
                 status = %event.callback.status,
@@ -384,5 +349,5 @@ async fn acknowledge(delivery: &Delivery, multiple: bool) -> Result<(), SessionE
         .ack(BasicAckOptions { multiple })
         .await
         .map(|_| ())
-        .map_err(|e| SessionEnd::BrokerLost(format!("ack failed: {e}")))
+        .map_err(|e| BrokerLost::Ack(e).into())
 }

@@ -11,17 +11,12 @@ use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::batch::BatchSource;
+use super::end::SessionEnd;
 use super::policy::Processor;
 use crate::config::WorkerConfig;
 use crate::failure::FailureRouter;
 use crate::health::WorkerHealth;
 use crate::queue_depth;
-
-/// Why a broker session ended.
-pub enum SessionEnd {
-    Shutdown,
-    BrokerLost(String),
-}
 
 pub struct Session {
     connection: Connection,

@@ -38,19 +38,23 @@ impl StoredStatus {
     }
 }
 
-/// A status compares equal to its text (`row.status == "delivered"`).
+/// A status compares equal to its text (`row.status == "delivered"`), for
+/// the integration tests.
+#[cfg(any(test, feature = "test-support"))]
 impl PartialEq<str> for StoredStatus {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl PartialEq<&str> for StoredStatus {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl PartialEq<String> for StoredStatus {
     fn eq(&self, other: &String) -> bool {
         self.as_str() == other

@@ -110,27 +110,14 @@ fn saturating_attempts(raw: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use queue_wire::envelope::{BodyKind, CallbackEnvelope};
-
-    fn envelope() -> CallbackEnvelope {
-        CallbackEnvelope {
-            body: b"MessageSid=SM1&MessageStatus=sent".to_vec(),
-            body_kind: BodyKind::Form,
-            received_at: DateTime::parse_from_rfc3339("2026-11-26T21:00:00.123456Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            request_id: "req-1".into(),
-            idempotency_token: Some("tok".into()),
-            trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
-        }
-    }
+    use queue_wire::envelope::CallbackEnvelope;
 
     #[test]
     fn failures_accumulate_in_headers_and_can_be_cleared() {
         let now = DateTime::parse_from_rfc3339("2026-11-26T21:00:01.5Z")
             .unwrap()
             .with_timezone(&Utc);
-        let original = envelope().to_properties();
+        let original = CallbackEnvelope::sample().to_properties();
         let (once, _) = record_failure(&original, "db timeout", now);
         let (twice, history) =
             record_failure(&once, "deadlock", now + chrono::Duration::seconds(5));
@@ -146,8 +133,8 @@ mod tests {
             Some("00-x")
         );
         assert_eq!(
-            CallbackEnvelope::from_message(&cleared, envelope().body).unwrap(),
-            envelope()
+            CallbackEnvelope::from_message(&cleared, CallbackEnvelope::sample().body).unwrap(),
+            CallbackEnvelope::sample()
         );
     }
 

@@ -25,6 +25,25 @@ pub enum RouteError {
 /// is never in neither place.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why a delivery was dead-lettered (the `reason` label of
+/// `worker_dead_lettered_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeadLetterReason {
+    /// It can never be processed, however often it is retried.
+    Poison,
+    /// A transient failure outlasted every retry delay.
+    RetriesExhausted,
+}
+
+impl DeadLetterReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Poison => "poison",
+            Self::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
 /// Where a failed delivery was sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Routed {
@@ -78,8 +97,13 @@ impl FailureRouter {
                     "retries exhausted after {} attempts: {reason}",
                     history.attempts
                 );
-                self.dead_letter(properties, body, &dead_letter_reason, "retries_exhausted")
-                    .await
+                self.dead_letter(
+                    properties,
+                    body,
+                    &dead_letter_reason,
+                    DeadLetterReason::RetriesExhausted,
+                )
+                .await
             }
         }
     }
@@ -90,12 +114,12 @@ impl FailureRouter {
         properties: &BasicProperties,
         body: &[u8],
         reason: &str,
-        reason_label: &'static str,
+        kind: DeadLetterReason,
     ) -> Result<Routed, RouteError> {
         let (annotated, history) = record_failure(properties, reason, Utc::now());
         self.publish(&self.topology.dead_letter_queue(), annotated, body)
             .await?;
-        metrics::counter!(DEAD_LETTERED.name, "reason" => reason_label).increment(1);
+        metrics::counter!(DEAD_LETTERED.name, "reason" => kind.as_str()).increment(1);
         Ok(Routed::DeadLetter {
             attempts: history.attempts,
         })

@@ -12,7 +12,6 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::HttpState;
 
 /// What a route does with the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,11 +112,9 @@ pub async fn require_token(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let allowed = match request.app_data::<web::Data<HttpState>>() {
-        Some(state) => state
-            .access
-            .check(request.request(), Scope::of(request.request())),
-        // Without its state no route could answer anyway: refuse.
+    let allowed = match request.app_data::<web::Data<ApiAccess>>() {
+        Some(access) => access.check(request.request(), Scope::of(request.request())),
+        // Without its rule no route may answer: refuse.
         None => Err(ApiError::Unauthorized),
     };
     allowed?;

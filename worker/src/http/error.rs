@@ -5,6 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::store::outage::{classify, DbFailure};
+use crate::twilio_api::SendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -26,6 +27,15 @@ pub enum ApiError {
     /// Another reader's `/stats` held the way too long.
     #[error("statistics are being computed for another reader; try again shortly")]
     Busy,
+    #[error(
+        "sending is not configured (TWILIO_ACCOUNT_SID with its credentials, and PUBLIC_BASE_URL)"
+    )]
+    SendingOff,
+    #[error("invalid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    /// Twilio refused the message, or could not be asked.
+    #[error(transparent)]
+    Sending(#[from] SendError),
 }
 
 impl ApiError {
@@ -47,9 +57,11 @@ impl ResponseError for ApiError {
             Self::ReadOnlyToken | Self::NoTokenConfigured => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::TooSlow | Self::DatabaseUnavailable | Self::Busy => {
+            Self::TooSlow | Self::DatabaseUnavailable | Self::Busy | Self::SendingOff => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::InvalidJson(_) => StatusCode::BAD_REQUEST,
+            Self::Sending(error) => sending_status(error),
         }
     }
 
@@ -61,6 +73,31 @@ impl ResponseError for ApiError {
         if matches!(self, Self::TooSlow | Self::DatabaseUnavailable | Self::Busy) {
             response.insert_header(("Retry-After", "5"));
         }
+        // Twilio's refusals keep their code and message.
+        if let Self::Sending(SendError::Refused(twilio)) = self {
+            return response.json(serde_json::json!({
+                "error": twilio.message,
+                "twilio_code": twilio.code,
+                "twilio_status": twilio.status,
+                "more_info": twilio.more_info,
+            }));
+        }
         response.json(serde_json::json!({ "error": self.to_string() }))
+    }
+}
+
+/// A refusal by Twilio keeps its class (429, or a 4xx about the message);
+/// our side of the failure (credentials, Twilio down) is a 502, and an
+/// account we hold no credentials for is the request's fault.
+fn sending_status(error: &SendError) -> StatusCode {
+    match error {
+        SendError::Refused(twilio) => match twilio.status {
+            429 => StatusCode::TOO_MANY_REQUESTS,
+            401 | 403 => StatusCode::BAD_GATEWAY,
+            400..=499 => StatusCode::BAD_REQUEST,
+            _ => StatusCode::BAD_GATEWAY,
+        },
+        SendError::NoCredentials(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }

@@ -4,7 +4,7 @@
 //! A message is due when its status is one of `WORKER_RECONCILE_AFTER`'s
 //! and nothing was heard of it (no event, no lookup attempt) for that
 //! status's time, doubled for each answered lookup already made, fewer than
-//! `WORKER_RECONCILE_MAX_CHECKS` of them, and Twilio has not answered 404
+//! `max_checks` of them, and Twilio has not answered 404
 //! for it. The scan rides `messages_status_idx` (status, last_seen_at).
 //!
 //! A run claims what it takes: `reconciled_at` is set as the messages are
@@ -14,17 +14,39 @@
 //! credentials refused) waits the status's time before the next attempt
 //! instead of filling every run.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement};
+use std::ops::Range;
 use std::time::Duration;
+use twilio_protocol::callback::MessageSid;
 use twilio_protocol::status::MessageStatus;
 
 /// A message due a lookup, as stored.
 #[derive(Clone, Debug)]
 pub struct Candidate {
-    pub message_sid: String,
+    pub message_sid: MessageSid,
     pub account_sid: Option<String>,
-    pub status: String,
+    pub status: MessageStatus,
     pub error_code: Option<i32>,
+}
+
+impl Candidate {
+    /// A row of `DUE`: its status is one of the thresholds', so a known one.
+    fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
+        let message_sid: String = row.try_get("", "message_sid")?;
+        let status: String = row.try_get("", "status")?;
+        Ok(Self {
+            message_sid: MessageSid::parse(&message_sid)
+                .map_err(|error| DbErr::Type(error.to_string()))?,
+            account_sid: row.try_get("", "account_sid")?,
+            status: status
+                .parse()
+                .map_err(|error: twilio_protocol::status::UnknownStatus| {
+                    DbErr::Type(error.to_string())
+                })?,
+            error_code: row.try_get("", "error_code")?,
+        })
+    }
 }
 
 /// The per-status thresholds as the two arrays the statements unnest.
@@ -80,37 +102,35 @@ pub async fn due(
             ],
         ))
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Candidate {
-                message_sid: row.try_get("", "message_sid")?,
-                account_sid: row.try_get("", "account_sid")?,
-                status: row.try_get("", "status")?,
-                error_code: row.try_get("", "error_code")?,
-            })
-        })
-        .collect()
+    rows.iter().map(Candidate::from_row).collect()
 }
 
+/// Past a threshold is stale; `$3`/`$4`, when not null, keep only the
+/// messages first seen in `[$3, $4)` (`GET /stats`'s window).
 const STALE: &str = "
     SELECT t.status, count(m.message_sid) AS stale
     FROM unnest($1::text[], $2::float8[]) AS t(status, after_secs)
     LEFT JOIN messages m
       ON m.status = t.status AND m.status_precedence >= 0
      AND m.last_seen_at < now() - make_interval(secs => t.after_secs)
+     AND ($3::timestamptz IS NULL OR m.first_seen_at >= $3)
+     AND ($4::timestamptz IS NULL OR m.first_seen_at < $4)
     GROUP BY t.status";
 
-/// Messages past their status's threshold, per configured status (zeros included).
+/// Messages past their status's threshold, per configured status (zeros
+/// included); `first_seen`: only those first seen in it.
 pub async fn stale_counts(
     db: &DatabaseConnection,
     after: &[(MessageStatus, Duration)],
+    first_seen: Option<Range<DateTime<Utc>>>,
 ) -> Result<Vec<(String, i64)>, DbErr> {
     let (statuses, seconds) = threshold_arrays(after);
+    let (since, until) = first_seen.map(|range| (range.start, range.end)).unzip();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             STALE,
-            [statuses.into(), seconds.into()],
+            [statuses.into(), seconds.into(), since.into(), until.into()],
         ))
         .await?;
     rows.iter()
@@ -121,7 +141,7 @@ pub async fn stale_counts(
 /// Counts an answered lookup; `not_found` also records Twilio's 404 for good.
 pub async fn mark_checked(
     db: &DatabaseConnection,
-    message_sid: &str,
+    message_sid: &MessageSid,
     not_found: bool,
 ) -> Result<(), DbErr> {
     db.execute_raw(Statement::from_sql_and_values(
@@ -132,7 +152,7 @@ pub async fn mark_checked(
            twilio_not_found_at = CASE WHEN $2 THEN COALESCE(twilio_not_found_at, now())
                                       ELSE twilio_not_found_at END
          WHERE message_sid = $1",
-        [message_sid.into(), not_found.into()],
+        [message_sid.as_str().into(), not_found.into()],
     ))
     .await?;
     Ok(())

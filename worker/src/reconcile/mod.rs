@@ -15,6 +15,7 @@
 mod candidates;
 mod pacing;
 
+pub(crate) use candidates::stale_counts;
 pub use candidates::Candidate;
 
 use chrono::Utc;
@@ -25,13 +26,15 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use twilio_protocol::status::CallbackStatus;
+use twilio_protocol::callback::MessageSid;
+use twilio_protocol::status::{CallbackStatus, MessageStatus};
 
 use crate::config::ReconcileConfig;
 use crate::metrics::{
     RECONCILE_API_ERRORS, RECONCILE_CHECKED, RECONCILE_RECOVERED, STALE_MESSAGES,
 };
-use crate::store::projection::{EventRow, ReconciledEvent};
+use crate::store::dedup::DedupKey;
+use crate::store::event::{EventRow, ReconciledEvent};
 use crate::store::write_rows;
 use crate::twilio_api::{FetchError, FetchedMessage, TwilioClient};
 use pacing::Pacer;
@@ -59,7 +62,7 @@ pub enum Action {
 pub struct Finding {
     pub message_sid: String,
     pub account_sid: Option<String>,
-    pub stored_status: String,
+    pub stored_status: MessageStatus,
     pub twilio_status: Option<String>,
     pub error_code: Option<i32>,
     pub action: Action,
@@ -103,7 +106,7 @@ impl Reconciler {
 
     /// One run. `dry_run`: look up, but write nothing.
     pub async fn run_once(&self, dry_run: bool) -> Result<(RunSummary, Vec<Finding>), DbErr> {
-        for (status, stale) in candidates::stale_counts(&self.db, &self.config.after).await? {
+        for (status, stale) in candidates::stale_counts(&self.db, &self.config.after, None).await? {
             metrics::gauge!(STALE_MESSAGES.name, "status" => status).set(stale as f64);
         }
         let due = candidates::due(
@@ -124,17 +127,14 @@ impl Reconciler {
                 .push(candidate);
         }
         // A UUID like ingest's request ids: the events' `request_id`.
-        let run_id = uuid::Uuid::new_v4().to_string();
-        let accounts = by_account.into_values().map(|messages| {
-            let run_id = run_id.as_str();
-            async move {
-                let pacer = Pacer::default();
-                stream::iter(messages)
-                    .map(|candidate| self.reconcile_one(candidate, &pacer, run_id, dry_run))
-                    .buffer_unordered(self.config.concurrency)
-                    .collect::<Vec<_>>()
-                    .await
-            }
+        let run_id = uuid::Uuid::new_v4();
+        let accounts = by_account.into_values().map(|messages| async move {
+            let pacer = Pacer::default();
+            stream::iter(messages)
+                .map(|candidate| self.reconcile_one(candidate, &pacer, run_id, dry_run))
+                .buffer_unordered(self.config.concurrency)
+                .collect::<Vec<_>>()
+                .await
         });
         let mut summary = RunSummary::default();
         let mut findings = Vec::new();
@@ -154,13 +154,13 @@ impl Reconciler {
         &self,
         candidate: Candidate,
         pacer: &Pacer,
-        run_id: &str,
+        run_id: uuid::Uuid,
         dry_run: bool,
     ) -> Result<Finding, DbErr> {
         let mut finding = Finding {
-            message_sid: candidate.message_sid.clone(),
+            message_sid: candidate.message_sid.to_string(),
             account_sid: candidate.account_sid.clone(),
-            stored_status: candidate.status.clone(),
+            stored_status: candidate.status,
             twilio_status: None,
             error_code: None,
             action: Action::Failed,
@@ -170,16 +170,17 @@ impl Reconciler {
         metrics::counter!(RECONCILE_CHECKED.name).increment(1);
         match fetched {
             Ok(message) => {
+                let status = CallbackStatus::parse(&message.status);
                 finding.twilio_status = Some(message.status.clone());
                 finding.error_code = message.error_code;
-                let unchanged = message.status == candidate.status
+                let unchanged = status == CallbackStatus::Known(candidate.status)
                     && message.error_code == candidate.error_code;
                 if unchanged {
                     finding.action = Action::Unchanged;
                 } else {
                     finding.action = Action::Recorded;
                     if !dry_run {
-                        self.record(&candidate, message, run_id).await?;
+                        self.record(&candidate, message, status, run_id).await?;
                     }
                 }
                 if !dry_run {
@@ -218,7 +219,10 @@ impl Reconciler {
             }
             let result = self
                 .twilio
-                .fetch_message(candidate.account_sid.as_deref(), &candidate.message_sid)
+                .fetch_message(
+                    candidate.account_sid.as_deref(),
+                    candidate.message_sid.as_str(),
+                )
                 .await;
             match result {
                 Err(FetchError::RateLimited { retry_after }) => {
@@ -249,20 +253,16 @@ impl Reconciler {
         &self,
         candidate: &Candidate,
         message: FetchedMessage,
-        run_id: &str,
+        status: CallbackStatus,
+        run_id: uuid::Uuid,
     ) -> Result<(), DbErr> {
-        let status = CallbackStatus::parse(&message.status);
         let event = ReconciledEvent {
-            dedup_key: reconciled_dedup_key(
-                &candidate.message_sid,
-                &message.status,
-                message.error_code,
-            ),
-            message_sid: candidate.message_sid.clone(),
+            dedup_key: reconciled_dedup_key(&candidate.message_sid, &status, message.error_code),
+            message_sid: candidate.message_sid.to_string(),
             status: status.clone(),
             error_code: message.error_code,
             api_answer: message.raw,
-            request_id: run_id.to_owned(),
+            request_id: run_id,
             // When Twilio last changed the message, as the event's time (so
             // time to final is Twilio's, not our lookup's); now if unknown.
             received_at: message.updated_at.unwrap_or_else(Utc::now),
@@ -294,12 +294,16 @@ impl Reconciler {
 }
 
 /// The same status (and error code) learned twice is one event.
-fn reconciled_dedup_key(message_sid: &str, status: &str, error_code: Option<i32>) -> String {
+fn reconciled_dedup_key(
+    message_sid: &MessageSid,
+    status: &CallbackStatus,
+    error_code: Option<i32>,
+) -> DedupKey {
     let mut hasher = Sha256::new();
     hasher.update(b"twilio-api-message/v1\n");
-    hasher.update(message_sid.as_bytes());
+    hasher.update(message_sid.as_str().as_bytes());
     hasher.update(b"\n");
-    hasher.update(status.as_bytes());
+    hasher.update(status.as_str().as_bytes());
     hasher.update(b"\n");
     hasher.update(
         error_code

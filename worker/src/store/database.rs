@@ -7,7 +7,7 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::outage::{classify, DbFailure};
+use super::outage::{classify, sqlstate, DbFailure};
 
 /// A database failure at start, said in one line that names the server and
 /// the database, with what to do about it.
@@ -59,18 +59,6 @@ pub fn explain_database_error(url: &str, error: &DbErr) -> DatabaseStartFailure 
             }
         }
     }
-}
-
-fn sqlstate(error: &DbErr) -> Option<String> {
-    let (DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime)) = error else {
-        return None;
-    };
-    let sea_orm::RuntimeErr::SqlxError(sqlx_error) = runtime else {
-        return None;
-    };
-    sqlx_error
-        .as_database_error()
-        .and_then(|e| e.code().map(|c| c.into_owned()))
 }
 
 /// The read API's own pool: enough for a few readers at once; more wait

@@ -3,7 +3,44 @@
 //! retry or a re-encoded body adds nothing.
 
 use sha2::{Digest, Sha256};
+use std::fmt;
 use twilio_protocol::callback::StatusCallback;
+
+/// The key of one status event: `KEY_BYTES` bytes of a SHA-256, stored as
+/// `bytea` (`message_status_events.dedup_key`) and bound as bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DedupKey([u8; KEY_BYTES]);
+
+impl DedupKey {
+    pub fn as_bytes(&self) -> &[u8; KEY_BYTES] {
+        &self.0
+    }
+
+    /// A transaction lock id for the key: its first 8 bytes (a hash already).
+    pub fn lock_id(&self) -> i64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        i64::from_be_bytes([a, b, c, d, e, f, g, h])
+    }
+}
+
+impl From<[u8; KEY_BYTES]> for DedupKey {
+    fn from(bytes: [u8; KEY_BYTES]) -> Self {
+        Self(bytes)
+    }
+}
+
+/// In hex, as `encode(dedup_key, 'hex')` shows it in SQL.
+impl fmt::Display for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for DedupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DedupKey({self})")
+    }
+}
 
 /// Identifies a status event by what Twilio signed, not by how or when it
 /// arrived: SHA-256 over the parameters exactly as they enter the signed
@@ -14,7 +51,7 @@ use twilio_protocol::callback::StatusCallback;
 /// is a different one. The URL is left out (a callback is about its message,
 /// not the address it was sent to), and so is the idempotency token: Twilio
 /// does not promise it is stable across retries.
-pub fn dedup_key(callback: &StatusCallback) -> String {
+pub fn dedup_key(callback: &StatusCallback) -> DedupKey {
     let mut hasher = Sha256::new();
     // Versioned, so a future change of scheme can never collide with this one.
     hasher.update(b"twilio-signed-params/v2\n");
@@ -22,15 +59,17 @@ pub fn dedup_key(callback: &StatusCallback) -> String {
     key_of(hasher)
 }
 
-/// Bytes of the digest kept as the key: the first 16 of the SHA-256, in hex
-/// (stored as `bytea`). Keys are unique per message (`message_sid`, `dedup_key`),
+/// Bytes of the digest kept as the key: the first 16 of the SHA-256. Keys are unique per message (`message_sid`, `dedup_key`),
 /// and two events of one message colliding in 128 bits is out of reach; the
 /// other 16 bytes would cost 16 bytes an event twice, in the row and the index.
 pub const KEY_BYTES: usize = 16;
 
 /// The key of a finished digest (for every kind of event).
-pub fn key_of(hasher: Sha256) -> String {
-    hex::encode(&hasher.finalize()[..KEY_BYTES])
+pub fn key_of(hasher: Sha256) -> DedupKey {
+    let digest = hasher.finalize();
+    let mut key = [0; KEY_BYTES];
+    key.copy_from_slice(&digest[..KEY_BYTES]);
+    DedupKey(key)
 }
 
 #[cfg(test)]
@@ -89,6 +128,17 @@ mod tests {
                 variant.params
             );
         }
+    }
+
+    #[test]
+    fn a_key_locks_by_its_first_bytes_and_prints_in_hex() {
+        let mut bytes = [0u8; KEY_BYTES];
+        bytes[0] = 0x80;
+        bytes[7] = 0x01;
+        bytes[15] = 0xff;
+        let key = DedupKey::from(bytes);
+        assert_eq!(key.lock_id(), i64::MIN + 1);
+        assert_eq!(key.to_string(), "800000000000000100000000000000ff");
     }
 
     #[test]

@@ -1,28 +1,30 @@
 //! Writing status events to Postgres: a batch of callbacks atomically (new
 //! events into the append-only history, duplicates skipped by their dedup
 //! key, then their effect on each message's current state), and a message
-//! we sent. What the statements do is `projection`'s; which deliveries are
-//! the same event is `dedup`'s; which errors are outages is `outage`'s.
+//! we sent. What an event is, is `event`'s; what the statements do,
+//! `projection`'s; their input, `columns`'; which deliveries are the same
+//! event, `dedup`'s; which errors are outages, `outage`'s.
 
+pub mod columns;
 pub mod database;
 pub mod dedup;
+pub mod event;
 pub mod outage;
 pub mod outcomes;
 pub mod partitions;
 pub mod projection;
 pub mod socket_options;
 
-use chrono::Utc;
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, IsolationLevel, Statement,
-    TransactionTrait,
-};
+use sea_orm::sqlx;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
+use columns::{inserted, run_batch_statement};
+use event::EventRow;
+use outage::from_sqlx;
 use outcomes::OutcomeReport;
-use projection::{EventRow, SentMessage, RECORD_MESSAGE, STORE_BATCH};
-use serde::Serialize;
+use projection::{SentMessage, RECORD_MESSAGE, STORE_BATCH};
 
 /// What a committed batch did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,7 +44,7 @@ pub async fn persist_batch(
     let mut unique: Vec<&DecodedCallback> = Vec::with_capacity(events.len());
     let mut seen = HashSet::with_capacity(events.len());
     for event in events {
-        if seen.insert(event.dedup_key.as_str()) {
+        if seen.insert(event.dedup_key) {
             unique.push(event);
         }
     }
@@ -84,66 +86,41 @@ async fn write_rows_once(
     db: &DatabaseConnection,
     sorted: &[&EventRow<'_>],
 ) -> Result<(usize, OutcomeReport), DbErr> {
+    let pool = db.get_postgres_connection_pool();
     let mut locks: Vec<i64> = sorted
         .iter()
         .filter(|row| row.near_midnight())
-        .map(|row| lock_key(row.dedup_key()))
+        .map(|row| row.dedup_key().lock_id())
         .collect();
     if locks.is_empty() {
-        return run_batch_statement(db, &STORE_BATCH, sorted).await;
+        return store_batch(pool, sorted).await;
     }
     locks.sort_unstable();
     locks.dedup();
     // READ COMMITTED whatever the server's default: the store statement must
     // take its snapshot after the locks are granted, to see a copy committed
     // while it waited.
-    let transaction = db
-        .begin_with_config(Some(IsolationLevel::ReadCommitted), None)
-        .await?;
-    transaction
-        .execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock(k) \
-             FROM unnest(string_to_array($1, ',')::bigint[]) AS k ORDER BY k",
-            [locks
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-                .into()],
-        ))
-        .await?;
-    let result = run_batch_statement(&transaction, &STORE_BATCH, sorted).await?;
-    transaction.commit().await?;
+    let mut transaction = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await
+        .map_err(from_sqlx)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k ORDER BY k")
+        .bind(locks)
+        .execute(&mut *transaction)
+        .await
+        .map_err(from_sqlx)?;
+    let result = store_batch(&mut *transaction, sorted).await?;
+    transaction.commit().await.map_err(from_sqlx)?;
     Ok(result)
 }
 
-/// A transaction lock id for a key: its first 8 bytes (a hash already).
-fn lock_key(hex_key: &str) -> i64 {
-    let prefix = hex_key.get(..16).unwrap_or(hex_key);
-    u64::from_str_radix(prefix, 16).map_or(0, |bits| bits as i64)
-}
-
-/// Runs a statement that takes a batch of event rows as `$1` and the
-/// persist time as `$2`, and returns how many it inserted and, when the
-/// statement reports it (`STORE_BATCH` does), its effect on the delivery report.
-pub async fn run_batch_statement<R: Serialize>(
-    db: &impl ConnectionTrait,
-    statement: &str,
-    rows: &[R],
+/// Runs `STORE_BATCH`: the events it inserted, and its effect on the report.
+async fn store_batch<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    sorted: &[&EventRow<'_>],
 ) -> Result<(usize, OutcomeReport), DbErr> {
-    let batch = serde_json::to_string(rows).map_err(|e| DbErr::Custom(e.to_string()))?;
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            statement,
-            [batch.into(), Utc::now().into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("the batch statement returned no row".into()))?;
-    let inserted: i64 = row.try_get("", "inserted")?;
-    let report = OutcomeReport::from_row(&row)?;
-    Ok((usize::try_from(inserted).unwrap_or(0), report))
+    let row = run_batch_statement(executor, STORE_BATCH.as_str(), sorted).await?;
+    Ok((inserted(&row)?, OutcomeReport::from_row(&row)?))
 }
 
 /// Records a message we just sent with the status Twilio answered (Twilio

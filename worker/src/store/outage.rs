@@ -16,6 +16,8 @@
 
 use sea_orm::sqlx;
 use sea_orm::{DbErr, RuntimeErr};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What a failed write says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,16 +73,14 @@ impl DbFailure {
 }
 
 pub fn classify(error: &DbErr) -> DbFailure {
-    let runtime = match error {
-        DbErr::ConnectionAcquire(_) => return DbFailure::Outage,
-        DbErr::Conn(runtime) | DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
-        _ => return DbFailure::Other,
-    };
-    let RuntimeErr::SqlxError(sqlx_error) = runtime else {
+    if let DbErr::ConnectionAcquire(_) = error {
+        return DbFailure::Outage;
+    }
+    let Some(sqlx_error) = sqlx_error(error) else {
         return DbFailure::Other;
     };
-    match sqlx_error.as_ref() {
-        sqlx::Error::Database(database) => match database.code().as_deref() {
+    match sqlx_error {
+        sqlx::Error::Database(_) => match sqlstate(error).as_deref() {
             Some("40001" | "40P01") => DbFailure::Conflict,
             Some("57014") => DbFailure::Cancelled,
             Some(code) if is_outage_state(code) => DbFailure::Outage,
@@ -94,6 +94,26 @@ pub fn classify(error: &DbErr) -> DbFailure {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => DbFailure::Outage,
         _ => DbFailure::Other,
+    }
+}
+
+/// The SQLSTATE the server answered with, if the error is the server's.
+pub fn sqlstate(error: &DbErr) -> Option<Cow<'_, str>> {
+    sqlx_error(error)?.as_database_error()?.code()
+}
+
+/// The error of a statement run through sqlx directly (`store::columns`),
+/// as SeaORM reports one: what `classify` and `sqlstate` read.
+pub fn from_sqlx(error: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)))
+}
+
+fn sqlx_error(error: &DbErr) -> Option<&sqlx::Error> {
+    match error {
+        DbErr::Conn(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
+        | DbErr::Query(RuntimeErr::SqlxError(sqlx_error)) => Some(sqlx_error),
+        _ => None,
     }
 }
 
@@ -125,6 +145,11 @@ mod tests {
             sqlx::Error::PoolTimedOut,
         )));
         assert_eq!(classify(&pool), DbFailure::Outage);
+        assert_eq!(
+            classify(&from_sqlx(sqlx::Error::PoolClosed)),
+            DbFailure::Outage
+        );
+        assert_eq!(sqlstate(&pool), None);
         assert_eq!(classify(&DbErr::Custom("x".into())), DbFailure::Other);
     }
 }

@@ -3,15 +3,19 @@
 //! message whose outcomes start to conflict. `STORE_BATCH` reports both per
 //! batch; here they become metrics.
 
-use sea_orm::{DbErr, QueryResult};
-use serde::Deserialize;
+use sea_orm::sqlx::postgres::PgRow;
+use sea_orm::sqlx::{self, Postgres, Row};
+use sea_orm::DbErr;
+use twilio_protocol::status::{MessageStatus, UnknownStatus};
 
+use super::outage::from_sqlx;
 use crate::metrics::{CONFLICTING_OUTCOMES, FINAL_OUTCOMES, FOREIGN_ACCOUNT_EVENTS, TIME_TO_FINAL};
 
 /// One message that reached a final status in a batch.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct FinalOutcome {
-    pub status: String,
+    /// A final status (`MessageStatus::is_final`).
+    pub status: MessageStatus,
     pub error_code: Option<i32>,
     /// From the message's first event to its first final one.
     pub seconds: f64,
@@ -28,15 +32,28 @@ pub struct OutcomeReport {
 }
 
 impl OutcomeReport {
-    /// Reads the `finals` and `newly_conflicting` columns; a statement
-    /// without them (the benchmark's bare insert) reports nothing.
-    pub fn from_row(row: &QueryResult) -> Result<Self, DbErr> {
-        let Ok(finals) = row.try_get::<String>("", "finals") else {
-            return Ok(Self::default());
-        };
-        let finals = serde_json::from_str(&finals).map_err(|e| DbErr::Custom(e.to_string()))?;
-        let newly_conflicting: i64 = row.try_get("", "newly_conflicting")?;
-        let foreign_account_events: i64 = row.try_get("", "foreign_events")?;
+    /// Reads `STORE_BATCH`'s row (`projection::OUTCOME_REPORT`).
+    pub fn from_row(row: &PgRow) -> Result<Self, DbErr> {
+        let statuses: Option<Vec<String>> = column(row, "final_statuses")?;
+        let error_codes: Option<Vec<Option<i32>>> = column(row, "final_error_codes")?;
+        let seconds: Option<Vec<f64>> = column(row, "final_seconds")?;
+        let finals = statuses
+            .unwrap_or_default()
+            .iter()
+            .zip(error_codes.unwrap_or_default())
+            .zip(seconds.unwrap_or_default())
+            .map(|((status, error_code), seconds)| {
+                Ok(FinalOutcome {
+                    status: status
+                        .parse()
+                        .map_err(|e: UnknownStatus| DbErr::Type(e.to_string()))?,
+                    error_code,
+                    seconds,
+                })
+            })
+            .collect::<Result<_, DbErr>>()?;
+        let newly_conflicting: i64 = column(row, "newly_conflicting")?;
+        let foreign_account_events: i64 = column(row, "foreign_events")?;
         Ok(Self {
             finals,
             newly_conflicting: u64::try_from(newly_conflicting).unwrap_or(0),
@@ -49,11 +66,11 @@ impl OutcomeReport {
             let error_code = error_code_label(outcome.error_code);
             metrics::counter!(
                 FINAL_OUTCOMES.name,
-                "status" => outcome.status.clone(),
+                "status" => outcome.status.as_str(),
                 "error_code" => error_code
             )
             .increment(1);
-            metrics::histogram!(TIME_TO_FINAL.name, "outcome" => outcome.status.clone())
+            metrics::histogram!(TIME_TO_FINAL.name, "outcome" => outcome.status.as_str())
                 .record(outcome.seconds.max(0.0));
         }
         if self.newly_conflicting > 0 {
@@ -67,6 +84,13 @@ impl OutcomeReport {
             );
         }
     }
+}
+
+fn column<'r, T>(row: &'r PgRow, name: &str) -> Result<T, DbErr>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(name).map_err(from_sqlx)
 }
 
 /// The `error_code` label: the code when Twilio's table knows it, `other`

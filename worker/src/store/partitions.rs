@@ -6,9 +6,11 @@
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use sea_orm::sqlx;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, RuntimeErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use serde::Serialize;
 use std::collections::BTreeSet;
+
+use super::outage::{from_sqlx, sqlstate};
 
 /// Days created ahead of today (UTC), so midnight never waits for one.
 pub const DAYS_AHEAD: i64 = 2;
@@ -33,15 +35,7 @@ pub struct Partition {
 /// table it writes has a CHECK constraint of its own; the partitions' match
 /// their bounds).
 pub fn is_missing_partition(error: &DbErr) -> bool {
-    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx_error))
-    | DbErr::Query(RuntimeErr::SqlxError(sqlx_error))) = error
-    else {
-        return false;
-    };
-    let sea_orm::sqlx::Error::Database(database) = sqlx_error.as_ref() else {
-        return false;
-    };
-    database.code().as_deref() == Some("23514")
+    sqlstate(error).as_deref() == Some("23514")
 }
 
 /// Creates the partitions of the given days that are missing; returns how
@@ -163,13 +157,13 @@ pub async fn drop_before(
         .get_postgres_connection_pool()
         .acquire()
         .await
-        .map_err(sqlx_error)?
+        .map_err(from_sqlx)?
         .detach();
     let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
         .bind("message_status_events retention")
         .fetch_one(&mut connection)
         .await
-        .map_err(sqlx_error)?;
+        .map_err(from_sqlx)?;
     if !ours {
         tracing::info!("retention: another worker is running it; nothing dropped here");
         return Ok(Vec::new());
@@ -212,11 +206,7 @@ async fn execute(connection: &mut sqlx::PgConnection, sql: String) -> Result<(),
         .execute(connection)
         .await
         .map(|_| ())
-        .map_err(sqlx_error)
-}
-
-fn sqlx_error(error: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(error)))
+        .map_err(from_sqlx)
 }
 
 #[cfg(test)]

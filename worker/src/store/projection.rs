@@ -12,146 +12,18 @@
 //!   another account signed is kept, marked `foreign_account`, and changes
 //!   nothing (`OWNED_BATCH`);
 //! - the first known account and addresses are kept;
-//! - `final_at` is the earliest receipt of a final status (rank 4 or more).
+//! - `final_at` is the earliest receipt of a final status (rank
+//!   `MessageStatus::FINAL_RANK` or more, in SQL too).
 //!
 //! Every rule is commutative, and only newly inserted events are folded in,
 //! so any arrival order, any batching and any number of workers give the
 //! same row.
 
-use chrono::{DateTime, DurationRound, Utc};
-use queue_wire::envelope::BodyKind;
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use std::sync::LazyLock;
-use twilio_protocol::status::{CallbackStatus, MessageStatus};
-use uuid::Uuid;
+use twilio_protocol::status::MessageStatus;
 
-use crate::decode::DecodedCallback;
-
-/// One event as the batch statement reads it (`jsonb_to_recordset`).
-#[derive(Serialize)]
-pub struct EventRow<'a> {
-    /// Hex (`dedup::key_of`); stored as `bytea`.
-    dedup_key: &'a str,
-    message_sid: &'a str,
-    status: &'a str,
-    status_rank: i16,
-    status_precedence: i16,
-    outcome_bit: i16,
-    error_code: Option<i32>,
-    raw_payload: serde_json::Value,
-    json_body: bool,
-    idempotency_token: Option<&'a str>,
-    /// Ingest's request id; `None` if it is not a UUID (the column is `uuid`).
-    request_id: Option<Uuid>,
-    received_at: DateTime<Utc>,
-    /// Received within `DAY_EDGE` of a UTC midnight: its copy may sit in the
-    /// neighbouring day's partition (see `STORE_BATCH`).
-    near_midnight: bool,
-    account_sid: Option<&'a str>,
-    from_address: Option<&'a str>,
-    to_address: Option<&'a str>,
-    source: &'static str,
-}
-
-impl EventRow<'_> {
-    pub fn dedup_key(&self) -> &str {
-        self.dedup_key
-    }
-
-    pub fn message_sid(&self) -> &str {
-        self.message_sid
-    }
-
-    pub fn received_at(&self) -> DateTime<Utc> {
-        self.received_at
-    }
-
-    pub fn near_midnight(&self) -> bool {
-        self.near_midnight
-    }
-}
-
-/// How close to a UTC midnight (the history's partition boundary) an event
-/// must be received for the store to look for its copy across it. Two
-/// copies of one callback received less than this apart are always one
-/// event; copies received the same UTC day are, however far apart.
-pub const DAY_EDGE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
-
-/// Whether `at` is within `DAY_EDGE` of a UTC midnight.
-pub fn near_midnight(at: DateTime<Utc>) -> bool {
-    let since_midnight = at - at.duration_trunc(chrono::TimeDelta::days(1)).unwrap_or(at);
-    since_midnight < DAY_EDGE || since_midnight > chrono::TimeDelta::days(1) - DAY_EDGE
-}
-
-/// Where an event came from (`message_status_events.source`).
-pub const SOURCE_CALLBACK: &str = "callback";
-pub const SOURCE_RECONCILIATION: &str = "reconciliation";
-
-impl<'a> EventRow<'a> {
-    pub fn new(event: &'a DecodedCallback) -> Self {
-        let callback = &event.callback;
-        let status = &callback.status;
-        Self {
-            dedup_key: &event.dedup_key,
-            message_sid: callback.message_sid.as_str(),
-            status: status.as_str(),
-            status_rank: status.rank(),
-            status_precedence: status.precedence(),
-            outcome_bit: status.terminal_outcome_bit(),
-            error_code: callback.error_code,
-            raw_payload: callback.params.to_json(),
-            json_body: matches!(event.envelope.body_kind, BodyKind::Json),
-            idempotency_token: event.envelope.idempotency_token.as_deref(),
-            request_id: Uuid::parse_str(&event.envelope.request_id).ok(),
-            received_at: event.envelope.received_at,
-            near_midnight: near_midnight(event.envelope.received_at),
-            account_sid: callback.param("AccountSid"),
-            from_address: callback.param("From"),
-            to_address: callback.param("To"),
-            source: SOURCE_CALLBACK,
-        }
-    }
-
-    /// A status learned from Twilio's Messages API: `raw_payload` is the
-    /// API's answer, `source` says so.
-    pub fn reconciled(event: &'a ReconciledEvent) -> Self {
-        let status = &event.status;
-        Self {
-            dedup_key: &event.dedup_key,
-            message_sid: &event.message_sid,
-            status: status.as_str(),
-            status_rank: status.rank(),
-            status_precedence: status.precedence(),
-            outcome_bit: status.terminal_outcome_bit(),
-            error_code: event.error_code,
-            raw_payload: event.api_answer.clone(),
-            json_body: true,
-            idempotency_token: None,
-            request_id: Uuid::parse_str(&event.request_id).ok(),
-            received_at: event.received_at,
-            near_midnight: near_midnight(event.received_at),
-            account_sid: event.account_sid.as_deref(),
-            from_address: event.from_address.as_deref(),
-            to_address: event.to_address.as_deref(),
-            source: SOURCE_RECONCILIATION,
-        }
-    }
-}
-
-/// What a reconciliation learned about one message, as an event.
-#[derive(Clone, Debug)]
-pub struct ReconciledEvent {
-    pub dedup_key: String,
-    pub message_sid: String,
-    pub status: CallbackStatus,
-    pub error_code: Option<i32>,
-    pub api_answer: serde_json::Value,
-    pub request_id: String,
-    pub received_at: DateTime<Utc>,
-    pub account_sid: Option<String>,
-    pub from_address: Option<String>,
-    pub to_address: Option<String>,
-}
+use super::event::DAY_EDGE;
 
 /// A message we just sent, with the status Twilio answered: the inputs of
 /// `RECORD_MESSAGE`, in parameter order.
@@ -180,10 +52,15 @@ impl SentMessage<'_> {
     }
 }
 
+/// The lowest rank of a final status, as every statement here writes it.
+const FINAL_RANK: i16 = MessageStatus::FINAL_RANK;
+
 /// Applies `deltas` (one row per message: its winning status, counts and
 /// outcome bits) to `messages` by the rules above. Shared by both
 /// statements, so the rules are written once.
-const UPSERT_MESSAGES_FROM_DELTAS: &str = "
+static UPSERT_MESSAGES_FROM_DELTAS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "
     INSERT INTO messages AS m
       (message_sid, status, status_rank, status_precedence, error_code, account_sid,
        from_address, to_address, first_seen_at, last_seen_at, event_count,
@@ -210,43 +87,36 @@ const UPSERT_MESSAGES_FROM_DELTAS: &str = "
       conflicting_outcomes = ((m.terminal_outcomes | EXCLUDED.terminal_outcomes)
                               & ((m.terminal_outcomes | EXCLUDED.terminal_outcomes) - 1)) <> 0,
       -- A row final before final_at existed keeps NULL: its time is unknown.
-      final_at = CASE WHEN m.final_at IS NULL AND m.status_rank >= 4 THEN NULL
+      final_at = CASE WHEN m.final_at IS NULL AND m.status_rank >= {FINAL_RANK} THEN NULL
                       ELSE LEAST(m.final_at, EXCLUDED.final_at) END,
-      updated_at = now()";
-
-/// The columns of an event row, as `$1` (a JSON array of `EventRow`) holds them.
-const EVENT_ROWS: &str = "jsonb_to_recordset($1::text::jsonb) AS r(
-      dedup_key text, message_sid text, status text, status_rank smallint,
-      status_precedence smallint, outcome_bit smallint, error_code integer,
-      raw_payload jsonb, json_body boolean, idempotency_token text, request_id uuid,
-      received_at timestamptz, near_midnight boolean, account_sid text, from_address text,
-      to_address text, source text)";
-
-/// The batch as every statement reads it: the rows, keys as bytes.
-static BATCH: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT decode(r.dedup_key, 'hex') AS dedup_key, r.message_sid, r.status, r.status_rank,
-           r.status_precedence, r.outcome_bit, r.error_code, r.raw_payload, r.json_body,
-           r.idempotency_token, r.request_id, r.received_at, r.near_midnight, r.account_sid,
-           r.from_address, r.to_address, r.source
-         FROM {EVENT_ROWS}"
+      updated_at = now()"
     )
 });
+
+/// The batch as the statements read it (`received`): one row per event,
+/// from one typed array per column (bound by `columns::run_batch_statement`).
+pub const RECEIVED: &str = "SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[],
+             $4::smallint[], $5::smallint[], $6::smallint[], $7::integer[], $8::jsonb[],
+             $9::boolean[], $10::text[], $11::uuid[], $12::timestamptz[], $13::boolean[],
+             $14::text[], $15::text[], $16::text[], $17::text[])
+           AS r(dedup_key, message_sid, status, status_rank, status_precedence, outcome_bit,
+             error_code, raw_payload, json_body, idempotency_token, request_id, received_at,
+             near_midnight, account_sid, from_address, to_address, source)";
 
 /// Inserts a batch of events into the history, skipping known dedup keys
 /// (in (message, key) order: a fixed lock order across workers), then folds only the
 /// rows it inserted per message and applies them: one statement, so one
 /// round trip and its own transaction, with a text that never changes
-/// (prepared once per connection, whatever the batch size). `$1` is the
-/// batch, `$2` the time it is persisted. Within a message the winning event
+/// (prepared once per connection, whatever the batch size). `$1` to `$17`
+/// are the batch (`RECEIVED`), `$18` the time it is persisted. Within a message the winning event
 /// is the highest precedence, ties broken by dedup key; addresses come from
 /// the first event that has them. Returns the number of events inserted,
 /// and what the batch did to the delivery report (`OUTCOME_REPORT`).
 pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH received AS (
-           {batch}
-         ), {owned}, inserted AS (
+           {RECEIVED}
+         ), {OWNED_BATCH}, inserted AS (
            {insert}
          ), deltas AS (
            SELECT b.message_sid,
@@ -271,7 +141,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
              count(*)::integer AS event_count,
              bit_or(CASE WHEN b.foreign_account THEN 0 ELSE b.outcome_bit END)
                AS terminal_outcomes,
-             min(b.received_at) FILTER (WHERE b.status_rank >= 4 AND NOT b.foreign_account)
+             min(b.received_at) FILTER (WHERE b.status_rank >= {FINAL_RANK} AND NOT b.foreign_account)
                AS final_at,
              count(*) FILTER (WHERE b.foreign_account) AS foreign_events
            FROM batch b JOIN inserted USING (message_sid, dedup_key)
@@ -281,7 +151,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            FROM messages m
            WHERE m.message_sid IN (SELECT message_sid FROM deltas WHERE final_at IS NOT NULL)
          ), upserted AS (
-           {UPSERT_MESSAGES_FROM_DELTAS}
+           {upsert}
            RETURNING 1
          ), changes AS (
            SELECT d.*, p.message_sid IS NOT NULL AS known,
@@ -291,12 +161,10 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            FROM deltas d LEFT JOIN prior p USING (message_sid)
            WHERE d.final_at IS NOT NULL
          )
-         SELECT (SELECT count(*) FROM inserted) AS inserted,
-           (SELECT COALESCE(sum(foreign_events), 0)::bigint FROM deltas) AS foreign_events,
-           {OUTCOME_REPORT}",
-        batch = *BATCH,
-        owned = OWNED_BATCH,
+         {report}",
         insert = *INSERT_EVENTS,
+        upsert = *UPSERT_MESSAGES_FROM_DELTAS,
+        report = *OUTCOME_REPORT,
     )
 });
 
@@ -326,25 +194,38 @@ const OWNED_BATCH: &str = "owners AS (
            LEFT JOIN first_accounts f USING (message_sid)
          )";
 
-/// What a batch did to the delivery report (see `outcomes`): the messages
-/// it brought to their first final status, and how many it made
-/// conflicting. Only messages with a final event in the batch can change
+/// What `STORE_BATCH` returns: how many events it inserted, how many of
+/// them another account signed, and what the batch did to the delivery
+/// report (see `outcomes`): the messages it brought to their first final
+/// status (one array per column, in message order; NULL for none), and how
+/// many it made conflicting. Only messages with a final event in the batch can change
 /// either, so only their prior state is read. Read from the state before the batch (`prior`, the
 /// statement's snapshot), so a message counts once however its callbacks
 /// arrive; two batches finalising the same message at the same instant in
 /// two transactions could both count it.
-const OUTCOME_REPORT: &str = "
-    (SELECT COALESCE(jsonb_agg(jsonb_build_object(
-        'status', c.status, 'error_code', c.error_code,
-        'seconds', extract(epoch FROM c.final_at - c.message_first_seen_at))), '[]'::jsonb)::text
-     FROM changes c
-     WHERE c.final_at IS NOT NULL
-       AND (NOT c.known OR (c.prior_final_at IS NULL AND c.prior_rank < 4))) AS finals,
-    (SELECT count(*) FROM changes c
-     WHERE ((c.terminal_outcomes | c.prior_outcomes) & ((c.terminal_outcomes | c.prior_outcomes) - 1)) <> 0
-       AND (c.prior_outcomes & (c.prior_outcomes - 1)) = 0) AS newly_conflicting";
+static OUTCOME_REPORT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT (SELECT count(*) FROM inserted) AS inserted,
+           (SELECT COALESCE(sum(foreign_events), 0)::bigint FROM deltas) AS foreign_events,
+           f.statuses AS final_statuses, f.error_codes AS final_error_codes,
+           f.seconds AS final_seconds,
+           (SELECT count(*) FROM changes c
+            WHERE ((c.terminal_outcomes | c.prior_outcomes)
+                   & ((c.terminal_outcomes | c.prior_outcomes) - 1)) <> 0
+              AND (c.prior_outcomes & (c.prior_outcomes - 1)) = 0) AS newly_conflicting
+         FROM (
+           SELECT array_agg(c.status ORDER BY c.message_sid) AS statuses,
+             array_agg(c.error_code ORDER BY c.message_sid) AS error_codes,
+             array_agg(extract(epoch FROM c.final_at - c.message_first_seen_at)::float8
+                       ORDER BY c.message_sid) AS seconds
+           FROM changes c
+           WHERE c.final_at IS NOT NULL
+             AND (NOT c.known OR (c.prior_final_at IS NULL AND c.prior_rank < {FINAL_RANK}))
+         ) f"
+    )
+});
 
-/// The history insert alone, from `batch` (as `STORE_BATCH` reads it).
+/// The history insert, from `batch` (as `STORE_BATCH` reads it).
 /// Returns the (message, key) pairs it inserted.
 ///
 /// A copy received the same UTC day lands in the same partition, whose
@@ -359,7 +240,7 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO message_status_events
            (received_at, persisted_at, request_id, error_code, status_rank, json_body, dedup_key,
             message_sid, status, source, idempotency_token, raw_payload, foreign_account)
-         SELECT received_at, $2, request_id, error_code, status_rank, json_body, dedup_key,
+         SELECT received_at, $18, request_id, error_code, status_rank, json_body, dedup_key,
                 message_sid, status, source, idempotency_token, raw_payload, foreign_account
          FROM batch b
          WHERE NOT (b.near_midnight AND EXISTS (
@@ -374,18 +255,6 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The bare history insert of a batch, with no projection: what the
-/// database ceiling of the benchmark measures against `STORE_BATCH`.
-pub static INSERT_EVENTS_ONLY: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH batch AS (SELECT r.*, false AS foreign_account FROM ({batch}) r),
-           inserted AS ({insert})
-         SELECT (SELECT count(*) FROM inserted) AS inserted",
-        batch = *BATCH,
-        insert = *INSERT_EVENTS,
-    )
-});
-
 /// One message's row with no event behind it (a message we sent), by the
 /// same rules; no event is counted.
 pub static RECORD_MESSAGE: LazyLock<String> = LazyLock::new(|| {
@@ -396,8 +265,9 @@ pub static RECORD_MESSAGE: LazyLock<String> = LazyLock::new(|| {
                   $6::text AS account_sid, $7::text AS from_address, $8::text AS to_address,
                   $9::timestamptz AS first_seen_at, $9::timestamptz AS last_seen_at,
                   0 AS event_count, $5::smallint AS terminal_outcomes,
-                  CASE WHEN $3::smallint >= 4 THEN $9::timestamptz END AS final_at
+                  CASE WHEN $3::smallint >= {FINAL_RANK} THEN $9::timestamptz END AS final_at
          )
-         {UPSERT_MESSAGES_FROM_DELTAS}"
+         {upsert}",
+        upsert = *UPSERT_MESSAGES_FROM_DELTAS,
     )
 });

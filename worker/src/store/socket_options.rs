@@ -57,6 +57,7 @@ pub fn tune_for_peer_port(peer_port: u16) -> io::Result<usize> {
 }
 
 /// What a socket of ours has set (`tune_for_peer_port`).
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketOptions {
     pub nodelay: bool,
@@ -65,9 +66,9 @@ pub struct SocketOptions {
 }
 
 /// The options of this process's TCP socket bound to `local_port`; `None`
-/// if there is no such socket (always, outside Linux). For tests and
-/// diagnostics: a database session tells its client port
+/// if there is no such socket (always, outside Linux). For tests: a database session tells its client port
 /// (`inet_client_port()`), this finds our end of it.
+#[cfg(any(test, feature = "test-support"))]
 pub fn options_of_local_port(local_port: u16) -> io::Result<Option<SocketOptions>> {
     let mut found = None;
     #[cfg(target_os = "linux")]

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use std::time::Duration;
 
-use super::{TwilioClient, TwilioError};
+use super::client::{ExchangeError, TwilioClient, TwilioError};
 
 /// Twilio's answer about a message: the fields we read, and the whole answer.
 #[derive(Clone, Debug)]
@@ -44,7 +44,7 @@ pub enum FetchError {
     #[error("Twilio failed (HTTP {0})")]
     Server(u16),
     #[error("cannot reach Twilio: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] ExchangeError),
     #[error("unexpected answer from Twilio (HTTP {0})")]
     Unexpected(u16),
     #[error("no credentials for account {0}")]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use twilio_protocol::form::FormParams;
 
-use super::{TwilioClient, TwilioError};
+use super::client::{ExchangeError, TwilioClient, TwilioError};
 
 /// What to send, as `POST /messages` takes it.
 #[derive(Clone, Debug, Deserialize)]
@@ -70,7 +70,7 @@ pub enum SendError {
     #[error("Twilio refused the message: {} (code {:?})", .0.message, .0.code)]
     Refused(TwilioError),
     #[error("cannot reach Twilio: {0}")]
-    Unreachable(String),
+    Unreachable(#[source] ExchangeError),
     #[error("unexpected answer from Twilio (HTTP {status})")]
     Unexpected { status: u16 },
     #[error(

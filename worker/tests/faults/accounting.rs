@@ -38,6 +38,17 @@ impl LoadResult {
         self.p99 = self.p99.max(other.p99);
         self
     }
+
+    /// One line: what was sent and answered, and how long answers took.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} sent, {} answered 2xx, p99 {:?}, slowest {:?}",
+            self.sent,
+            self.accepted.len(),
+            self.p99,
+            self.slowest
+        )
+    }
 }
 
 /// Every message goes queued → sent → delivered (undelivered for some), the

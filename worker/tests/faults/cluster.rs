@@ -115,11 +115,8 @@ impl ClusterRig {
     async fn account_for(&self, traffic: SplitTraffic, scenario: &str, recovered: Duration) {
         let (load, all) = traffic.finished().await;
         println!(
-            "{scenario}: full service again after {recovered:?}; {} sent, {} answered 2xx, p99 {:?}, slowest {:?}",
-            load.sent,
-            load.accepted.len(),
-            load.p99,
-            load.slowest
+            "{scenario}: full service again after {recovered:?}; {}",
+            load.summary()
         );
         assert!(
             load.refused.is_empty(),

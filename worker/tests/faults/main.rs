@@ -10,5 +10,7 @@
 
 mod accounting;
 mod cluster;
+mod outages;
 mod processes;
+mod rig;
 mod scenarios;

@@ -128,7 +128,6 @@ pub fn ingest_env(
         ("INGEST_SPOOL_DIR", spool.display().to_string()),
         ("AMQP_TOPOLOGY_PREFIX", prefix.to_owned()),
         ("INGEST_CONFIRM_TIMEOUT_MS", "3000".to_owned()),
-        ("INGEST_SHUTDOWN_TIMEOUT_SECS", "10".to_owned()),
     ]
 }
 

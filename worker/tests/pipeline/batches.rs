@@ -4,23 +4,12 @@
 //! message.
 
 use crate::helpers::{
-    at, event_rows, execute, message_row, wait_for_event_rows, wait_until_drained, TestPipeline,
+    accept_inserts_and_replay, at, dead_letters, event_rows, message_row, reject_inserts_of,
+    the_exhausted_letter_of, wait_for_dead_letters, wait_for_event_rows, TestPipeline,
 };
 use queue_wire::batch::QueueMessage;
-use std::time::Duration;
-use testkit::{message_sid, status_params, wait_for, TestBroker};
+use testkit::{message_sid, status_params};
 use twilio_protocol::form::FormParams;
-use worker::dlq;
-
-async fn wait_for_dead_letters(broker: &TestBroker, expected: u32) {
-    let queue = broker.topology.dead_letter_queue();
-    wait_for(
-        &format!("{expected} dead letters"),
-        Duration::from_secs(30),
-        || async { (broker.ready_count(&queue).await == expected).then_some(()) },
-    )
-    .await;
-}
 
 fn without_status(params: FormParams) -> FormParams {
     FormParams::from_pairs(
@@ -49,7 +38,7 @@ async fn batch_and_single_messages_are_stored_alike() {
         .publish_callback(&status_params(&message_sid(6), "sent", None), at(6))
         .await;
     wait_for_event_rows(&pipeline.db, 6).await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     for n in 1..=5 {
         assert_eq!(
             message_row(&pipeline.db, &message_sid(n)).await.status,
@@ -62,7 +51,7 @@ async fn batch_and_single_messages_are_stored_alike() {
     );
     // A redelivered batch adds nothing.
     pipeline.broker.publish_batch(&batch).await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_eq!(event_rows(&pipeline.db).await, 6);
 }
 
@@ -80,10 +69,8 @@ async fn a_poison_entry_is_dead_lettered_alone_and_its_neighbours_are_stored() {
         .await;
     wait_for_event_rows(&pipeline.db, 2).await;
     wait_for_dead_letters(&pipeline.broker, 1).await;
-    wait_until_drained(&pipeline.broker).await;
-    let letters = dlq::list(&testkit::amqp_url(), &pipeline.broker.topology)
-        .await
-        .unwrap();
+    pipeline.broker.wait_until_none_ready().await;
+    let letters = dead_letters(&pipeline.broker).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(
         letters[0].message_sid.as_deref(),
@@ -113,17 +100,7 @@ async fn a_poison_entry_is_dead_lettered_alone_and_its_neighbours_are_stored() {
 async fn a_failing_callback_is_split_out_retried_alone_and_replayed() {
     let pipeline = TestPipeline::start().await;
     let doomed = message_sid(666);
-    execute(
-        &pipeline.db,
-        &format!(
-            "CREATE FUNCTION reject_doomed() RETURNS trigger AS $$ BEGIN \
-               IF NEW.message_sid = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER reject_doomed BEFORE INSERT ON message_status_events \
-               FOR EACH ROW EXECUTE FUNCTION reject_doomed();"
-        ),
-    )
-    .await;
+    reject_inserts_of(&pipeline.db, &doomed).await;
     pipeline
         .broker
         .publish_batch(&[
@@ -135,32 +112,11 @@ async fn a_failing_callback_is_split_out_retried_alone_and_replayed() {
     // Its neighbours are stored; it goes through every retry queue alone.
     wait_for_event_rows(&pipeline.db, 2).await;
     wait_for_dead_letters(&pipeline.broker, 1).await;
-    let letters = dlq::list(&testkit::amqp_url(), &pipeline.broker.topology)
-        .await
-        .unwrap();
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].message_sid.as_deref(), Some(doomed.as_str()));
-    assert_eq!(
-        letters[0].attempts as usize,
-        pipeline.broker.topology.retry_delays().len() + 1
-    );
-    assert!(
-        letters[0].reason.contains("injected failure"),
-        "{}",
-        letters[0].reason
-    );
+    the_exhausted_letter_of(&pipeline.broker, &doomed).await;
 
-    execute(
-        &pipeline.db,
-        "DROP TRIGGER reject_doomed ON message_status_events",
-    )
-    .await;
-    let replayed = dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
-        .await
-        .unwrap();
-    assert_eq!(replayed, 1);
+    accept_inserts_and_replay(&pipeline).await;
     wait_for_event_rows(&pipeline.db, 3).await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_eq!(message_row(&pipeline.db, &doomed).await.status, "delivered");
     assert_eq!(event_rows(&pipeline.db).await, 3);
 }

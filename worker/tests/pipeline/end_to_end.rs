@@ -1,6 +1,8 @@
 //! Ingest and worker together, in-process: signed HTTP callbacks in, rows out.
 
-use crate::helpers::{message_row, start_ingest, wait_for_event_rows, TestPipeline};
+use crate::helpers::{
+    event_statuses, message_row, start_ingest, wait_for_event_rows, TestPipeline,
+};
 use testkit::{message_sid, post_signed, status_params};
 
 #[tokio::test]
@@ -38,21 +40,6 @@ async fn signed_callbacks_over_http_become_rows_and_the_read_api_shows_them() {
         assert_eq!(row.status, "delivered");
         assert_eq!(row.event_count, 3);
     }
-    let view: serde_json::Value = reqwest::get(format!(
-        "{}/messages/{}",
-        pipeline.worker.address,
-        message_sid(7)
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let history: Vec<&str> = view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(history, statuses);
+    let view = pipeline.message_view(&message_sid(7)).await;
+    assert_eq!(event_statuses(&view), statuses);
 }

@@ -1,28 +1,14 @@
 //! Poison messages, transient database errors, database and broker outages.
 
 use crate::helpers::{
-    at, execute, message_row, wait_for_event_rows, wait_until_drained, RunningWorker, TestPipeline,
+    accept_inserts_and_replay, assert_nothing_retried_or_dead_lettered, at, dead_letters,
+    message_row, reject_inserts_of, the_exhausted_letter_of, wait_for_dead_letters,
+    wait_for_event_rows, RunningWorker, TestPipeline,
 };
 use lapin::BasicProperties;
 use std::time::Duration;
 use testkit::{message_sid, status_params, wait_for, TestBroker, TestDatabase, ToggleProxy};
 use worker::dlq;
-
-async fn dead_letters(broker: &TestBroker) -> Vec<dlq::DeadLetterSummary> {
-    dlq::list(&testkit::amqp_url(), &broker.topology)
-        .await
-        .unwrap()
-}
-
-async fn wait_for_dead_letters(broker: &TestBroker, expected: u32) {
-    let queue = broker.topology.dead_letter_queue();
-    wait_for(
-        &format!("{expected} dead letters"),
-        Duration::from_secs(30),
-        || async { (broker.ready_count(&queue).await == expected).then_some(()) },
-    )
-    .await;
-}
 
 #[tokio::test]
 async fn poison_messages_go_straight_to_the_dead_letter_queue_with_a_reason() {
@@ -77,17 +63,7 @@ async fn poison_messages_go_straight_to_the_dead_letter_queue_with_a_reason() {
 async fn transient_failures_are_retried_then_dead_lettered_and_replay_stores_them() {
     let pipeline = TestPipeline::start().await;
     let doomed = message_sid(666);
-    execute(
-        &pipeline.db,
-        &format!(
-            "CREATE FUNCTION reject_doomed() RETURNS trigger AS $$ BEGIN \
-               IF NEW.message_sid = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER reject_doomed BEFORE INSERT ON message_status_events \
-               FOR EACH ROW EXECUTE FUNCTION reject_doomed();"
-        ),
-    )
-    .await;
+    reject_inserts_of(&pipeline.db, &doomed).await;
     for n in 1..=3 {
         pipeline
             .broker
@@ -102,34 +78,15 @@ async fn transient_failures_are_retried_then_dead_lettered_and_replay_stores_the
     // The others are stored despite sharing a batch with it.
     wait_for_event_rows(&pipeline.db, 3).await;
     wait_for_dead_letters(&pipeline.broker, 1).await;
-    let letters = dead_letters(&pipeline.broker).await;
-    assert_eq!(letters[0].message_sid.as_deref(), Some(doomed.as_str()));
-    // First try plus one per retry delay.
-    assert_eq!(
-        letters[0].attempts as usize,
-        pipeline.broker.topology.retry_delays().len() + 1
-    );
+    let letter = the_exhausted_letter_of(&pipeline.broker, &doomed).await;
     assert!(
-        letters[0].reason.contains("injected failure"),
+        letter.reason.contains("retries exhausted"),
         "{}",
-        letters[0].reason
-    );
-    assert!(
-        letters[0].reason.contains("retries exhausted"),
-        "{}",
-        letters[0].reason
+        letter.reason
     );
 
     // Fix the cause, replay: it is stored and the dead-letter queue is empty.
-    execute(
-        &pipeline.db,
-        "DROP TRIGGER reject_doomed ON message_status_events",
-    )
-    .await;
-    let replayed = dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
-        .await
-        .unwrap();
-    assert_eq!(replayed, 1);
+    accept_inserts_and_replay(&pipeline).await;
     wait_for_event_rows(&pipeline.db, 4).await;
     assert_eq!(message_row(&pipeline.db, &doomed).await.status, "delivered");
     assert_eq!(
@@ -206,15 +163,7 @@ async fn database_outage_pauses_consumption_and_nothing_is_dead_lettered() {
     .await;
     // Give it time to (wrongly) burn retries, then check it did not.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        broker
-            .ready_count(&broker.topology.dead_letter_queue())
-            .await,
-        0
-    );
-    for queue in broker.topology.retry_queues() {
-        assert_eq!(broker.ready_count(&queue).await, 0, "{queue}");
-    }
+    assert_nothing_retried_or_dead_lettered(&broker).await;
     assert_eq!(crate::helpers::event_rows(&db).await, 30);
 
     proxy.restore();
@@ -247,7 +196,7 @@ async fn broker_connection_loss_mid_stream_loses_and_duplicates_nothing() {
             ));
         }
     }
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     wait_for_event_rows(&pipeline.db, 200).await;
     pipeline.worker.wait_ready().await;
     for n in [0u64, 100, 199] {

@@ -21,6 +21,18 @@ impl RunningWorker {
 
     /// Same, with extra command-line arguments.
     pub async fn start_with(broker: &TestBroker, database_url: &str, extra: &[&str]) -> Self {
+        Self::start_tuned(broker, database_url, extra, |_| {}).await
+    }
+
+    /// Same, and `tune` changes the settings that have no flag (constants
+    /// in production) before the worker starts. Smaller batches and
+    /// prefetch than production's unless `tune` says otherwise.
+    pub async fn start_tuned(
+        broker: &TestBroker,
+        database_url: &str,
+        extra: &[&str],
+        tune: impl FnOnce(&mut WorkerConfig),
+    ) -> Self {
         let amqp_url = testkit::amqp_url();
         let mut argv = vec![
             "worker",
@@ -31,20 +43,17 @@ impl RunningWorker {
             "--topology-prefix",
             broker.topology.prefix(),
         ];
-        for (flag, default) in [
-            ("--prefetch", "64"),
-            ("--max-batch", "32"),
-            ("--addr", "127.0.0.1:0"),
-        ] {
-            if !extra.contains(&flag) {
-                argv.extend([flag, default]);
-            }
+        if !extra.contains(&"--addr") {
+            argv.extend(["--addr", "127.0.0.1:0"]);
         }
         argv.extend_from_slice(extra);
         let cli = WorkerCli::parse_from(argv);
         let mut common = CommonConfig::try_from(cli.common).unwrap();
         common.topology = broker.topology.clone();
-        let config = WorkerConfig::new(common, cli.consume).unwrap();
+        let mut config = WorkerConfig::new(common, cli.consume).unwrap();
+        config.prefetch = 64;
+        config.max_batch = 32;
+        tune(&mut config);
         let app = Application::build(config).await.unwrap();
         let address = format!("http://127.0.0.1:{}", app.port());
         let shutdown = app.shutdown_handle();
@@ -94,9 +103,14 @@ impl TestPipeline {
 
     /// Same, with extra worker command-line arguments.
     pub async fn start_with(extra: &[&str]) -> Self {
+        Self::start_tuned(extra, |_| {}).await
+    }
+
+    /// Same, with settings that have no flag changed by `tune`.
+    pub async fn start_tuned(extra: &[&str], tune: impl FnOnce(&mut WorkerConfig)) -> Self {
         let broker = TestBroker::new().await;
         let database = TestDatabase::new().await;
-        let worker = RunningWorker::start_with(&broker, &database.url, extra).await;
+        let worker = RunningWorker::start_tuned(&broker, &database.url, extra, tune).await;
         worker.wait_ready().await;
         let db = database.connect().await;
         Self {
@@ -139,21 +153,6 @@ pub async fn message_row(db: &DatabaseConnection, sid: &str) -> message::Model {
         .unwrap()
 }
 
-/// Waits until the main and retry queues are empty and nothing is in flight.
-pub async fn wait_until_drained(broker: &TestBroker) {
-    let mut queues = vec![broker.topology.main_queue()];
-    queues.extend(broker.topology.retry_queues());
-    wait_for("the queues to drain", Duration::from_secs(60), || async {
-        for queue in &queues {
-            if broker.ready_count(queue).await > 0 {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-}
-
 pub async fn execute(db: &DatabaseConnection, sql: &str) {
     db.execute_unprepared(sql).await.unwrap();
 }
@@ -191,4 +190,106 @@ pub async fn start_ingest(broker: &TestBroker) -> String {
     })
     .await;
     address
+}
+
+impl TestPipeline {
+    /// `GET /messages/{sid}`, which must answer 200.
+    pub async fn message_view(&self, sid: &str) -> serde_json::Value {
+        let response = reqwest::get(format!("{}/messages/{sid}", self.worker.address))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+/// The statuses of a message view's history, in its order.
+pub fn event_statuses(view: &serde_json::Value) -> Vec<&str> {
+    view["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect()
+}
+
+pub async fn dead_letters(broker: &TestBroker) -> Vec<worker::dlq::DeadLetterSummary> {
+    worker::dlq::list(&testkit::amqp_url(), &broker.topology)
+        .await
+        .unwrap()
+}
+
+pub async fn wait_for_dead_letters(broker: &TestBroker, expected: u32) {
+    let queue = broker.topology.dead_letter_queue();
+    wait_for(
+        &format!("{expected} dead letters"),
+        Duration::from_secs(30),
+        || async { (broker.ready_count(&queue).await == expected).then_some(()) },
+    )
+    .await;
+}
+
+pub async fn assert_nothing_retried_or_dead_lettered(broker: &TestBroker) {
+    assert_eq!(
+        broker
+            .ready_count(&broker.topology.dead_letter_queue())
+            .await,
+        0
+    );
+    for queue in broker.topology.retry_queues() {
+        assert_eq!(broker.ready_count(&queue).await, 0, "{queue}");
+    }
+}
+
+/// Makes every insert of `doomed`'s events fail ('injected failure'), as a
+/// callback the database refuses would.
+pub async fn reject_inserts_of(db: &DatabaseConnection, doomed: &str) {
+    execute(
+        db,
+        &format!(
+            "CREATE FUNCTION reject_doomed() RETURNS trigger AS $$ BEGIN \
+               IF NEW.message_sid = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER reject_doomed BEFORE INSERT ON message_status_events \
+               FOR EACH ROW EXECUTE FUNCTION reject_doomed();"
+        ),
+    )
+    .await;
+}
+
+/// Undoes `reject_inserts_of`, then replays the dead-letter queue, which
+/// must hold exactly the one letter.
+pub async fn accept_inserts_and_replay(pipeline: &TestPipeline) {
+    execute(
+        &pipeline.db,
+        "DROP TRIGGER reject_doomed ON message_status_events",
+    )
+    .await;
+    let replayed = worker::dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
+        .await
+        .unwrap();
+    assert_eq!(replayed, 1);
+}
+
+/// `doomed`'s one dead letter, after a try per retry delay and the first,
+/// failed for the injected reason (`reject_inserts_of`).
+pub async fn the_exhausted_letter_of(
+    broker: &TestBroker,
+    doomed: &str,
+) -> worker::dlq::DeadLetterSummary {
+    let mut letters = dead_letters(broker).await;
+    assert_eq!(letters.len(), 1);
+    let letter = letters.remove(0);
+    assert_eq!(letter.message_sid.as_deref(), Some(doomed));
+    // First try plus one per retry delay.
+    assert_eq!(
+        letter.attempts as usize,
+        broker.topology.retry_delays().len() + 1
+    );
+    assert!(
+        letter.reason.contains("injected failure"),
+        "{}",
+        letter.reason
+    );
+    letter
 }

@@ -15,8 +15,9 @@ use worker::config::HistoryConfig;
 use worker::entity::message_status_event;
 use worker::store::partitions;
 
-fn decoded(envelope: &CallbackEnvelope) -> Vec<worker::decode::DecodedCallback> {
-    worker::decode::decode(&envelope.to_properties(), envelope.body.clone())
+/// The callbacks of one envelope, as the worker decodes them.
+pub(crate) fn decoded(envelope: &CallbackEnvelope) -> Vec<worker::decode::DecodedCallback> {
+    worker::decode::decode(&envelope.to_properties(), &envelope.body)
         .unwrap()
         .callbacks
 }
@@ -365,67 +366,4 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
         .unwrap()
         .unwrap();
     assert!(left.try_get::<bool>("", "gone").unwrap());
-}
-
-#[tokio::test]
-async fn the_migration_keeps_every_row_and_its_duplicates_stay_duplicates() {
-    use migrations::{Migrator, MigratorTrait};
-    let database = testkit::TestDatabase::new().await;
-    let db = database.connect().await;
-    // The schema before the partitioned history, with rows as it held them.
-    Migrator::up(&db, Some(3)).await.unwrap();
-    let received_at = Utc::now() - Age::days(4);
-    let envelopes: Vec<_> = (0..3u64)
-        .map(|n| {
-            callback_envelope(
-                &status_params(&message_sid(n), "delivered", None),
-                received_at,
-            )
-        })
-        .collect();
-    for (n, envelope) in envelopes.iter().enumerate() {
-        let event = &decoded(envelope)[0];
-        // Keys were the whole SHA-256 in hex; the first half is kept.
-        let old_key = format!("{}{}", event.dedup_key, "0".repeat(32));
-        let request_id = if n == 0 {
-            "reconcile-20261201T000000.000Z".to_owned()
-        } else {
-            event.envelope.request_id.clone()
-        };
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO message_status_events (dedup_key, message_sid, status, status_rank,
-               raw_payload, content_type, request_id, received_at)
-             VALUES ($1, $2, 'delivered', 4, '{}', 'application/x-www-form-urlencoded', $3, $4)",
-            [
-                old_key.into(),
-                event.callback.message_sid.as_str().into(),
-                request_id.into(),
-                received_at.into(),
-            ],
-        ))
-        .await
-        .unwrap();
-    }
-
-    Migrator::up(&db, None).await.unwrap();
-    assert_eq!(event_rows(&db).await, 3);
-    assert!(partition_days(&db)
-        .await
-        .contains(&received_at.date_naive()));
-    let first = message_status_event::Entity::find()
-        .filter(message_status_event::Column::MessageSid.eq(message_sid(0).as_str()))
-        .one(&db)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.request_id, None, "a request id that is not a UUID");
-    // The same callbacks delivered again after the upgrade add nothing.
-    for envelope in &envelopes {
-        let outcome = worker::store::persist_batch(&db, &decoded(envelope))
-            .await
-            .unwrap();
-        assert_eq!(outcome.inserted, 0);
-    }
-    assert_eq!(event_rows(&db).await, 3);
 }

@@ -1,6 +1,6 @@
 //! Out-of-order arrival: the current status is the same whatever the order.
 
-use crate::helpers::{at, message_row, wait_for_event_rows, TestPipeline};
+use crate::helpers::{at, event_statuses, message_row, wait_for_event_rows, TestPipeline};
 use testkit::{message_sid, status_params};
 
 fn permutations(items: &[&'static str]) -> Vec<Vec<&'static str>> {
@@ -29,9 +29,11 @@ async fn every_arrival_order_gives_the_same_current_status_and_full_history() {
 /// `messages` row race each other.
 #[tokio::test]
 async fn concurrent_consumers_storing_one_message_still_converge() {
-    let pipeline =
-        TestPipeline::start_with(&["--concurrency", "4", "--max-batch", "2", "--prefetch", "4"])
-            .await;
+    let pipeline = TestPipeline::start_tuned(&["--concurrency", "4"], |config| {
+        config.max_batch = 2;
+        config.prefetch = 4;
+    })
+    .await;
     every_arrival_order_converges(pipeline).await;
 }
 
@@ -77,20 +79,8 @@ async fn every_arrival_order_converges(pipeline: TestPipeline) {
     }
     // The history comes back in the order received.
     let (sid, order, _) = &cases[5];
-    let view: serde_json::Value =
-        reqwest::get(format!("{}/messages/{sid}", pipeline.worker.address))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let history: Vec<&str> = view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(&history, order);
+    let view = pipeline.message_view(sid).await;
+    assert_eq!(&event_statuses(&view), order);
 }
 
 #[tokio::test]

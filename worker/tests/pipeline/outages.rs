@@ -3,7 +3,8 @@
 //! everything is stored once writes work again.
 
 use crate::helpers::{
-    at, event_rows, execute, message_row, wait_for_event_rows, wait_until_drained, TestPipeline,
+    assert_nothing_retried_or_dead_lettered, at, event_rows, execute, message_row,
+    wait_for_event_rows, TestPipeline,
 };
 use sea_orm::{ConnectionTrait, Database};
 use std::time::Duration;
@@ -34,18 +35,6 @@ async fn set_read_only(database: &str, read_only: bool) {
         .await
         .unwrap();
     admin.close().await.unwrap();
-}
-
-async fn assert_nothing_retried_or_dead_lettered(broker: &TestBroker) {
-    assert_eq!(
-        broker
-            .ready_count(&broker.topology.dead_letter_queue())
-            .await,
-        0
-    );
-    for queue in broker.topology.retry_queues() {
-        assert_eq!(broker.ready_count(&queue).await, 0, "{queue}");
-    }
 }
 
 async fn publish_range(broker: &TestBroker, range: std::ops::Range<u64>, status: &str) {
@@ -84,7 +73,7 @@ async fn a_read_only_database_pauses_consumption_and_dead_letters_nothing() {
     let db = pipeline.database.connect().await;
     wait_for_event_rows(&db, 80).await;
     pipeline.worker.wait_ready().await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
     for n in [0u64, 20, 79] {
         assert_eq!(message_row(&db, &message_sid(n)).await.event_count, 1);
@@ -93,8 +82,10 @@ async fn a_read_only_database_pauses_consumption_and_dead_letters_nothing() {
 
 #[tokio::test]
 async fn a_full_disk_held_past_the_hold_limit_is_recycled_and_stored_once() {
-    let pipeline =
-        TestPipeline::start_with(&["--retry-delays-ms", "600000", "--hold-limit-secs", "1"]).await;
+    let pipeline = TestPipeline::start_tuned(&["--retry-delays-ms", "600000"], |config| {
+        config.hold_limit = Duration::from_secs(1);
+    })
+    .await;
     // Every insert fails as a full disk would (SQLSTATE 53100).
     execute(
         &pipeline.db,
@@ -108,8 +99,19 @@ async fn a_full_disk_held_past_the_hold_limit_is_recycled_and_stored_once() {
     .await;
     publish_range(&pipeline.broker, 0..50, "delivered").await;
     wait_not_ready(&pipeline).await;
-    // Several hold limits: the held deliveries are re-enqueued more than once.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Several hold limits: the held deliveries are re-enqueued more than
+    // once (no other test holds past a hold limit, so the process-wide
+    // counter is this test's).
+    wait_for(
+        "the held deliveries to be re-enqueued twice over",
+        Duration::from_secs(30),
+        || async {
+            let metrics = testkit::scrape_metrics(&pipeline.worker.address).await;
+            let recycled = testkit::metric_value(&metrics, "worker_deliveries_recycled_total");
+            (recycled >= Some(100.0)).then_some(())
+        },
+    )
+    .await;
     assert_eq!(event_rows(&pipeline.db).await, 0);
     assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
 
@@ -120,7 +122,7 @@ async fn a_full_disk_held_past_the_hold_limit_is_recycled_and_stored_once() {
     .await;
     wait_for_event_rows(&pipeline.db, 50).await;
     pipeline.worker.wait_ready().await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
     for n in 0..50u64 {
         assert_eq!(
@@ -205,7 +207,7 @@ async fn a_schema_that_does_not_fit_holds_and_dead_letters_nothing() {
     .await;
     wait_for_event_rows(&pipeline.db, 60).await;
     pipeline.worker.wait_ready().await;
-    wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_nothing_retried_or_dead_lettered(&pipeline.broker).await;
     for n in [10u64, 35, 59] {
         let message = message_row(&pipeline.db, &message_sid(n)).await;

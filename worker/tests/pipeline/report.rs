@@ -6,13 +6,14 @@ use crate::helpers::{wait_for_event_rows, TestPipeline};
 use chrono::{Duration as Age, Utc};
 use queue_wire::envelope::CallbackEnvelope;
 use testkit::{callback_envelope, message_sid, status_params};
+use twilio_protocol::status::MessageStatus;
 use worker::store::outcomes::FinalOutcome;
 
 fn decoded(envelopes: &[CallbackEnvelope]) -> Vec<worker::decode::DecodedCallback> {
     envelopes
         .iter()
         .flat_map(|envelope| {
-            worker::decode::decode(&envelope.to_properties(), envelope.body.clone())
+            worker::decode::decode(&envelope.to_properties(), &envelope.body)
                 .unwrap()
                 .callbacks
         })
@@ -37,7 +38,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
     assert_eq!(
         outcome.report.finals,
         [FinalOutcome {
-            status: "delivered".into(),
+            status: MessageStatus::Delivered,
             error_code: None,
             seconds: 30.0
         }]
@@ -58,7 +59,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
     assert_eq!(
         outcome.report.finals,
         [FinalOutcome {
-            status: "failed".into(),
+            status: MessageStatus::Failed,
             error_code: Some(30007),
             seconds: 60.0
         }]

@@ -1,7 +1,9 @@
 //! What Twilio's signature cannot tell apart, and what it signs that we do
 //! not understand: through ingest and the worker, end to end.
 
-use crate::helpers::{event_rows, message_row, start_ingest, wait_for_event_rows, TestPipeline};
+use crate::helpers::{
+    event_rows, event_statuses, message_row, start_ingest, wait_for_event_rows, TestPipeline,
+};
 use std::time::Duration;
 use testkit::{message_sid, sign, status_params};
 
@@ -17,14 +19,6 @@ async fn post_raw(base: &str, body: &str, signature: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-async fn message_view(pipeline: &TestPipeline, sid: &str) -> serde_json::Value {
-    let response = reqwest::get(format!("{}/messages/{sid}", pipeline.worker.address))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
 }
 
 /// The original TV4-like undelivered callback and bodies that verify with its
@@ -76,12 +70,12 @@ async fn bodies_that_verify_with_a_stored_signature_add_no_event() {
         200
     );
     wait_for_event_rows(&pipeline.db, 2).await;
-    crate::helpers::wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_eq!(event_rows(&pipeline.db).await, 2);
     let row = message_row(&pipeline.db, &sid).await;
     assert_eq!(row.event_count, 1);
     assert_eq!(row.error_code, Some(30003));
-    let view = message_view(&pipeline, &sid).await;
+    let view = pipeline.message_view(&sid).await;
     assert_eq!(view["events"].as_array().unwrap().len(), 1);
     assert_eq!(view["events"][0]["raw_payload"]["ErrorCode"], "30003");
 }
@@ -102,7 +96,7 @@ async fn a_variant_that_arrives_first_is_the_event_and_the_original_a_duplicate(
     wait_for_event_rows(&pipeline.db, 1).await;
     assert_eq!(post_raw(&ingest, &original, &signature).await, 200);
     assert_eq!(post_raw(&ingest, &variants[0], &signature).await, 200);
-    crate::helpers::wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     // Nothing in flight: both duplicates were consumed and absorbed.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(event_rows(&pipeline.db).await, 1);
@@ -148,15 +142,9 @@ async fn an_unknown_status_is_captured_without_moving_the_current_status() {
     let row = message_row(&pipeline.db, &sid).await;
     assert_eq!(row.status, "sent");
     assert_eq!(row.event_count, 2);
-    let view = message_view(&pipeline, &sid).await;
+    let view = pipeline.message_view(&sid).await;
     assert_eq!(view["status"], "sent");
-    let statuses: Vec<&str> = view["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["sent", future_status]);
+    assert_eq!(event_statuses(&view), ["sent", future_status]);
 
     // Any known status still takes over from an unknown one.
     assert_eq!(
@@ -212,7 +200,7 @@ async fn a_nul_is_refused_before_the_answer_and_nothing_is_published() {
         200
     );
     wait_for_event_rows(&pipeline.db, 1).await;
-    crate::helpers::wait_until_drained(&pipeline.broker).await;
+    pipeline.broker.wait_until_none_ready().await;
     assert_eq!(event_rows(&pipeline.db).await, 1);
     assert_eq!(
         pipeline

@@ -1,0 +1,13 @@
+//! `GET /stats`: how messages first seen in a time window fared, computed
+//! from the database: current statuses, the commonest error codes, time
+//! from first seen to final, conflicting outcomes, and messages gone stale
+//! (no news for longer than `WORKER_RECONCILE_AFTER` allows their status).
+
+mod cache;
+mod figures;
+mod queries;
+mod window;
+
+pub use cache::{AskedWindow, StatsCache, REUSE_FOR};
+pub use figures::{Conflicting, ErrorCount, Percentiles, Stats, TimeToFinal};
+pub use window::{Window, MAX_WINDOW};
