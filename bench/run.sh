@@ -21,7 +21,7 @@
 #   (/var/run/postgresql; the diagnostic phase is skipped without a socket there),
 #   AMQP_URL, BENCH_INGEST_PORT (18080), BENCH_WORKER_PORT (18081),
 #   BENCH_WAIT_IDLE_SECS (300; 0 with --smoke): how long to wait for the machine to be quiet;
-#   WORKER_CONCURRENCY and WORKER_MAX_BATCH reach the worker and size the DB ceiling alike.
+#   WORKER_CONCURRENCY reaches the worker and sizes the DB ceiling alike.
 # Everything runs on this machine; every phase is bounded in requests and time.
 set -euo pipefail
 
@@ -54,7 +54,7 @@ WORKER_PORT=${BENCH_WORKER_PORT:-18081}
 INGEST_URL=http://127.0.0.1:$INGEST_PORT
 WORKER_URL=http://127.0.0.1:$WORKER_PORT
 MIX=(--duplicate-ratio 0.02 --bad-signature-ratio 0.01 --out-of-order-ratio 0.10)
-DB_BATCH=${WORKER_MAX_BATCH:-256} # rows per transaction, as the worker (WORKER_MAX_BATCH, default 256)
+DB_BATCH=256 # rows per transaction, as the worker's (its MAX_BATCH constant)
 DB_CONCURRENCY=${WORKER_CONCURRENCY:-2} # the worker's transactions in flight (WORKER_CONCURRENCY, default 2)
 
 if [ "$SMOKE" = 1 ]; then

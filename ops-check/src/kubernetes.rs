@@ -264,9 +264,13 @@ mod tests {
             "{env:?}"
         );
 
-        let config = check_broken("configmap.yaml", "WORKER_PREFETCH:", "WORKER_PREFETCHES:");
+        let config = check_broken(
+            "configmap.yaml",
+            "WORKER_CONCURRENCY:",
+            "WORKER_CONCURRENCIES:",
+        );
         assert!(
-            config.mentions(&["Deployment/worker", "sets WORKER_PREFETCHES"]),
+            config.mentions(&["Deployment/worker", "sets WORKER_CONCURRENCIES"]),
             "{config:?}"
         );
 

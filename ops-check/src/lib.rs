@@ -5,6 +5,8 @@
 //! ports, probe `/healthz` (liveness) and `/readyz` (readiness), and run the
 //! real binaries. The monitoring files under `ops/` must parse and name only
 //! metrics the code declares (`ingest::metrics::ALL`, `worker::metrics::ALL`).
+//! The README's configuration table lists exactly the variables the
+//! programs read, with their defaults (`readme`).
 //!
 //! One module per kind of file; each check collects every problem it finds
 //! into [`Problems`]. The checks run as this crate's tests
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod ops;
 pub mod problems;
 pub mod programs;
+pub mod readme;
 pub mod yaml;
 
 pub use problems::Problems;

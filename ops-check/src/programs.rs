@@ -1,8 +1,9 @@
-//! What the code defines, taken from the code at run time so that the ops
-//! files are compared with the real thing: the two programs' binaries, the
+//! What the code defines, so that the ops files are compared with the real
+//! thing. Taken from the code at run time: the two programs' binaries, the
 //! environment variables their clap definitions read (plus the standard
-//! `RUST_LOG` / `OTEL_*` ones), their default listen ports, the probe paths,
-//! and the roles (`ingest`, `worker`, `worker migrate`) every deployment runs.
+//! `RUST_LOG` / `OTEL_*` ones) and their default listen ports. Written here:
+//! the probe paths (as `service_kit::probes::mount` routes them) and the
+//! roles (`ingest`, `worker`, `worker migrate`) every deployment runs.
 
 use crate::problems::Problems;
 use clap::CommandFactory;
@@ -34,9 +35,11 @@ pub const OTEL_VARS: &[&str] = &[
 /// Read by the log filter of both programs.
 pub const LOG_VARS: &[&str] = &["RUST_LOG"];
 
-/// Both programs answer liveness here (`service_kit`'s health routes)...
+/// Where both programs answer liveness: ingest and worker both mount
+/// `service_kit::probes::mount`, which routes `/healthz`, `/readyz` and
+/// `/metrics`.
 pub const LIVENESS_PATH: &str = "/healthz";
-/// ... and readiness here.
+/// Where both programs answer readiness (the same mount).
 pub const READINESS_PATH: &str = "/readyz";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! The real operations files checked against the code: `cargo test` fails,
 //! listing every problem, when they drift apart.
 
-use ops_check::{compose, dockerfile, grafana, kubernetes, ops, prometheus, Problems};
+use ops_check::{compose, dockerfile, grafana, kubernetes, ops, prometheus, readme, Problems};
 
 #[test]
 fn compose_runs_the_programs_as_the_code_defines_them() {
@@ -32,4 +32,11 @@ fn monitoring_files_parse_and_use_the_metrics_and_ports_the_code_has() {
     prometheus::check(&ops_yaml, &mut problems);
     grafana::check(&ops_yaml, &dashboards, &mut problems);
     problems.assert_none("ops/ does not match the code");
+}
+
+#[test]
+fn the_readme_documents_every_variable_once_as_the_code_reads_it() {
+    let mut problems = Problems::default();
+    readme::check(&mut problems);
+    problems.assert_none("README.md's configuration table does not match the code");
 }

@@ -78,6 +78,45 @@ pub fn parse_base_url(raw: &str) -> Result<String, InvalidBaseUrl> {
     Ok(trimmed.to_owned())
 }
 
+/// Parses the command line and environment of program `P`: `Ok` with the
+/// arguments, or `Err` with the exit code once `--help`/`--version` has
+/// been printed (0) or the error, one line naming the variable (2).
+/// `--help` shows the value of each non-secret variable that is set.
+pub fn parse<P: clap::Parser>() -> Result<P, ExitCode> {
+    let command = hide_unset_values(P::command());
+    let name = command.get_name().to_owned();
+    let parsed = command
+        .clone()
+        .try_get_matches()
+        .and_then(|matches| P::from_arg_matches(&matches));
+    match parsed {
+        Ok(parsed) => Ok(parsed),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(bad_config(&name, &describe_parse_error(&e, &command))),
+    }
+}
+
+/// `command` with the values of unset variables hidden: clap writes an
+/// unset one as `NAME=`, which reads as set to empty. (Secrets hide their
+/// values always, `hide_env_values`.)
+pub fn hide_unset_values(command: clap::Command) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let unset = arg
+                .get_env()
+                .is_some_and(|name| std::env::var_os(name).is_none());
+            if unset {
+                arg.hide_env_values(true)
+            } else {
+                arg
+            }
+        })
+        .mut_subcommands(hide_unset_values)
+}
+
 /// Prints `program: configuration error: message` and returns exit code 2.
 pub fn bad_config(program: &str, message: &str) -> ExitCode {
     eprintln!("{program}: configuration error: {}", one_line(message));
