@@ -1,5 +1,5 @@
 //! The database ceilings: the worker's own batch statement
-//! (`worker::store::projection::STORE_BATCH`), or that statement with the
+//! (`worker::test_support::store::projection::STORE_BATCH`), or that statement with the
 //! projection taken out (`INSERT_EVENTS_ONLY`, an upper bound): the same
 //! rows (`EventRow`, realistic lifecycles and raw payloads), the same typed
 //! array parameters, the same pool, one statement per batch, into the real
@@ -7,18 +7,17 @@
 
 use anyhow::Context;
 use migrations::{Migrator, MigratorTrait};
-use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use twilio_protocol::callback::StatusCallback;
-use worker::decode::DecodedCallback;
-use worker::store::columns::{inserted, run_batch_statement};
-use worker::store::dedup::{DedupKey, KEY_BYTES};
-use worker::store::event::EventRow;
-use worker::store::projection::{INSERT_EVENTS, RECEIVED, STORE_BATCH};
+use worker::test_support::decode::dedup::{DedupKey, KEY_BYTES};
+use worker::test_support::decode::DecodedCallback;
+use worker::test_support::store::columns::{inserted, run_batch_statement};
+use worker::test_support::store::event::EventRow;
+use worker::test_support::store::projection::{INSERT_EVENTS, RECEIVED, STORE_BATCH};
 
 use crate::load::{micros, new_histogram, Percentiles};
 use crate::local::with_database;
@@ -67,7 +66,7 @@ pub async fn run(
     let result = async {
         // The worker's own pool settings (TCP_NODELAY included), so the
         // ceiling and the worker talk to Postgres the same way.
-        let db = worker::store::database::connect_database(
+        let db = worker::test_support::store::database::connect_database(
             &with_database(database_url, &name)?,
             concurrency.max(1) as u32 + 1,
         )
@@ -128,22 +127,14 @@ fn batches(rows: u64, batch: usize) -> anyhow::Result<Vec<Vec<DecodedCallback>>>
         let mut events = Vec::with_capacity(in_batch);
         for _ in 0..in_batch {
             let (_, _, params) = generator.next_event();
-            let request_id = uuid::Uuid::new_v4();
-            let envelope = CallbackEnvelope {
-                body: params.encode().into_bytes(),
-                body_kind: BodyKind::Form,
-                received_at: chrono::Utc::now(),
-                request_id: request_id.to_string(),
-                idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
-                trace_context: Vec::new(),
-            };
+            let envelope =
+                crate::ceiling_input::envelope(&params, uuid::Uuid::new_v4(), Vec::new());
             let callback = StatusCallback::from_params(params)
                 .context("the generator made an invalid callback")?;
             events.push(DecodedCallback {
                 envelope,
                 callback,
                 dedup_key: dedup_key(),
-                request_id: Some(request_id),
                 from_batch: false,
             });
         }

@@ -31,7 +31,7 @@ pub fn envelope(
         body: params.encode().into_bytes(),
         body_kind: BodyKind::Form,
         received_at: chrono::Utc::now(),
-        request_id: request_id.to_string(),
+        request_id: Some(request_id),
         idempotency_token: Some(uuid::Uuid::new_v4().to_string()),
         trace_context,
     }

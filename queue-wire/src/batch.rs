@@ -24,8 +24,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use crate::envelope::{header_int, BodyKind, CallbackEnvelope, EnvelopeError, PERSISTENT};
+use crate::envelope::{
+    header_int, parse_request_id, request_id_text, BodyKind, CallbackEnvelope, EnvelopeError,
+    PERSISTENT,
+};
 
 pub const BATCH_CONTENT_TYPE: &str = "application/vnd.twilio-status-batch";
 pub const BATCH_VERSION_HEADER: &str = "x-batch-version";
@@ -85,7 +89,7 @@ pub struct BatchEntry<'a> {
     pub body: &'a [u8],
     pub body_kind: BodyKind,
     pub received_at: DateTime<Utc>,
-    pub request_id: String,
+    pub request_id: Option<Uuid>,
     pub idempotency_token: Option<String>,
     pub trace_context: Vec<(String, String)>,
 }
@@ -126,7 +130,7 @@ pub fn encode_batch(entries: &[CallbackEnvelope]) -> (Vec<u8>, BasicProperties) 
             received_at: entry
                 .received_at
                 .to_rfc3339_opts(SecondsFormat::Micros, true),
-            request_id: &entry.request_id,
+            request_id: request_id_text(entry.request_id),
             idempotency_token: entry.idempotency_token.as_deref(),
             trace_context: &entry.trace_context,
         };
@@ -156,8 +160,8 @@ pub fn batch_properties(entries: &[CallbackEnvelope]) -> BasicProperties {
     if let Some(first) = entries.first() {
         properties =
             properties.with_timestamp(u64::try_from(first.received_at.timestamp()).unwrap_or(0));
-        if let Ok(message_id) = ShortString::try_new(first.request_id.clone()) {
-            properties = properties.with_message_id(message_id);
+        if let Some(request_id) = first.request_id {
+            properties = properties.with_message_id(ShortString::from(request_id.to_string()));
         }
     }
     properties
@@ -167,7 +171,7 @@ pub fn batch_properties(entries: &[CallbackEnvelope]) -> BasicProperties {
 struct EntryMetadata<'a> {
     content_type: &'static str,
     received_at: String,
-    request_id: &'a str,
+    request_id: String,
     idempotency_token: Option<&'a str>,
     trace_context: &'a [(String, String)],
 }
@@ -207,7 +211,7 @@ pub fn batch_entries(mut body: &[u8]) -> Result<Vec<BatchEntry<'_>>, EnvelopeErr
             body: raw,
             body_kind,
             received_at,
-            request_id: metadata.request_id,
+            request_id: parse_request_id(&metadata.request_id),
             idempotency_token: metadata.idempotency_token,
             trace_context: metadata.trace_context,
         });
@@ -241,7 +245,8 @@ mod tests {
             received_at: DateTime::parse_from_rfc3339("2026-12-03T10:00:00.123456Z")
                 .unwrap()
                 .with_timezone(&Utc),
-            request_id: format!("req-{n}"),
+            // Entry 4 has none: an id that was not a UUID reads back as none.
+            request_id: (n != 4).then(|| Uuid::from_u128(n.into())),
             idempotency_token: n.is_multiple_of(2).then(|| format!("tok-{n}")),
             trace_context: vec![("traceparent".into(), format!("00-{n}"))],
         }

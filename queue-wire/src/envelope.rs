@@ -6,6 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
+use uuid::Uuid;
 
 const HEADER_RECEIVED_AT: &str = "x-received-at";
 const HEADER_REQUEST_ID: &str = "x-request-id";
@@ -65,7 +66,9 @@ pub struct CallbackEnvelope {
     pub body_kind: BodyKind,
     /// When ingest accepted the request.
     pub received_at: DateTime<Utc>,
-    pub request_id: String,
+    /// Ingest's request id; `None` when the header holds something else (a
+    /// message made by hand or by an old release): it is kept, not refused.
+    pub request_id: Option<Uuid>,
     /// `I-Twilio-Idempotency-Token`, if Twilio sent one.
     pub idempotency_token: Option<String>,
     /// The publish span's W3C trace context (`traceparent`, `tracestate`).
@@ -88,7 +91,7 @@ impl CallbackEnvelope {
                 .received_at
                 .to_rfc3339_opts(SecondsFormat::Micros, true),
         );
-        put(HEADER_REQUEST_ID, &self.request_id);
+        put(HEADER_REQUEST_ID, &request_id_text(self.request_id));
         if let Some(token) = &self.idempotency_token {
             put(HEADER_IDEMPOTENCY_TOKEN, token);
         }
@@ -103,8 +106,8 @@ impl CallbackEnvelope {
             .with_delivery_mode(PERSISTENT)
             .with_timestamp(timestamp)
             .with_headers(headers);
-        if let Ok(message_id) = ShortString::try_new(self.request_id.clone()) {
-            properties = properties.with_message_id(message_id);
+        if let Some(request_id) = self.request_id {
+            properties = properties.with_message_id(ShortString::from(request_id.to_string()));
         }
         properties
     }
@@ -125,6 +128,7 @@ impl CallbackEnvelope {
             .ok_or(EnvelopeError::Header(HEADER_RECEIVED_AT))?;
         let request_id = header_text(headers, HEADER_REQUEST_ID)
             .ok_or(EnvelopeError::Header(HEADER_REQUEST_ID))?;
+        let request_id = parse_request_id(&request_id);
         Ok(Self {
             body,
             body_kind,
@@ -148,11 +152,21 @@ impl CallbackEnvelope {
             body: b"MessageSid=SM1&MessageStatus=sent".to_vec(),
             body_kind: BodyKind::Form,
             received_at: DateTime::from_timestamp_micros(1_795_726_800_123_456).unwrap_or_default(),
-            request_id: "req-1".into(),
+            request_id: Some(Uuid::from_u128(1)),
             idempotency_token: Some("tok".into()),
             trace_context: vec![("traceparent".to_owned(), "00-x".to_owned())],
         }
     }
+}
+
+/// A request id as the wire carries it: the UUID's text, or empty for none.
+pub fn request_id_text(request_id: Option<Uuid>) -> String {
+    request_id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// A request id read from the wire: `None` unless it is a UUID.
+pub fn parse_request_id(text: &str) -> Option<Uuid> {
+    Uuid::parse_str(text).ok()
 }
 
 /// A string header, if present and text.
@@ -211,6 +225,24 @@ mod tests {
             Some("00-x")
         );
         assert_eq!(properties.delivery_mode(), &Some(PERSISTENT));
+        assert_eq!(
+            properties.message_id().as_ref().map(|id| id.as_str()),
+            Some("00000000-0000-0000-0000-000000000001")
+        );
+    }
+
+    #[test]
+    fn a_request_id_that_is_not_a_uuid_is_kept_as_none() {
+        let original = CallbackEnvelope::sample();
+        let mut headers = original.to_properties().headers().clone().unwrap();
+        headers.insert(
+            ShortString::from(HEADER_REQUEST_ID),
+            AMQPValue::LongString(LongString::from(&b"req-from-an-old-release"[..])),
+        );
+        let properties = original.to_properties().with_headers(headers);
+        let decoded = CallbackEnvelope::from_message(&properties, original.body.clone()).unwrap();
+        assert_eq!(decoded.request_id, None);
+        assert_eq!(decoded.body, original.body);
     }
 
     #[test]

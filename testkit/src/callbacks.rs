@@ -67,7 +67,7 @@ pub fn callback_envelope(
         body: params.encode().into_bytes(),
         body_kind: BodyKind::Form,
         received_at,
-        request_id: uuid::Uuid::new_v4().to_string(),
+        request_id: Some(uuid::Uuid::new_v4()),
         idempotency_token: None,
         trace_context: Vec::new(),
     }

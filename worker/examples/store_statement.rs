@@ -1,5 +1,5 @@
 //! Prints the worker's store statement (`STORE_BATCH`), for benchmarks that
 //! run it outside the worker (bench/store-statement, bench/growth).
 fn main() {
-    println!("{}", *worker::store::projection::STORE_BATCH);
+    println!("{}", *worker::test_support::store::projection::STORE_BATCH);
 }

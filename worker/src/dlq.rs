@@ -30,7 +30,7 @@ pub struct DeadLetterSummary {
     pub message_sid: Option<String>,
     pub first_failure_at: Option<DateTime<Utc>>,
     pub received_at: Option<DateTime<Utc>>,
-    pub request_id: Option<String>,
+    pub request_id: Option<uuid::Uuid>,
 }
 
 async fn open(amqp_url: &str, topology: &Topology) -> Result<(Connection, Channel), DlqError> {
@@ -198,7 +198,7 @@ fn summarize(properties: &BasicProperties, body: &[u8]) -> DeadLetterSummary {
         message_sid: message_sid_of(body),
         first_failure_at: history.map(|h| h.first_failure_at),
         received_at: envelope.as_ref().map(|e| e.received_at),
-        request_id: envelope.map(|e| e.request_id),
+        request_id: envelope.and_then(|e| e.request_id),
     }
 }
 

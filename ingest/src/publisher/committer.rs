@@ -311,7 +311,7 @@ mod tests {
             body: vec![b'x'; body_bytes],
             body_kind: BodyKind::Form,
             received_at: Utc::now(),
-            request_id: "r".into(),
+            request_id: Some(uuid::Uuid::nil()),
             idempotency_token: None,
             trace_context: Vec::new(),
         };

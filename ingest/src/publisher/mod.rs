@@ -168,7 +168,7 @@ impl CallbackPublisher {
             messaging.system = "rabbitmq",
             messaging.operation.type = "send",
             messaging.destination.name = %self.exchange,
-            messaging.message.id = %envelope.request_id,
+            messaging.message.id = envelope.request_id.map(tracing::field::display),
             twilio.message_sid = %callback.message_sid,
             twilio.message_status = %callback.status,
             spooled = tracing::field::Empty,

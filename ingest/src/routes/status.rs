@@ -36,18 +36,13 @@ pub(crate) async fn receive_status(
     span.record("twilio.message_sid", callback.message_sid.as_str());
     span.record("twilio.message_status", callback.status.as_str());
 
-    // Set by the telemetry middleware around this route; a nil id only if
-    // the route were ever mounted without it.
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map_or(uuid::Uuid::nil(), |id| id.0);
+    // Set by the telemetry middleware around this route.
+    let request_id = request.extensions().get::<RequestId>().map(|id| id.0);
     let envelope = CallbackEnvelope {
         body: raw.bytes.into(),
         body_kind: raw.kind,
         received_at: Utc::now(),
-        // The queue's wire format carries the id as text.
-        request_id: request_id.to_string(),
+        request_id,
         idempotency_token: body::header(&request, IDEMPOTENCY_HEADER).map(str::to_owned),
         trace_context: Vec::new(),
     };

@@ -156,7 +156,7 @@ mod tests {
             body: format!("MessageSid=SM{n}&MessageStatus=sent").into_bytes(),
             body_kind: BodyKind::Form,
             received_at: DateTime::from_timestamp(1_800_000_000 + n as i64, 0).unwrap(),
-            request_id: format!("req-{n}"),
+            request_id: Some(uuid::Uuid::from_u128(n.into())),
             idempotency_token: Some("tok".into()),
             trace_context: vec![("traceparent".into(), "00-x".into())],
         }

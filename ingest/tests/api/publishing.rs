@@ -41,7 +41,10 @@ async fn accepted_callback_is_queued_byte_for_byte_with_metadata() {
     );
     assert_eq!(envelope.body_kind, BodyKind::Form);
     assert_eq!(envelope.idempotency_token.as_deref(), Some("idem-123"));
-    assert_eq!(envelope.request_id, request_id);
+    assert_eq!(
+        envelope.request_id.map(|id| id.to_string()),
+        Some(request_id)
+    );
     assert!(envelope.received_at <= chrono::Utc::now());
     assert_eq!(properties.delivery_mode(), &Some(2), "persistent");
 }

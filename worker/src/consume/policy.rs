@@ -191,7 +191,7 @@ impl Processor<'_> {
             let reason = entry.poison.to_string();
             tracing::warn!(
                 %reason,
-                request_id = %entry.envelope.request_id,
+                request_id = entry.envelope.request_id.map(tracing::field::display),
                 "dead-lettering a callback that cannot be processed"
             );
             self.router
@@ -335,7 +335,7 @@ fn record_stored<'a>(
         span.in_scope(|| {
             tracing::debug!(
                 status = %event.callback.status,
-                request_id = %event.envelope.request_id,
+                request_id = event.envelope.request_id.map(tracing::field::display),
                 "callback processed"
             );
         });

@@ -17,7 +17,7 @@ pub fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -
         messaging.system = "rabbitmq",
         messaging.operation.type = "process",
         messaging.destination.name = %queue,
-        messaging.message.id = %event.envelope.request_id,
+        messaging.message.id = event.envelope.request_id.map(tracing::field::display),
         messaging.rabbitmq.message.delivery_tag = delivery.delivery_tag,
         message_sid = %event.callback.message_sid,
         twilio.message_sid = %event.callback.message_sid,

@@ -13,7 +13,6 @@ mod state;
 mod stats;
 
 pub use access::ApiAccess;
-pub use error::ApiError;
 pub use state::HttpState;
 
 use actix_web::middleware::from_fn;

@@ -30,10 +30,10 @@ use twilio_protocol::callback::MessageSid;
 use twilio_protocol::status::{CallbackStatus, MessageStatus};
 
 use crate::config::ReconcileConfig;
+use crate::decode::dedup::DedupKey;
 use crate::metrics::{
     RECONCILE_API_ERRORS, RECONCILE_CHECKED, RECONCILE_RECOVERED, STALE_MESSAGES,
 };
-use crate::store::dedup::DedupKey;
 use crate::store::event::{EventRow, ReconciledEvent};
 use crate::store::write_rows;
 use crate::twilio_api::{FetchError, FetchedMessage, TwilioClient};
@@ -311,7 +311,7 @@ fn reconciled_dedup_key(
             .unwrap_or_default()
             .as_bytes(),
     );
-    crate::store::dedup::key_of(hasher)
+    crate::decode::dedup::key_of(hasher)
 }
 
 /// Runs every `interval` until `stop`; a failed run is logged and the next

@@ -8,6 +8,7 @@ mod figures;
 mod queries;
 mod window;
 
-pub use cache::{AskedWindow, StatsCache, REUSE_FOR};
-pub use figures::{Conflicting, ErrorCount, Percentiles, Stats, TimeToFinal};
-pub use window::{Window, MAX_WINDOW};
+pub use cache::StatsCache;
+#[cfg(feature = "test-support")]
+pub use cache::REUSE_FOR;
+pub use window::Window;

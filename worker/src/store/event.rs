@@ -10,7 +10,7 @@ use twilio_protocol::form::FormParams;
 use twilio_protocol::status::CallbackStatus;
 use uuid::Uuid;
 
-use super::dedup::DedupKey;
+use crate::decode::dedup::DedupKey;
 use crate::decode::DecodedCallback;
 
 /// Where an event came from (`message_status_events.source`).
@@ -73,7 +73,7 @@ impl<'a> EventRow<'a> {
             raw_payload: RawPayload::Params(&callback.params),
             json_body: matches!(event.envelope.body_kind, BodyKind::Json),
             idempotency_token: event.envelope.idempotency_token.as_deref(),
-            request_id: event.request_id,
+            request_id: event.envelope.request_id,
             received_at: event.envelope.received_at,
             account_sid: callback.param("AccountSid"),
             from_address: callback.param("From"),

@@ -7,7 +7,6 @@
 
 pub mod columns;
 pub mod database;
-pub mod dedup;
 pub mod event;
 pub mod outage;
 pub mod outcomes;

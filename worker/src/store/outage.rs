@@ -64,14 +64,6 @@ fn is_schema_state(code: &str) -> bool {
     )
 }
 
-impl DbFailure {
-    /// Whether the database as a whole cannot take these writes now (so the
-    /// batch is held, not retried callback by callback).
-    pub fn holds(self) -> bool {
-        matches!(self, Self::Outage | Self::Schema | Self::Cancelled)
-    }
-}
-
 pub fn classify(error: &DbErr) -> DbFailure {
     if let DbErr::ConnectionAcquire(_) = error {
         return DbFailure::Outage;

@@ -8,7 +8,6 @@ use super::client::{ExchangeError, TwilioClient, TwilioError};
 /// Twilio's answer about a message: the fields we read, and the whole answer.
 #[derive(Clone, Debug)]
 pub struct FetchedMessage {
-    pub sid: String,
     pub status: String,
     pub error_code: Option<i32>,
     pub account_sid: Option<String>,
@@ -22,7 +21,6 @@ pub struct FetchedMessage {
 
 #[derive(Deserialize)]
 struct MessageResource {
-    sid: String,
     status: String,
     error_code: Option<i64>,
     account_sid: Option<String>,
@@ -105,7 +103,6 @@ impl TwilioClient {
         let resource: MessageResource = serde_json::from_value(raw.clone())
             .map_err(|_| FetchError::Unexpected(answer.status))?;
         Ok(FetchedMessage {
-            sid: resource.sid,
             status: resource.status,
             error_code: resource.error_code.and_then(|c| i32::try_from(c).ok()),
             account_sid: resource.account_sid,

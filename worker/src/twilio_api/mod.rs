@@ -7,6 +7,6 @@ mod client;
 mod fetch;
 mod send;
 
-pub use client::{ExchangeError, TwilioClient, TwilioError};
+pub use client::TwilioClient;
 pub use fetch::{FetchError, FetchedMessage};
-pub use send::{CreatedMessage, SendError, SendRequest};
+pub use send::{SendError, SendRequest};

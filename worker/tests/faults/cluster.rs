@@ -39,7 +39,9 @@ impl ClusterRig {
         let broker = TestBroker::on(&cluster.amqp_urls()).await;
         let database = TestDatabase::new().await;
         let db = database.connect().await;
-        worker::store::database::migrate(&db).await.unwrap();
+        worker::test_support::store::database::migrate(&db)
+            .await
+            .unwrap();
         Self {
             cluster,
             broker,

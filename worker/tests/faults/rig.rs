@@ -25,7 +25,9 @@ impl Rig {
         let broker = TestBroker::new().await;
         let database = TestDatabase::new().await;
         let db = database.connect().await;
-        worker::store::database::migrate(&db).await.unwrap();
+        worker::test_support::store::database::migrate(&db)
+            .await
+            .unwrap();
         Self {
             broker,
             database,

@@ -5,7 +5,7 @@ use crate::helpers::{at, message_row, wait_for_event_rows, TestPipeline};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use testkit::{message_sid, status_params};
 use twilio_protocol::form::FormParams;
-use worker::entity::message_status_event;
+use worker::test_support::entity::message_status_event;
 
 const MAIN: &str = "AC00000000000000000000000000000000";
 const SUB: &str = "AC0000000000000000000000000000000f";

@@ -14,7 +14,7 @@ async fn pool_connections_have_tcp_nodelay_and_keepalive() {
         "this test needs a TCP database URL, got {}",
         database.url
     );
-    let db = worker::store::database::connect_database(&database.url, 2)
+    let db = worker::test_support::store::database::connect_database(&database.url, 2)
         .await
         .unwrap();
     let row = db
@@ -26,14 +26,15 @@ async fn pool_connections_have_tcp_nodelay_and_keepalive() {
         .unwrap()
         .unwrap();
     let client_port: i32 = row.try_get("", "port").unwrap();
-    let options =
-        worker::store::socket_options::options_of_local_port(u16::try_from(client_port).unwrap())
-            .unwrap()
-            .unwrap();
+    let options = worker::test_support::store::socket_options::options_of_local_port(
+        u16::try_from(client_port).unwrap(),
+    )
+    .unwrap()
+    .unwrap();
     assert!(options.nodelay, "{options:?}");
     assert!(options.keepalive, "{options:?}");
     assert_eq!(
         options.keepalive_idle,
-        worker::store::socket_options::KEEPALIVE_IDLE
+        worker::test_support::store::socket_options::KEEPALIVE_IDLE
     );
 }

@@ -9,8 +9,8 @@ use chrono::{Duration as Age, Utc};
 use queue_wire::envelope::CallbackEnvelope;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use testkit::{callback_envelope, message_sid, status_params};
-use worker::entity::message_status_event;
-use worker::store::partitions;
+use worker::test_support::entity::message_status_event;
+use worker::test_support::store::partitions;
 
 #[tokio::test]
 async fn each_callback_delivered_three_times_to_two_workers_is_one_row() {
@@ -53,8 +53,8 @@ async fn commit_without_ack_then_redelivery_is_still_one_row() {
     let envelope = callback_envelope(&status_params(&message_sid(1), "delivered", None), at(1));
     let properties = envelope.to_properties();
     // A worker committed this callback and died before its ack...
-    let decoded = worker::decode::decode(&properties, &envelope.body).unwrap();
-    worker::store::persist_batch(&pipeline.db, &decoded.callbacks)
+    let decoded = worker::test_support::decode::decode(&properties, &envelope.body).unwrap();
+    worker::test_support::store::persist_batch(&pipeline.db, &decoded.callbacks)
         .await
         .unwrap();
     assert_eq!(event_rows(&pipeline.db).await, 1);
@@ -99,7 +99,7 @@ async fn the_migration_keeps_every_row_and_its_duplicates_stay_duplicates() {
         let request_id = if n == 0 {
             "reconcile-20261201T000000.000Z".to_owned()
         } else {
-            event.envelope.request_id.clone()
+            queue_wire::envelope::request_id_text(event.envelope.request_id)
         };
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -132,7 +132,7 @@ async fn the_migration_keeps_every_row_and_its_duplicates_stay_duplicates() {
     assert_eq!(first.request_id, None, "a request id that is not a UUID");
     // The same callbacks delivered again after the upgrade add nothing.
     for envelope in &envelopes {
-        let outcome = worker::store::persist_batch(&db, &decoded(envelope))
+        let outcome = worker::test_support::store::persist_batch(&db, &decoded(envelope))
             .await
             .unwrap();
         assert_eq!(outcome.inserted, 0);

@@ -7,7 +7,7 @@ use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Connection, ConnectionProperties};
 use queue_wire::topology::Topology;
 use testkit::{message_sid, status_params, unique_name, TestBroker, TestDatabase};
-use worker::dlq;
+use worker::test_support::dlq;
 
 fn text(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value.as_bytes()))

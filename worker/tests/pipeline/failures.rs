@@ -8,7 +8,7 @@ use crate::helpers::{
 use lapin::BasicProperties;
 use std::time::Duration;
 use testkit::{message_sid, status_params, wait_for, TestBroker, TestDatabase, ToggleProxy};
-use worker::dlq;
+use worker::test_support::dlq;
 
 #[tokio::test]
 async fn poison_messages_go_straight_to_the_dead_letter_queue_with_a_reason() {

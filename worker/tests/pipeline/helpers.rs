@@ -4,7 +4,7 @@ use std::time::Duration;
 use testkit::{wait_for, TestBroker, TestDatabase};
 use worker::app::{Application, ShutdownHandle};
 use worker::config::{CommonConfig, WorkerCli, WorkerConfig};
-use worker::entity::{message, message_status_event};
+use worker::test_support::entity::{message, message_status_event};
 
 /// One running worker (in-process, port 0) over a test topology and database.
 pub struct RunningWorker {
@@ -213,8 +213,10 @@ pub fn event_statuses(view: &serde_json::Value) -> Vec<&str> {
         .collect()
 }
 
-pub async fn dead_letters(broker: &TestBroker) -> Vec<worker::dlq::DeadLetterSummary> {
-    worker::dlq::list(&testkit::amqp_url(), &broker.topology)
+pub async fn dead_letters(
+    broker: &TestBroker,
+) -> Vec<worker::test_support::dlq::DeadLetterSummary> {
+    worker::test_support::dlq::list(&testkit::amqp_url(), &broker.topology)
         .await
         .unwrap()
 }
@@ -265,9 +267,10 @@ pub async fn accept_inserts_and_replay(pipeline: &TestPipeline) {
         "DROP TRIGGER reject_doomed ON message_status_events",
     )
     .await;
-    let replayed = worker::dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
-        .await
-        .unwrap();
+    let replayed =
+        worker::test_support::dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
+            .await
+            .unwrap();
     assert_eq!(replayed, 1);
 }
 
@@ -276,7 +279,7 @@ pub async fn accept_inserts_and_replay(pipeline: &TestPipeline) {
 pub async fn the_exhausted_letter_of(
     broker: &TestBroker,
     doomed: &str,
-) -> worker::dlq::DeadLetterSummary {
+) -> worker::test_support::dlq::DeadLetterSummary {
     let mut letters = dead_letters(broker).await;
     assert_eq!(letters.len(), 1);
     let letter = letters.remove(0);

@@ -12,12 +12,14 @@ use sea_orm::{
 };
 use testkit::{callback_envelope, message_sid, status_params};
 use worker::config::HistoryConfig;
-use worker::entity::message_status_event;
-use worker::store::partitions;
+use worker::test_support::entity::message_status_event;
+use worker::test_support::store::partitions;
 
 /// The callbacks of one envelope, as the worker decodes them.
-pub(crate) fn decoded(envelope: &CallbackEnvelope) -> Vec<worker::decode::DecodedCallback> {
-    worker::decode::decode(&envelope.to_properties(), &envelope.body)
+pub(crate) fn decoded(
+    envelope: &CallbackEnvelope,
+) -> Vec<worker::test_support::decode::DecodedCallback> {
+    worker::test_support::decode::decode(&envelope.to_properties(), &envelope.body)
         .unwrap()
         .callbacks
 }
@@ -78,7 +80,7 @@ async fn a_retry_just_after_midnight_is_the_same_event_in_either_order() {
         let sid = message_sid(n as u64);
         let params = status_params(&sid, "delivered", None);
         for received_at in [first, second] {
-            let outcome = worker::store::persist_batch(
+            let outcome = worker::test_support::store::persist_batch(
                 &pipeline.db,
                 &decoded(&callback_envelope(&params, received_at)),
             )
@@ -128,8 +130,12 @@ async fn copies_written_at_once_on_both_sides_of_midnight_are_one_event() {
         let late = decoded(&callback_envelope(&params, midnight + Age::milliseconds(5)));
         let (db_a, db_b) = (pipeline.db.clone(), pipeline.db.clone());
         let (a, b) = tokio::join!(
-            tokio::spawn(async move { worker::store::persist_batch(&db_a, &early).await }),
-            tokio::spawn(async move { worker::store::persist_batch(&db_b, &late).await }),
+            tokio::spawn(
+                async move { worker::test_support::store::persist_batch(&db_a, &early).await }
+            ),
+            tokio::spawn(
+                async move { worker::test_support::store::persist_batch(&db_b, &late).await }
+            ),
         );
         let inserted = a.unwrap().unwrap().inserted + b.unwrap().unwrap().inserted;
         assert_eq!(inserted, 1, "message {n}: one of the two copies is stored");
@@ -150,7 +156,7 @@ async fn copies_hours_apart_on_the_same_day_are_one_event_and_other_statuses_are
         (&delivered, midnight + Age::hours(22)),
         (&delivered, midnight + Age::hours(23)),
     ] {
-        worker::store::persist_batch(
+        worker::test_support::store::persist_batch(
             &pipeline.db,
             &decoded(&callback_envelope(params, received_at)),
         )
@@ -206,7 +212,7 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
             &status_params(&message_sid(1_000 + back as u64), "delivered", None),
             now - Age::days(back),
         );
-        worker::store::persist_batch(&pipeline.db, &decoded(&envelope))
+        worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
             .await
             .unwrap();
     }
@@ -214,7 +220,7 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
     let first_kept = partitions::horizon(now, 30);
 
     // A dry run says what would go and drops nothing.
-    let dry = worker::retention::run_once(&pipeline.db, &config, now, true)
+    let dry = worker::test_support::retention::run_once(&pipeline.db, &config, now, true)
         .await
         .unwrap();
     assert_eq!(dry.dropped.len(), 10, "{:?}", dry.dropped);
@@ -234,7 +240,7 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
         }
     };
     let (upkeep, ()) = tokio::join!(
-        worker::retention::run_once(&pipeline.db, &config, now, false),
+        worker::test_support::retention::run_once(&pipeline.db, &config, now, false),
         publish
     );
     let upkeep = upkeep.unwrap();
@@ -263,7 +269,7 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
         .iter()
         .all(|day| *day >= first_kept));
     // A second run has nothing left to drop.
-    let again = worker::retention::run_once(&pipeline.db, &config, now, false)
+    let again = worker::test_support::retention::run_once(&pipeline.db, &config, now, false)
         .await
         .unwrap();
     assert!(again.dropped.is_empty());
@@ -274,7 +280,7 @@ async fn the_command_lists_then_drops_the_days_past_the_retention() {
     let pipeline = TestPipeline::start().await;
     let old = Utc::now() - Age::days(10);
     let envelope = callback_envelope(&status_params(&message_sid(1), "sent", None), old);
-    worker::store::persist_batch(&pipeline.db, &decoded(&envelope))
+    worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
         .await
         .unwrap();
     let run = |args: &[&str], retention_days: &str| {
@@ -328,7 +334,7 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
     let (one, two) = (message_sid(1), message_sid(2));
     for sid in [&one, &two] {
         let envelope = callback_envelope(&status_params(sid, "sent", None), old);
-        worker::store::persist_batch(&pipeline.db, &decoded(&envelope))
+        worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
             .await
             .unwrap();
     }
@@ -341,7 +347,7 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
 
     // A write for that day attaches it again, rows and all.
     let late = callback_envelope(&status_params(&one, "delivered", None), old);
-    let outcome = worker::store::persist_batch(&pipeline.db, &decoded(&late))
+    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &decoded(&late))
         .await
         .unwrap();
     assert_eq!(outcome.inserted, 1);
@@ -351,7 +357,7 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
     // Detached again and left so, it is dropped by the next retention run.
     detach_by_hand(&pipeline.db, &name).await;
     let config = retaining(7);
-    let upkeep = worker::retention::run_once(&pipeline.db, &config, now, false)
+    let upkeep = worker::test_support::retention::run_once(&pipeline.db, &config, now, false)
         .await
         .unwrap();
     assert_eq!(upkeep.dropped.len(), 1, "{:?}", upkeep.dropped);

@@ -137,7 +137,7 @@ async fn stats_of_the_same_window_are_computed_once_for_a_while() {
     let first: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let second: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-    if asked.elapsed() < worker::stats::REUSE_FOR {
+    if asked.elapsed() < worker::test_support::stats::REUSE_FOR {
         assert_eq!(
             first["until"], second["until"],
             "recomputed within the reuse time"

@@ -131,7 +131,7 @@ fn segment_bytes(records: &[std::ops::RangeInclusive<u64>]) -> Vec<u8> {
                     .into_bytes(),
                 body_kind: BodyKind::Form,
                 received_at: chrono::Utc::now(),
-                request_id: format!("req-{n}"),
+                request_id: Some(uuid::Uuid::from_u128(n.into())),
                 idempotency_token: None,
                 trace_context: Vec::new(),
             })

@@ -11,8 +11,8 @@ use testkit::message_sid;
 use twilio_protocol::status::MessageStatus;
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
-use worker::reconcile::{Action, RunSummary};
-use worker::store::projection::SentMessage;
+use worker::test_support::reconcile::{Action, RunSummary};
+use worker::test_support::store::projection::SentMessage;
 
 #[tokio::test]
 async fn a_sent_message_whose_receipt_never_came_gets_delivered_from_the_api() {
@@ -74,7 +74,7 @@ async fn a_queued_message_we_sent_and_never_heard_of_gets_failed_with_30007() {
     let rig = rig().await;
     let sid = message_sid(7);
     // What POST /messages records: no event, only the row.
-    worker::store::record_sent_message(
+    worker::test_support::store::record_sent_message(
         rig.db(),
         SentMessage {
             message_sid: &sid,

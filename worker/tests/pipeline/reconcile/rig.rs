@@ -9,8 +9,8 @@ use twilio_protocol::form::FormParams;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use worker::config::{Command, ReconcileConfig, ReconcileRunConfig, WorkerCli};
-use worker::entity::message_status_event;
-use worker::reconcile::Reconciler;
+use worker::test_support::entity::message_status_event;
+use worker::test_support::reconcile::Reconciler;
 
 pub const MAIN: &str = "AC000000000000000000000000000000aa";
 pub const SUB: &str = "AC000000000000000000000000000000bb";
@@ -66,7 +66,8 @@ impl Rig {
         };
         let mut config = ReconcileRunConfig::new(command).unwrap();
         tune(&mut config.reconcile);
-        let twilio = worker::twilio_api::TwilioClient::new(config.twilio_api, None).unwrap();
+        let twilio =
+            worker::test_support::twilio_api::TwilioClient::new(config.twilio_api, None).unwrap();
         Reconciler::new(self.pipeline.db.clone(), twilio, config.reconcile)
     }
 

@@ -8,9 +8,10 @@ use queue_wire::batch::{batch_entries, is_batch};
 use queue_wire::envelope::{BodyKind, CallbackEnvelope};
 use std::borrow::Cow;
 use twilio_protocol::callback::StatusCallback;
-use uuid::Uuid;
 
-use crate::store::dedup::{dedup_key, DedupKey};
+pub mod dedup;
+
+use dedup::{dedup_key, DedupKey};
 
 /// A callback ready to be stored.
 #[derive(Clone, Debug)]
@@ -18,9 +19,6 @@ pub struct DecodedCallback {
     pub envelope: CallbackEnvelope,
     pub callback: StatusCallback,
     pub dedup_key: DedupKey,
-    /// Ingest's request id, read once here; `None` if the envelope's is not
-    /// a UUID (an old or hand-made message: the column is `uuid`).
-    pub request_id: Option<Uuid>,
     /// Whether it came in a batch message (rather than a message of its own).
     pub from_batch: bool,
 }
@@ -114,7 +112,6 @@ fn with_key(
 ) -> DecodedCallback {
     DecodedCallback {
         dedup_key: dedup_key(&callback),
-        request_id: Uuid::parse_str(&envelope.request_id).ok(),
         envelope,
         callback,
         from_batch,
