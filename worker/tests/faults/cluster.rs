@@ -37,11 +37,7 @@ impl ClusterRig {
                 .unwrap(),
         );
         let broker = TestBroker::on(&cluster.amqp_urls()).await;
-        let database = TestDatabase::new().await;
-        let db = database.connect().await;
-        worker::test_support::store::database::migrate(&db)
-            .await
-            .unwrap();
+        let (database, db) = crate::rig::migrated_database().await;
         Self {
             cluster,
             broker,

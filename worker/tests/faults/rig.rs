@@ -20,14 +20,20 @@ pub struct Rig {
     pub spool: tempfile::TempDir,
 }
 
+/// A database of its own, migrated, and a connection to it.
+pub async fn migrated_database() -> (TestDatabase, DatabaseConnection) {
+    let database = TestDatabase::new().await;
+    let db = database.connect().await;
+    worker::test_support::store::database::migrate(&db)
+        .await
+        .unwrap();
+    (database, db)
+}
+
 impl Rig {
     pub async fn new() -> Self {
         let broker = TestBroker::new().await;
-        let database = TestDatabase::new().await;
-        let db = database.connect().await;
-        worker::test_support::store::database::migrate(&db)
-            .await
-            .unwrap();
+        let (database, db) = migrated_database().await;
         Self {
             broker,
             database,
