@@ -194,32 +194,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_ready() { # name url
-  local i
-  for i in $(seq 1 150); do
-    curl -fsS -o /dev/null --max-time 1 "$2/readyz" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  say "$1 not ready after 30 s; its log:"
-  tail -20 "$WORK/$1.log" >&2
-  return 1
-}
-start_ingest() {
-  env -u OTEL_EXPORTER_OTLP_ENDPOINT -u PUBLIC_BASE_URL \
-    TWILIO_AUTH_TOKEN="$TOKEN" INGEST_ADDR="127.0.0.1:$INGEST_PORT" AMQP_URL="$AMQP_URL" \
-    AMQP_TOPOLOGY_PREFIX="$PREFIX" INGEST_SPOOL_DIR="$WORK/spool" LOG_FORMAT=json RUST_LOG=warn \
-    "$BIN/ingest" >>"$WORK/ingest.log" 2>&1 &
-  INGEST_PID=$!
-  wait_ready ingest "$INGEST_URL"
-}
-start_worker() { # database URL
-  env -u OTEL_EXPORTER_OTLP_ENDPOINT \
-    DATABASE_URL="$1" AMQP_URL="$AMQP_URL" AMQP_TOPOLOGY_PREFIX="$PREFIX" \
-    WORKER_ADDR="127.0.0.1:$WORKER_PORT" WORKER_AUTO_MIGRATE=false LOG_FORMAT=json RUST_LOG=warn \
-    "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
-  WORKER_PID=$!
-  wait_ready worker "$WORKER_URL"
-}
+# wait_ready, start_ingest, start_worker.
+source "$ROOT/bench/services.sh"
 error_lines() { cat "$WORK/ingest.log" "$WORK/worker.log" 2>/dev/null | grep -c '"level":"ERROR"' || true; }
 
 # metric_mean FILE_BEFORE FILE_AFTER NAME [LABEL_FILTER]: (Δsum, Δcount) of a histogram.

@@ -16,6 +16,7 @@ async fn main() -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(error) => return service_kit::cli::bad_config("ingest", &error.to_string()),
     };
+    service_kit::cli::warn_retired_settings(ingest::config::RETIRED);
     let addr = config.addr;
     let app = match Application::build(config) {
         Ok(app) => app,

@@ -144,6 +144,22 @@ pub fn encode_batch(entries: &[CallbackEnvelope]) -> (Vec<u8>, BasicProperties) 
 
 /// The properties of a batch message carrying `entries`.
 pub fn batch_properties(entries: &[CallbackEnvelope]) -> BasicProperties {
+    let first = entries.first();
+    properties_of_batch(
+        entries.len(),
+        first.map(|e| e.received_at),
+        first.and_then(|e| e.request_id),
+    )
+}
+
+/// The properties of a batch message of `callbacks`, the first received at
+/// `first_received_at` under `first_request_id`: what `batch_properties`
+/// gives, from what the spool keeps of a batch without decoding it.
+pub fn properties_of_batch(
+    callbacks: usize,
+    first_received_at: Option<DateTime<Utc>>,
+    first_request_id: Option<Uuid>,
+) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         ShortString::from(BATCH_VERSION_HEADER),
@@ -151,18 +167,17 @@ pub fn batch_properties(entries: &[CallbackEnvelope]) -> BasicProperties {
     );
     headers.insert(
         ShortString::from(BATCH_SIZE_HEADER),
-        AMQPValue::LongLongInt(i64::try_from(entries.len()).unwrap_or(i64::MAX)),
+        AMQPValue::LongLongInt(i64::try_from(callbacks).unwrap_or(i64::MAX)),
     );
     let mut properties = BasicProperties::default()
         .with_content_type(ShortString::from(BATCH_CONTENT_TYPE))
         .with_delivery_mode(PERSISTENT)
         .with_headers(headers);
-    if let Some(first) = entries.first() {
-        properties =
-            properties.with_timestamp(u64::try_from(first.received_at.timestamp()).unwrap_or(0));
-        if let Some(request_id) = first.request_id {
-            properties = properties.with_message_id(ShortString::from(request_id.to_string()));
-        }
+    if let Some(received_at) = first_received_at {
+        properties = properties.with_timestamp(u64::try_from(received_at.timestamp()).unwrap_or(0));
+    }
+    if let Some(request_id) = first_request_id {
+        properties = properties.with_message_id(ShortString::from(request_id.to_string()));
     }
     properties
 }

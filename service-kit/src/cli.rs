@@ -117,6 +117,32 @@ pub fn hide_unset_values(command: clap::Command) -> clap::Command {
         .mut_subcommands(hide_unset_values)
 }
 
+/// A setting an earlier release read and this one does not, with what took
+/// its place: a deployment that still sets it is told so at start (a
+/// warning, not a refusal: an upgrade must not stop on an old variable).
+pub struct Retired {
+    pub variable: &'static str,
+    pub now: &'static str,
+}
+
+/// The `retired` settings that are set, to be warned about once logging runs.
+pub fn retired_settings_set(retired: &[Retired]) -> impl Iterator<Item = &Retired> {
+    retired
+        .iter()
+        .filter(|setting| std::env::var_os(setting.variable).is_some())
+}
+
+/// Warns, once each, about every `retired` setting that is set.
+pub fn warn_retired_settings(retired: &[Retired]) {
+    for setting in retired_settings_set(retired) {
+        tracing::warn!(
+            variable = setting.variable,
+            now = setting.now,
+            "a setting of an earlier release is set; this release does not read it"
+        );
+    }
+}
+
 /// Prints `program: configuration error: message` and returns exit code 2.
 pub fn bad_config(program: &str, message: &str) -> ExitCode {
     eprintln!("{program}: configuration error: {}", one_line(message));

@@ -31,6 +31,7 @@ pub async fn run(cli: WorkerCli) -> ExitCode {
         Ok(telemetry) => telemetry,
         Err(e) => return bad_config(&e.to_string()),
     };
+    service_kit::cli::warn_retired_settings(crate::config::RETIRED);
     let code = match cli.command {
         None => match WorkerConfig::new(common, cli.consume) {
             Ok(config) => consume(config).await,

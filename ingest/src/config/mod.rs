@@ -10,6 +10,7 @@
 
 mod args;
 mod error;
+mod retired;
 #[cfg(test)]
 mod tests;
 mod validated;
@@ -19,4 +20,5 @@ pub use crate::publisher::BatchLimits;
 pub use crate::spool::SpoolConfig;
 pub use args::IngestArgs;
 pub use error::ConfigError;
+pub use retired::RETIRED;
 pub use validated::IngestConfig;

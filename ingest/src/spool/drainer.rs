@@ -308,7 +308,7 @@ impl Drainer {
                     &destination.exchange,
                     &destination.routing_key,
                     &record.body,
-                    record.properties,
+                    record.properties(),
                     deadline,
                 )
                 .await

@@ -85,9 +85,12 @@ impl Spool {
     pub async fn append(&self, envelopes: &[CallbackEnvelope]) -> Result<(), SpoolError> {
         let (reply, replied) = oneshot::channel();
         let record = Record::of_batch(envelopes);
+        let payload = record.encode().map_err(|error| {
+            SpoolError::Write(std::sync::Arc::new(std::io::Error::other(error)))
+        })?;
         self.commands
             .send(Command::Append {
-                payload: record.encode(),
+                payload,
                 callbacks: record.callbacks,
                 oldest: record.oldest,
                 reply,

@@ -121,6 +121,33 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
 }
 
 #[test]
+fn a_retired_setting_still_set_is_named_in_a_warning_and_ignored() {
+    let prefix = testkit::unique_name("test").replace('_', ".");
+    let mut child = RunningIngest::spawn(
+        ingest()
+            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+            .env("INGEST_WORKERS", "2")
+            .env("INGEST_KEEP_ALIVE_SECS", "0"),
+    );
+    let warning = child.wait_for_line("INGEST_WORKERS", Duration::from_secs(30));
+    assert!(warning.contains("\"WARN\""), "{warning}");
+    assert!(warning.contains("one HTTP worker per core"), "{warning}");
+    child.wait_for_line("INGEST_KEEP_ALIVE_SECS", Duration::from_secs(30));
+    // It starts and serves as if they were not set.
+    child.port();
+    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
+    let (code, logs) = child.terminate();
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    assert_eq!(code, Some(0));
+    assert!(
+        !logs.contains("INGEST_BODY_TIMEOUT_MS"),
+        "only the retired settings that are set are named: {logs}"
+    );
+}
+
+#[test]
 fn json_log_lines_carry_trace_and_message_ids() {
     let prefix = testkit::unique_name("test").replace('_', ".");
     let mut child = RunningIngest::spawn(

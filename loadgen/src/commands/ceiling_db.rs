@@ -16,7 +16,7 @@ pub struct CeilingDbArgs {
     /// Rows to insert.
     #[arg(long, default_value_t = 100_000)]
     rows: u64,
-    /// Rows per statement (the worker's WORKER_MAX_BATCH is 256 by default).
+    /// Rows per statement (the worker stores up to 256 a statement).
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// Batches in flight on their own connections (the worker runs one).

@@ -26,8 +26,9 @@ const MAX_BATCH: usize = 256;
 /// consumer_timeout (30 min by default).
 const HOLD_LIMIT: Duration = Duration::from_secs(600);
 
-/// Database connections beyond one per consumer: pings, the API, stats,
-/// reconciliation and history upkeep share them.
+/// Database connections beyond one per consumer: pings, recording a sent
+/// message, reconciliation and history upkeep share them (the API's reads
+/// have a pool of their own, `store::database::READ_POOL`).
 pub(super) const POOL_HEADROOM: u32 = 6;
 
 /// The consumer's full configuration. The fields set from constants can be

@@ -12,6 +12,7 @@ mod error;
 mod history;
 mod reconcile;
 mod reconcile_run;
+mod retired;
 mod twilio;
 
 #[cfg(test)]
@@ -26,4 +27,5 @@ pub use error::ConfigError;
 pub use history::{HistoryArgs, HistoryConfig};
 pub use reconcile::{ReconcileArgs, ReconcileConfig};
 pub use reconcile_run::ReconcileRunConfig;
+pub use retired::RETIRED;
 pub use twilio::{ApiCredentials, SendingConfig, TwilioApiConfig, TwilioArgs};

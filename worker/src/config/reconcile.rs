@@ -56,13 +56,28 @@ pub struct ReconcileConfig {
 impl ReconcileConfig {
     pub(super) fn from_args(args: ReconcileArgs) -> Result<Self, ConfigError> {
         let after = parse_after(&args.reconcile_after)?;
+        // An earlier release turned the periodic runs off with an interval
+        // of 0; a deployment that still says so is obeyed (and warned, see
+        // `RETIRED`) rather than starting to call Twilio's API.
+        let turned_off = std::env::var("WORKER_RECONCILE_INTERVAL_SECS")
+            .is_ok_and(|interval| interval.trim() == "0");
         Ok(Self {
-            interval: (!after.is_empty()).then_some(RECONCILE_INTERVAL),
+            interval: (!after.is_empty() && !turned_off).then_some(RECONCILE_INTERVAL),
             after,
             max_per_run: RECONCILE_MAX_PER_RUN,
             concurrency: RECONCILE_CONCURRENCY,
             max_checks: RECONCILE_MAX_CHECKS,
         })
+    }
+
+    /// For the one-shot `worker reconcile`, an explicit ask: an empty
+    /// `WORKER_RECONCILE_AFTER` (the consumer's off switch) means the defaults.
+    pub(super) fn for_one_run(args: ReconcileArgs) -> Result<Self, ConfigError> {
+        let mut config = Self::from_args(args)?;
+        if config.after.is_empty() {
+            config.after = parse_after(DEFAULT_AFTER)?;
+        }
+        Ok(config)
     }
 }
 
@@ -92,6 +107,17 @@ fn parse_after(raw: &str) -> Result<Vec<(MessageStatus, Duration)>, AfterError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_list_turns_the_runs_off_but_not_a_run_asked_for() {
+        let empty = || ReconcileArgs {
+            reconcile_after: String::new(),
+        };
+        let consumer = ReconcileConfig::from_args(empty()).unwrap();
+        assert_eq!((consumer.interval, consumer.after.len()), (None, 0));
+        let one_run = ReconcileConfig::for_one_run(empty()).unwrap();
+        assert_eq!(one_run.after, parse_after(DEFAULT_AFTER).unwrap());
+    }
 
     #[test]
     fn defaults_follow_twilio_timings() {

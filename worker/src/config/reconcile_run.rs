@@ -19,7 +19,7 @@ impl ReconcileRunConfig {
         Ok(Self {
             dry_run: command.dry_run,
             twilio_api: twilio_api.ok_or(ConfigError::NoApiCredentials)?,
-            reconcile: ReconcileConfig::from_args(command.reconcile)?,
+            reconcile: ReconcileConfig::for_one_run(command.reconcile)?,
         })
     }
 }

@@ -13,8 +13,8 @@ pub enum SessionEnd {
 /// acknowledged is redelivered.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerLost {
-    #[error("{0}")]
-    Consumer(#[source] lapin::Error),
+    #[error(transparent)]
+    Consumer(lapin::Error),
     #[error("consumer cancelled by the broker")]
     Cancelled,
     #[error("ack failed: {0}")]

@@ -28,12 +28,12 @@ pub struct TwilioError {
 /// Why a request got no answer to read.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    #[error("{0}")]
-    Request(#[source] hyper::http::Error),
-    #[error("{0}")]
-    Connection(#[source] hyper_util::client::legacy::Error),
-    #[error("{0}")]
-    Body(#[source] hyper::Error),
+    #[error(transparent)]
+    Request(hyper::http::Error),
+    #[error(transparent)]
+    Connection(hyper_util::client::legacy::Error),
+    #[error(transparent)]
+    Body(hyper::Error),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
 }
