@@ -147,22 +147,11 @@ fn a_retired_setting_still_set_is_named_in_a_warning_and_ignored() {
     );
 }
 
-#[test]
-fn json_log_lines_carry_trace_and_message_ids() {
-    let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = RunningIngest::spawn(
-        ingest()
-            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-            .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix),
-    );
-    let port = child.port();
-    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
-
+/// Posts one signed callback to the ingest on `port`; its answer's status.
+fn post_one(port: u16, sid: &str) -> u16 {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let sid = testkit::message_sid(5);
-    let status = runtime.block_on(async {
-        let params = testkit::status_params(&sid, "sent", None);
+    runtime.block_on(async {
+        let params = testkit::status_params(sid, "sent", None);
         testkit::post_signed(
             &reqwest::Client::new(),
             &format!("http://127.0.0.1:{port}"),
@@ -170,8 +159,50 @@ fn json_log_lines_carry_trace_and_message_ids() {
         )
         .await
         .status()
-    });
-    assert_eq!(status, 200);
+        .as_u16()
+    })
+}
+
+#[test]
+fn an_accepted_callback_writes_no_log_line_at_info() {
+    let prefix = testkit::unique_name("test").replace('_', ".");
+    let mut child = RunningIngest::spawn(
+        ingest()
+            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+            .env("RUST_LOG", "info"),
+    );
+    let port = child.port();
+    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
+    let sid = testkit::message_sid(6);
+    assert_eq!(post_one(port, &sid), 200);
+    // The line, had there been one, was written before the answer was sent.
+    let (code, logs) = child.terminate();
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    assert_eq!(code, Some(0));
+    assert!(
+        !logs.contains(sid.as_str()),
+        "a line per callback at INFO: {logs}"
+    );
+}
+
+#[test]
+fn json_log_lines_carry_trace_and_message_ids() {
+    let prefix = testkit::unique_name("test").replace('_', ".");
+    let mut child = RunningIngest::spawn(
+        ingest()
+            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
+            .env("INGEST_ADDR", "127.0.0.1:0")
+            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+            // Each accepted callback's line is at DEBUG.
+            .env("RUST_LOG", "info,ingest=debug"),
+    );
+    let port = child.port();
+    child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
+
+    let sid = testkit::message_sid(5);
+    assert_eq!(post_one(port, &sid), 200);
     let line = child.wait_for_line("callback accepted", Duration::from_secs(30));
     let accepted: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
