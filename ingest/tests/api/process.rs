@@ -98,19 +98,31 @@ fn help_lists_the_environment_variables() {
     }
 }
 
+/// A serving ingest on a port of its own and a topology of its own, with
+/// `token` and the `extra` variables; `stop` ends it and its topology.
+fn serving(token: &str, extra: &[(&str, &str)]) -> (RunningIngest, String) {
+    let prefix = testkit::unique_name("test").replace('_', ".");
+    let mut command = ingest();
+    command
+        .env("TWILIO_AUTH_TOKEN", token)
+        .env("INGEST_ADDR", "127.0.0.1:0")
+        .env("AMQP_TOPOLOGY_PREFIX", &prefix)
+        .envs(extra.iter().copied());
+    (RunningIngest::spawn(&mut command), prefix)
+}
+
+/// SIGTERM, then the topology deleted: the exit code and every line logged.
+fn stop(child: RunningIngest, prefix: String) -> (Option<i32>, String) {
+    let stopped = child.terminate();
+    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    stopped
+}
+
 #[test]
 fn sigterm_exits_0_and_logs_never_contain_the_token() {
-    let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = RunningIngest::spawn(
-        ingest()
-            .env("TWILIO_AUTH_TOKEN", "s3cret-token-value")
-            .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-            .env("RUST_LOG", "debug"),
-    );
+    let (mut child, prefix) = serving("s3cret-token-value", &[("RUST_LOG", "debug")]);
     child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
-    let (code, logs) = child.terminate();
-    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    let (code, logs) = stop(child, prefix);
     assert_eq!(code, Some(0));
     assert!(logs.contains("ingest stopped"), "{logs}");
     assert!(!logs.contains("s3cret-token-value"));
@@ -122,14 +134,9 @@ fn sigterm_exits_0_and_logs_never_contain_the_token() {
 
 #[test]
 fn a_retired_setting_still_set_is_named_in_a_warning_and_ignored() {
-    let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = RunningIngest::spawn(
-        ingest()
-            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-            .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-            .env("INGEST_WORKERS", "2")
-            .env("INGEST_KEEP_ALIVE_SECS", "0"),
+    let (mut child, prefix) = serving(
+        testkit::TEST_TOKEN,
+        &[("INGEST_WORKERS", "2"), ("INGEST_KEEP_ALIVE_SECS", "0")],
     );
     let warning = child.wait_for_line("INGEST_WORKERS", Duration::from_secs(30));
     assert!(warning.contains("\"WARN\""), "{warning}");
@@ -138,8 +145,7 @@ fn a_retired_setting_still_set_is_named_in_a_warning_and_ignored() {
     // It starts and serves as if they were not set.
     child.port();
     child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
-    let (code, logs) = child.terminate();
-    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    let (code, logs) = stop(child, prefix);
     assert_eq!(code, Some(0));
     assert!(
         !logs.contains("INGEST_BODY_TIMEOUT_MS"),
@@ -165,21 +171,13 @@ fn post_one(port: u16, sid: &str) -> u16 {
 
 #[test]
 fn an_accepted_callback_writes_no_log_line_at_info() {
-    let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = RunningIngest::spawn(
-        ingest()
-            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-            .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-            .env("RUST_LOG", "info"),
-    );
+    let (mut child, prefix) = serving(testkit::TEST_TOKEN, &[("RUST_LOG", "info")]);
     let port = child.port();
     child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
     let sid = testkit::message_sid(6);
     assert_eq!(post_one(port, &sid), 200);
     // The line, had there been one, was written before the answer was sent.
-    let (code, logs) = child.terminate();
-    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    let (code, logs) = stop(child, prefix);
     assert_eq!(code, Some(0));
     assert!(
         !logs.contains(sid.as_str()),
@@ -189,15 +187,8 @@ fn an_accepted_callback_writes_no_log_line_at_info() {
 
 #[test]
 fn json_log_lines_carry_trace_and_message_ids() {
-    let prefix = testkit::unique_name("test").replace('_', ".");
-    let mut child = RunningIngest::spawn(
-        ingest()
-            .env("TWILIO_AUTH_TOKEN", testkit::TEST_TOKEN)
-            .env("INGEST_ADDR", "127.0.0.1:0")
-            .env("AMQP_TOPOLOGY_PREFIX", &prefix)
-            // Each accepted callback's line is at DEBUG.
-            .env("RUST_LOG", "info,ingest=debug"),
-    );
+    // Each accepted callback's line is at DEBUG.
+    let (mut child, prefix) = serving(testkit::TEST_TOKEN, &[("RUST_LOG", "info,ingest=debug")]);
     let port = child.port();
     child.wait_for_line("connected to RabbitMQ", Duration::from_secs(30));
 
@@ -221,8 +212,7 @@ fn json_log_lines_carry_trace_and_message_ids() {
     );
     assert!(accepted["latency_ms"].is_number());
 
-    let _ = child.terminate();
-    testkit::delete_topology(queue_wire::topology::Topology::new(prefix));
+    let _ = stop(child, prefix);
 }
 
 /// The binary logging to its collected lines, with RabbitMQ at `amqp_url`.
