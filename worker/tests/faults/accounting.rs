@@ -159,14 +159,27 @@ pub async fn reached(progress: &AtomicUsize, count: usize) {
 /// The rows, counted per callback.
 /// Waits up to `within` until every callback `load` got a 2xx for is stored.
 pub async fn wait_until_stored(db: &DatabaseConnection, load: &LoadResult, within: Duration) {
-    testkit::wait_for("accepted callbacks to be stored", within, || async {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
         let stored = stored_events(db).await;
-        load.accepted
+        let missing: Vec<&CallbackId> = load
+            .accepted
             .iter()
-            .all(|id| stored.contains_key(id))
-            .then_some(())
-    })
-    .await;
+            .filter(|id| !stored.contains_key(id))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        // Saying how many and which is where an investigation starts.
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after {within:?}, {} of {} accepted callbacks are not stored; the first: {:?}",
+            missing.len(),
+            load.accepted.len(),
+            &missing[..missing.len().min(5)]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn stored_events(db: &DatabaseConnection) -> HashMap<CallbackId, i64> {
