@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use twilio_protocol::callback::StatusCallback;
 use worker::test_support::decode::dedup::{DedupKey, KEY_BYTES};
 use worker::test_support::decode::DecodedCallback;
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::store::columns::{inserted, run_batch_statement};
 use worker::test_support::store::event::EventRow;
 use worker::test_support::store::projection::{INSERT_EVENTS, RECEIVED, STORE_BATCH};
@@ -158,9 +159,10 @@ async fn insert_all(
     time_limit: Duration,
     statement: CeilingStatement,
 ) -> anyhow::Result<DbCeilingReport> {
-    let sql: &'static str = match statement {
-        CeilingStatement::Events => &INSERT_EVENTS_ONLY,
-        CeilingStatement::Worker => &STORE_BATCH,
+    // The worker's statement runs with the change feed on, as it does by default.
+    let (sql, feed): (&'static str, _) = match statement {
+        CeilingStatement::Events => (&INSERT_EVENTS_ONLY, None),
+        CeilingStatement::Worker => (&STORE_BATCH, Some(ChangeFeed::On)),
     };
     let batches = Arc::new(batches(rows, batch)?);
     let next = Arc::new(AtomicUsize::new(0));
@@ -183,7 +185,7 @@ async fn insert_all(
                 let rows: Vec<EventRow> = events.iter().map(EventRow::new).collect();
                 let rows: Vec<&EventRow> = rows.iter().collect();
                 let pool = db.get_postgres_connection_pool();
-                let row = run_batch_statement(pool, sql, &rows).await?;
+                let row = run_batch_statement(pool, sql, &rows, feed).await?;
                 histogram.saturating_record(micros(batch_started.elapsed()));
                 total += inserted(&row)? as u64;
             }

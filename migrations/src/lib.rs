@@ -8,6 +8,7 @@ mod m20261202_000001_unranked_statuses;
 mod m20261203_000001_reconciliation;
 mod m20261204_000001_partitioned_history;
 mod m20261206_000001_account_ownership;
+mod m20261207_000001_change_feed;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000001_reconciliation::Migration),
             Box::new(m20261204_000001_partitioned_history::Migration),
             Box::new(m20261206_000001_account_ownership::Migration),
+            Box::new(m20261207_000001_change_feed::Migration),
         ]
     }
 }

@@ -76,6 +76,14 @@ pub struct CallbackEnvelope {
 }
 
 impl CallbackEnvelope {
+    /// The W3C `traceparent` of the publish span, if it came with one.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.trace_context
+            .iter()
+            .find(|(name, _)| name == "traceparent")
+            .map(|(_, value)| value.as_str())
+    }
+
     /// AMQP properties for a persistent message carrying this envelope.
     pub fn to_properties(&self) -> BasicProperties {
         let mut headers = FieldTable::default();

@@ -6,6 +6,8 @@
 //!                        ▲                                   │ worker
 //!                        └── TTL expiry ── <prefix>.retry.<ms>ms (quorum) ◀── transient failure
 //!                                          <prefix>.dead (quorum) ◀── poison / attempts exhausted
+//!
+//! worker relay ──publish──▶ exchange <prefix>.changes (topic, "message.<status>") ──▶ consumers' own queues
 //! ```
 //!
 //! Every queue is a quorum queue, so each survives the loss of a node in a
@@ -67,6 +69,29 @@ impl Topology {
 
     pub fn routing_key(&self) -> &'static str {
         ROUTING_KEY
+    }
+
+    /// The change feed's topic exchange (`<prefix>.changes`): the worker
+    /// publishes each change of a message's status there with routing key
+    /// `message.<status>`; consumers bind queues of their own.
+    pub fn changes_exchange(&self) -> String {
+        format!("{}.changes", self.prefix)
+    }
+
+    /// Declares the change feed's exchange (durable, topic): the worker
+    /// does at start when the feed is on, and before it publishes.
+    pub async fn declare_changes_exchange(&self, channel: &Channel) -> lapin::Result<()> {
+        channel
+            .exchange_declare(
+                self.changes_exchange().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
     }
 
     pub fn main_queue(&self) -> String {
@@ -172,6 +197,12 @@ impl Topology {
                 .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
                 .await?;
         }
+        channel
+            .exchange_delete(
+                self.changes_exchange().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await?;
         channel
             .exchange_delete(self.exchange().into(), ExchangeDeleteOptions::default())
             .await

@@ -9,6 +9,7 @@
 
 mod broker;
 mod callbacks;
+mod changes;
 mod cleanup;
 pub mod cluster;
 mod database;
@@ -21,6 +22,7 @@ mod wait;
 
 pub use broker::{delete_topology, test_retry_delays, TestBroker};
 pub use callbacks::{callback_envelope, message_sid, post_signed, sign, status_params, TEST_TOKEN};
+pub use changes::{check_feed_order, last_statuses, ChangeListener, ReceivedChange};
 pub use database::TestDatabase;
 pub use http::{json, metric_value, scrape_metrics};
 pub use proxy::ToggleProxy;

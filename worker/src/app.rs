@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::consume;
+use crate::feed::{self, FeedStatus};
 use crate::health::WorkerHealth;
 use crate::http::{self, ApiAccess, HttpState};
 use crate::reconcile::{self, Reconciler};
@@ -85,6 +86,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let _ = service_kit::metrics::install(crate::metrics::ALL);
         let health = Arc::new(WorkerHealth::default());
+        let feed_status = Arc::new(FeedStatus::new(config.common.change_feed));
         let twilio = match config.twilio_api.clone() {
             Some(api) => {
                 Some(TwilioClient::new(api, config.sending.clone()).map_err(StartError::Twilio)?)
@@ -98,6 +100,8 @@ impl Application {
             twilio: twilio.clone(),
             stale_after: config.reconcile.after.clone(),
             stats: StatsCache::default(),
+            feed: config.common.change_feed,
+            feed_status: feed_status.clone(),
         });
         let access = ApiAccess::new(
             config.api_token.clone(),
@@ -108,7 +112,12 @@ impl Application {
         // Last, once nothing can fail any more: a failed build leaves no task behind.
         let stop = CancellationToken::new();
         if let (Some(twilio), Some(interval)) = (twilio, config.reconcile.interval) {
-            let reconciler = Reconciler::new(db.clone(), twilio, config.reconcile.clone());
+            let reconciler = Reconciler::new(
+                db.clone(),
+                twilio,
+                config.reconcile.clone(),
+                config.common.change_feed,
+            );
             tokio::spawn(reconcile::run_periodically(
                 reconciler,
                 interval,
@@ -120,6 +129,21 @@ impl Application {
             config.history.clone(),
             stop.clone(),
         ));
+        if config.common.change_feed.is_on() {
+            tokio::spawn(feed::measure_periodically(
+                db.clone(),
+                feed_status.clone(),
+                stop.clone(),
+            ));
+            if config.relay_changes {
+                let settings = feed::RelaySettings {
+                    database_url: url.clone(),
+                    amqp_url: config.common.amqp_url.clone(),
+                    topology: config.common.topology.clone(),
+                };
+                tokio::spawn(feed::run(settings, feed_status, stop.clone()));
+            }
+        }
         let consumer = tokio::spawn(consume::run(config.clone(), db, health, stop.clone()));
         let shutdown = ShutdownHandle {
             stop: stop.clone(),

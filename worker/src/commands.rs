@@ -149,7 +149,8 @@ async fn reconcile(common: &CommonConfig, command: ReconcileCommand) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    let reconciler = crate::reconcile::Reconciler::new(db, twilio, config.reconcile);
+    let reconciler =
+        crate::reconcile::Reconciler::new(db, twilio, config.reconcile, common.change_feed);
     match reconciler.run_once(config.dry_run).await {
         Ok((summary, findings)) => {
             print_json_lines(&findings);

@@ -22,6 +22,7 @@ mod decode;
 mod dlq;
 mod entity;
 mod failure;
+mod feed;
 mod health;
 mod http;
 pub mod metrics;
@@ -45,6 +46,9 @@ pub mod test_support {
     }
     pub mod dlq {
         pub use crate::dlq::{list, purge, replay, DeadLetterSummary};
+    }
+    pub mod feed {
+        pub use crate::feed::{ChangeBody, ChangeFeed};
     }
     pub mod entity {
         pub use crate::entity::{message, message_status_event, StoredStatus};

@@ -101,6 +101,33 @@ pub const HISTORY_OLDEST_DAY: MetricDef = MetricDef::gauge(
     "Start (Unix time) of the oldest day the event history still holds",
 );
 
+pub const CHANGES_PUBLISHED: MetricDef = MetricDef::counter(
+    "worker_changes_published_total",
+    "Changes of a message's status published to the change feed and confirmed by RabbitMQ, \
+     by status",
+);
+pub const CHANGE_PUBLISH_FAILURES: MetricDef = MetricDef::counter(
+    "worker_change_publish_failures_total",
+    "Change-feed publishes that RabbitMQ did not confirm (kept in the outbox and published \
+     again), by reason (nack, timeout, broker)",
+);
+pub const CHANGE_OUTBOX_DEPTH: MetricDef = MetricDef::gauge(
+    "worker_change_outbox_depth",
+    "Changes committed but not yet confirmed published (the outbox, message_changes)",
+);
+pub const CHANGE_OUTBOX_OLDEST: MetricDef = MetricDef::gauge(
+    "worker_change_outbox_oldest_seconds",
+    "Age of the oldest change not yet confirmed published (0: none waiting)",
+);
+pub const CHANGE_PUBLISH_LAG: MetricDef = MetricDef::histogram(
+    "worker_change_publish_lag_seconds",
+    "From a change's commit to RabbitMQ's confirm of its publish",
+);
+pub const CHANGE_RELAY_LEADER: MetricDef = MetricDef::gauge(
+    "worker_change_relay_leader",
+    "1 while this worker is the one that publishes the change feed",
+);
+
 pub const ALL: &[MetricDef] = &[
     EVENTS_PERSISTED,
     DUPLICATES_SKIPPED,
@@ -125,4 +152,10 @@ pub const ALL: &[MetricDef] = &[
     FOREIGN_ACCOUNT_EVENTS,
     HISTORY_PARTITIONS_DROPPED,
     HISTORY_OLDEST_DAY,
+    CHANGES_PUBLISHED,
+    CHANGE_PUBLISH_FAILURES,
+    CHANGE_OUTBOX_DEPTH,
+    CHANGE_OUTBOX_OLDEST,
+    CHANGE_PUBLISH_LAG,
+    CHANGE_RELAY_LEADER,
 ];

@@ -118,6 +118,17 @@ pub struct CommonArgs {
         value_delimiter = ','
     )]
     pub retry_delays_ms: Vec<u64>,
+
+    /// Publish every change of a message's status to the change feed (the
+    /// `<prefix>.changes` exchange). `false` records and publishes none.
+    #[arg(
+        long,
+        global = true,
+        env = "WORKER_CHANGE_FEED",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub change_feed: bool,
 }
 
 /// Settings only the consumer (no subcommand) uses.

@@ -1,5 +1,5 @@
 //! What every subcommand needs: the broker, the topology (with the retry
-//! schedule), the database and the log format.
+//! schedule), the database, the log format and whether the change feed is on.
 
 use queue_wire::topology::Topology;
 use service_kit::telemetry::LogFormat;
@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::cli::CommonArgs;
 use super::error::{refuse_placeholder, ConfigError};
+use crate::feed::ChangeFeed;
 
 /// What every subcommand needs.
 #[derive(Clone, Debug)]
@@ -15,6 +16,8 @@ pub struct CommonConfig {
     pub database_url: String,
     pub topology: Topology,
     pub log_format: LogFormat,
+    /// Whether changes of status are recorded and published.
+    pub change_feed: ChangeFeed,
 }
 
 impl TryFrom<CommonArgs> for CommonConfig {
@@ -43,6 +46,11 @@ impl TryFrom<CommonArgs> for CommonConfig {
             database_url: args.database_url,
             topology: Topology::new(shared.topology_prefix).with_retry_delays(delays),
             log_format: shared.log_format,
+            change_feed: if args.change_feed {
+                ChangeFeed::On
+            } else {
+                ChangeFeed::Off
+            },
         })
     }
 }

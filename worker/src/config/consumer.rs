@@ -42,6 +42,9 @@ pub struct WorkerConfig {
     pub max_batch: usize,
     pub hold_limit: Duration,
     pub auto_migrate: bool,
+    /// Whether this worker may relay the feed (always in production; a
+    /// test turns it off to leave changes committed but unpublished).
+    pub relay_changes: bool,
     pub database_pool_size: u32,
     pub api_token: Option<SecretString>,
     /// Tokens that may only read the API.
@@ -76,6 +79,7 @@ impl WorkerConfig {
             max_batch: MAX_BATCH,
             hold_limit: HOLD_LIMIT,
             auto_migrate: args.auto_migrate,
+            relay_changes: true,
             database_pool_size: consumers.saturating_add(POOL_HEADROOM),
             api_token: api_token.map(SecretString::from),
             api_read_tokens: api_read_tokens

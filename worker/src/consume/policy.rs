@@ -27,6 +27,7 @@ use super::taken::{Taken, TakenDelivery};
 use crate::config::WorkerConfig;
 use crate::decode::{decode, DecodedCallback, PoisonEntry};
 use crate::failure::{DeadLetterReason, FailureRouter, RouteError, Routed};
+use crate::feed::ChangeFeed;
 use crate::health::{HoldReason, WorkerHealth};
 use crate::metrics::{
     BATCH_SIZE, DATABASE_PAUSES, DB_BATCH_DURATION, DELIVERIES_RECYCLED, DUPLICATES_SKIPPED,
@@ -220,7 +221,7 @@ impl Processor<'_> {
         let mut holding_since: Option<Instant> = None;
         let mut backoff = super::database::backoff();
         loop {
-            let error = match timed_persist(self.db, events).await {
+            let error = match timed_persist(self.db, events, self.config.common.change_feed).await {
                 Ok(outcome) => {
                     if holding_since.is_some() {
                         self.health.set_holding(None);
@@ -311,9 +312,10 @@ async fn route(
 async fn timed_persist(
     db: &DatabaseConnection,
     events: &[DecodedCallback],
+    feed: ChangeFeed,
 ) -> Result<BatchOutcome, sea_orm::DbErr> {
     let started = Instant::now();
-    let result = store::persist_batch(db, events).await;
+    let result = store::persist_batch(db, events, feed).await;
     let outcome = if result.is_ok() {
         "committed"
     } else {

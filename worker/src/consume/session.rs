@@ -66,6 +66,11 @@ impl Session {
         let topology = &config.common.topology;
         let opened = async {
             topology.declare(&connection).await?;
+            if config.common.change_feed.is_on() {
+                let channel = connection.create_channel().await?;
+                topology.declare_changes_exchange(&channel).await?;
+                let _ = channel.close(200, "change feed declared".into()).await;
+            }
             let mut consumers = Vec::with_capacity(config.concurrency);
             let mut channels = Vec::with_capacity(config.concurrency + 2);
             for _ in 0..config.concurrency {

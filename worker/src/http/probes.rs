@@ -18,6 +18,7 @@ impl Readiness for HttpState {
             "database": database_up,
             "writable": holding.is_none(),
             "holding": holding,
+            "change_feed": self.feed_status.detail(),
         });
         Probe {
             ready: consuming && database_up && holding.is_none(),

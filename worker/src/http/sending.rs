@@ -2,6 +2,7 @@
 //! StatusCallback, and records it so its callbacks find it.
 
 use actix_web::{web, HttpResponse};
+use service_kit::telemetry::trace_headers;
 use twilio_protocol::status::MessageStatus;
 
 use super::error::ApiError;
@@ -36,8 +37,12 @@ pub(super) async fn send_message(
                 from_address: created.from.clone().or(send.from.clone()),
                 to_address: created.to.clone().or(Some(send.to.clone())),
                 seen_at: chrono::Utc::now(),
+                traceparent: trace_headers(&tracing::Span::current())
+                    .into_iter()
+                    .find(|(name, _)| name == "traceparent")
+                    .map(|(_, value)| value),
             };
-            let result = store::record_sent_message(&state.db, message).await;
+            let result = store::record_sent_message(&state.db, message, state.feed).await;
             // Sent is sent: a recording failure is logged, the callbacks will fill the row.
             if let Err(error) = &result {
                 tracing::error!(message_sid = %created.sid, %error, "sent, but not recorded");

@@ -2,6 +2,7 @@
 //! Twilio client and the statistics cache. (The API's access rule,
 //! `ApiAccess`, is app data of its own.)
 
+use crate::feed::{ChangeFeed, FeedStatus};
 use sea_orm::DatabaseConnection;
 use std::sync::Arc;
 use twilio_protocol::status::MessageStatus;
@@ -22,4 +23,7 @@ pub struct HttpState {
     /// What counts as stale, per status (`WORKER_RECONCILE_AFTER`).
     pub stale_after: Vec<(MessageStatus, std::time::Duration)>,
     pub stats: StatsCache,
+    /// Whether changes go to the feed, and what `/readyz` shows of it.
+    pub feed: ChangeFeed,
+    pub feed_status: Arc<FeedStatus>,
 }

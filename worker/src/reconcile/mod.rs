@@ -31,6 +31,7 @@ use twilio_protocol::status::{CallbackStatus, MessageStatus};
 
 use crate::config::ReconcileConfig;
 use crate::decode::dedup::DedupKey;
+use crate::feed::ChangeFeed;
 use crate::metrics::{
     RECONCILE_API_ERRORS, RECONCILE_CHECKED, RECONCILE_RECOVERED, STALE_MESSAGES,
 };
@@ -97,11 +98,22 @@ pub struct Reconciler {
     db: DatabaseConnection,
     twilio: TwilioClient,
     config: ReconcileConfig,
+    feed: ChangeFeed,
 }
 
 impl Reconciler {
-    pub fn new(db: DatabaseConnection, twilio: TwilioClient, config: ReconcileConfig) -> Self {
-        Self { db, twilio, config }
+    pub fn new(
+        db: DatabaseConnection,
+        twilio: TwilioClient,
+        config: ReconcileConfig,
+        feed: ChangeFeed,
+    ) -> Self {
+        Self {
+            db,
+            twilio,
+            config,
+            feed,
+        }
     }
 
     /// One run. `dry_run`: look up, but write nothing.
@@ -272,9 +284,9 @@ impl Reconciler {
             from_address: message.from,
             to_address: message.to,
         };
-        let (inserted, report) = write_rows(&self.db, &[EventRow::reconciled(&event)]).await?;
-        report.record_metrics();
-        if inserted > 0 {
+        let written = write_rows(&self.db, &[EventRow::reconciled(&event)], self.feed).await?;
+        written.report.record_metrics();
+        if written.inserted > 0 {
             // A status Twilio invents tomorrow is one label, not one each.
             let label = match &status {
                 CallbackStatus::Known(known) => known.as_str(),

@@ -60,6 +60,8 @@ pub struct EventRow<'a> {
     pub(super) from_address: Option<&'a str>,
     pub(super) to_address: Option<&'a str>,
     pub(super) source: EventSource,
+    /// The trace of the callback that carried it, for the change it may make.
+    pub(super) traceparent: Option<&'a str>,
 }
 
 impl<'a> EventRow<'a> {
@@ -79,6 +81,7 @@ impl<'a> EventRow<'a> {
             from_address: callback.param("From"),
             to_address: callback.param("To"),
             source: EventSource::Callback,
+            traceparent: event.envelope.traceparent(),
         }
     }
 
@@ -99,6 +102,7 @@ impl<'a> EventRow<'a> {
             from_address: event.from_address.as_deref(),
             to_address: event.to_address.as_deref(),
             source: EventSource::Reconciliation,
+            traceparent: None,
         }
     }
 

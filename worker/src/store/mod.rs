@@ -19,7 +19,8 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::collections::HashSet;
 
 use crate::decode::DecodedCallback;
-use columns::{inserted, run_batch_statement};
+use crate::feed::{self, ChangeFeed};
+use columns::{changes, inserted, run_batch_statement};
 use event::EventRow;
 use outage::from_sqlx;
 use outcomes::OutcomeReport;
@@ -30,14 +31,27 @@ use projection::{SentMessage, RECORD_MESSAGE, STORE_BATCH};
 pub struct BatchOutcome {
     pub inserted: usize,
     pub duplicates: usize,
+    /// Changes of status it recorded for the change feed.
+    pub changes: usize,
     /// Its effect on the delivery report.
     pub report: OutcomeReport,
 }
 
+/// What one run of the store statement wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Written {
+    pub inserted: usize,
+    pub changes: usize,
+    pub report: OutcomeReport,
+}
+
 /// Persists `events` atomically: on error nothing of the batch is written.
+/// With the feed on, the changes of status it makes go to the outbox in
+/// the same transaction.
 pub async fn persist_batch(
     db: &DatabaseConnection,
     events: &[DecodedCallback],
+    feed: ChangeFeed,
 ) -> Result<BatchOutcome, DbErr> {
     // One row per dedup key (the key covers the MessageSid).
     let mut unique: Vec<&DecodedCallback> = Vec::with_capacity(events.len());
@@ -48,11 +62,12 @@ pub async fn persist_batch(
         }
     }
     let rows: Vec<EventRow> = unique.iter().map(|event| EventRow::new(event)).collect();
-    let (inserted, report) = write_rows(db, &rows).await?;
+    let written = write_rows(db, &rows, feed).await?;
     Ok(BatchOutcome {
-        inserted,
-        duplicates: events.len() - inserted,
-        report,
+        inserted: written.inserted,
+        duplicates: events.len() - written.inserted,
+        changes: written.changes,
+        report: written.report,
     })
 }
 
@@ -67,24 +82,30 @@ pub async fn persist_batch(
 pub async fn write_rows(
     db: &DatabaseConnection,
     rows: &[EventRow<'_>],
-) -> Result<(usize, OutcomeReport), DbErr> {
+    feed: ChangeFeed,
+) -> Result<Written, DbErr> {
     // In (message, key) order: a fixed lock order across workers.
     let mut sorted: Vec<&EventRow> = rows.iter().collect();
     sorted.sort_by(|a, b| (a.message_sid(), a.dedup_key()).cmp(&(b.message_sid(), b.dedup_key())));
-    match write_rows_once(db, &sorted).await {
+    let written = match write_rows_once(db, &sorted, feed).await {
         Err(error) if partitions::is_missing_partition(&error) => {
             let days: Vec<_> = rows.iter().map(|row| row.received_at()).collect();
             partitions::ensure_days_of(db, &days).await?;
-            write_rows_once(db, &sorted).await
+            write_rows_once(db, &sorted, feed).await
         }
         result => result,
+    }?;
+    if written.changes > 0 {
+        feed::changes_recorded();
     }
+    Ok(written)
 }
 
 async fn write_rows_once(
     db: &DatabaseConnection,
     sorted: &[&EventRow<'_>],
-) -> Result<(usize, OutcomeReport), DbErr> {
+    feed: ChangeFeed,
+) -> Result<Written, DbErr> {
     let pool = db.get_postgres_connection_pool();
     let mut locks: Vec<i64> = sorted
         .iter()
@@ -92,7 +113,7 @@ async fn write_rows_once(
         .map(|row| row.dedup_key().lock_id())
         .collect();
     if locks.is_empty() {
-        return store_batch(pool, sorted).await;
+        return store_batch(pool, sorted, feed).await;
     }
     locks.sort_unstable();
     locks.dedup();
@@ -108,18 +129,24 @@ async fn write_rows_once(
         .execute(&mut *transaction)
         .await
         .map_err(from_sqlx)?;
-    let result = store_batch(&mut *transaction, sorted).await?;
+    let result = store_batch(&mut *transaction, sorted, feed).await?;
     transaction.commit().await.map_err(from_sqlx)?;
     Ok(result)
 }
 
-/// Runs `STORE_BATCH`: the events it inserted, and its effect on the report.
+/// Runs `STORE_BATCH`: the events it inserted, the changes it recorded,
+/// and its effect on the report.
 async fn store_batch<'e>(
     executor: impl sqlx::PgExecutor<'e>,
     sorted: &[&EventRow<'_>],
-) -> Result<(usize, OutcomeReport), DbErr> {
-    let row = run_batch_statement(executor, STORE_BATCH.as_str(), sorted).await?;
-    Ok((inserted(&row)?, OutcomeReport::from_row(&row)?))
+    feed: ChangeFeed,
+) -> Result<Written, DbErr> {
+    let row = run_batch_statement(executor, STORE_BATCH.as_str(), sorted, Some(feed)).await?;
+    Ok(Written {
+        inserted: inserted(&row)?,
+        changes: changes(&row)?,
+        report: OutcomeReport::from_row(&row)?,
+    })
 }
 
 /// Records a message we just sent with the status Twilio answered (Twilio
@@ -128,13 +155,22 @@ async fn store_batch<'e>(
 pub async fn record_sent_message(
     db: &DatabaseConnection,
     message: SentMessage<'_>,
+    feed: ChangeFeed,
 ) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        RECORD_MESSAGE.as_str(),
-        message.values(),
-    ))
-    .await?;
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            RECORD_MESSAGE.as_str(),
+            message.values(feed),
+        ))
+        .await?;
+    let recorded: i64 = match row {
+        Some(row) => row.try_get("", "changes")?,
+        None => 0,
+    };
+    if recorded > 0 {
+        feed::changes_recorded();
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use std::sync::LazyLock;
 use twilio_protocol::status::MessageStatus;
 
 use super::event::DAY_EDGE;
+use crate::feed::ChangeFeed;
 
 /// A message we just sent, with the status Twilio answered: the inputs of
 /// `RECORD_MESSAGE`, in parameter order.
@@ -34,10 +35,12 @@ pub struct SentMessage<'a> {
     pub from_address: Option<String>,
     pub to_address: Option<String>,
     pub seen_at: DateTime<Utc>,
+    /// The trace of the request that sent it.
+    pub traceparent: Option<String>,
 }
 
 impl SentMessage<'_> {
-    pub fn values(self) -> Vec<sea_orm::Value> {
+    pub fn values(self, feed: ChangeFeed) -> Vec<sea_orm::Value> {
         vec![
             self.message_sid.into(),
             self.status.as_str().into(),
@@ -48,6 +51,8 @@ impl SentMessage<'_> {
             self.from_address.into(),
             self.to_address.into(),
             self.seen_at.into(),
+            feed.is_on().into(),
+            self.traceparent.into(),
         ]
     }
 }
@@ -64,10 +69,12 @@ static UPSERT_MESSAGES_FROM_DELTAS: LazyLock<String> = LazyLock::new(|| {
     INSERT INTO messages AS m
       (message_sid, status, status_rank, status_precedence, error_code, account_sid,
        from_address, to_address, first_seen_at, last_seen_at, event_count,
-       terminal_outcomes, conflicting_outcomes, final_at)
+       terminal_outcomes, conflicting_outcomes, final_at, change_sequence, changed_in)
     SELECT message_sid, status, status_rank, status_precedence, error_code, account_sid,
            from_address, to_address, first_seen_at, last_seen_at, event_count,
-           terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0, final_at
+           terminal_outcomes, (terminal_outcomes & (terminal_outcomes - 1)) <> 0, final_at,
+           CASE WHEN status_precedence >= 0 THEN 1 ELSE 0 END,
+           CASE WHEN status_precedence >= 0 THEN pg_current_xact_id() END
     FROM deltas ORDER BY message_sid
     ON CONFLICT (message_sid) DO UPDATE SET
       status = CASE WHEN EXCLUDED.status_precedence > m.status_precedence
@@ -89,29 +96,66 @@ static UPSERT_MESSAGES_FROM_DELTAS: LazyLock<String> = LazyLock::new(|| {
       -- A row final before final_at existed keeps NULL: its time is unknown.
       final_at = CASE WHEN m.final_at IS NULL AND m.status_rank >= {FINAL_RANK} THEN NULL
                       ELSE LEAST(m.final_at, EXCLUDED.final_at) END,
-      updated_at = now()"
+      -- A change of status (see `CHANGE_FEED`): counted, the status it
+      -- replaced kept (none when that one was not a known status), and
+      -- marked with this transaction.
+      change_sequence = m.change_sequence
+        + CASE WHEN EXCLUDED.status_precedence > m.status_precedence THEN 1 ELSE 0 END,
+      previous_status = CASE WHEN EXCLUDED.status_precedence > m.status_precedence
+                             THEN CASE WHEN m.status_precedence >= 0 THEN m.status END
+                             ELSE m.previous_status END,
+      changed_in = CASE WHEN EXCLUDED.status_precedence > m.status_precedence
+                        THEN pg_current_xact_id() ELSE m.changed_in END,
+      updated_at = now()
+    RETURNING message_sid, status, status_rank, error_code, account_sid, from_address,
+      to_address, change_sequence, previous_status,
+      COALESCE(changed_in = pg_current_xact_id(), false) AS changed"
     )
 });
+
+/// Records in the outbox (`message_changes`) each change of status
+/// `upserted` (the rows `UPSERT_MESSAGES_FROM_DELTAS` returned) made, in the
+/// statement that made it: nothing committed can miss the feed. `$changes`
+/// says whether the feed is on; `occurred_at` and `traceparent` come from
+/// `deltas` (the event that carried the new status), `recorded_at` is
+/// `$persisted`. Defines `feed`, one row per change recorded.
+fn change_feed(changes: &str, persisted: &str) -> String {
+    format!(
+        "feed AS (
+           INSERT INTO message_changes
+             (message_sid, sequence, status, previous_status, error_code, final, account_sid,
+              from_address, to_address, occurred_at, recorded_at, traceparent)
+           SELECT u.message_sid, u.change_sequence, u.status, u.previous_status, u.error_code,
+             u.status_rank >= {FINAL_RANK}, u.account_sid, u.from_address, u.to_address,
+             d.occurred_at, {persisted}, d.traceparent
+           FROM upserted u JOIN deltas d USING (message_sid)
+           WHERE u.changed AND {changes}
+           RETURNING 1
+         )"
+    )
+}
 
 /// The batch as the statements read it (`received`): one row per event,
 /// from one typed array per column (bound by `columns::run_batch_statement`).
 pub const RECEIVED: &str = "SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[],
              $4::smallint[], $5::smallint[], $6::smallint[], $7::integer[], $8::jsonb[],
              $9::boolean[], $10::text[], $11::uuid[], $12::timestamptz[], $13::boolean[],
-             $14::text[], $15::text[], $16::text[], $17::text[])
+             $14::text[], $15::text[], $16::text[], $17::text[], $18::text[])
            AS r(dedup_key, message_sid, status, status_rank, status_precedence, outcome_bit,
              error_code, raw_payload, json_body, idempotency_token, request_id, received_at,
-             near_midnight, account_sid, from_address, to_address, source)";
+             near_midnight, account_sid, from_address, to_address, source, traceparent)";
 
 /// Inserts a batch of events into the history, skipping known dedup keys
 /// (in (message, key) order: a fixed lock order across workers), then folds only the
 /// rows it inserted per message and applies them: one statement, so one
 /// round trip and its own transaction, with a text that never changes
-/// (prepared once per connection, whatever the batch size). `$1` to `$17`
-/// are the batch (`RECEIVED`), `$18` the time it is persisted. Within a message the winning event
+/// (prepared once per connection, whatever the batch size). `$1` to `$18`
+/// are the batch (`RECEIVED`), `$19` the time it is persisted, `$20`
+/// whether changes go to the feed. Within a message the winning event
 /// is the highest precedence, ties broken by dedup key; addresses come from
 /// the first event that has them. Returns the number of events inserted,
-/// and what the batch did to the delivery report (`OUTCOME_REPORT`).
+/// the changes recorded for the feed, and what the batch did to the
+/// delivery report (`OUTCOME_REPORT`).
 pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH received AS (
@@ -127,6 +171,10 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
              max(b.projected_precedence) AS status_precedence,
              (array_agg(b.error_code ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
                AS error_code,
+             (array_agg(b.received_at ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
+               AS occurred_at,
+             (array_agg(b.traceparent ORDER BY b.projected_precedence DESC, b.dedup_key))[1]
+               AS traceparent,
              (array_agg(b.account_sid ORDER BY b.dedup_key)
                FILTER (WHERE b.account_sid IS NOT NULL AND NOT b.foreign_account))[1]
                AS account_sid,
@@ -152,8 +200,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            WHERE m.message_sid IN (SELECT message_sid FROM deltas WHERE final_at IS NOT NULL)
          ), upserted AS (
            {upsert}
-           RETURNING 1
-         ), changes AS (
+         ), {feed}, changes AS (
            SELECT d.*, p.message_sid IS NOT NULL AS known,
              p.status_rank AS prior_rank, p.final_at AS prior_final_at,
              LEAST(d.first_seen_at, p.first_seen_at) AS message_first_seen_at,
@@ -164,6 +211,7 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
          {report}",
         insert = *INSERT_EVENTS,
         upsert = *UPSERT_MESSAGES_FROM_DELTAS,
+        feed = change_feed("$20", "$19"),
         report = *OUTCOME_REPORT,
     )
 });
@@ -206,6 +254,7 @@ const OWNED_BATCH: &str = "owners AS (
 static OUTCOME_REPORT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT (SELECT count(*) FROM inserted) AS inserted,
+           (SELECT count(*) FROM feed) AS changes,
            (SELECT COALESCE(sum(foreign_events), 0)::bigint FROM deltas) AS foreign_events,
            f.statuses AS final_statuses, f.error_codes AS final_error_codes,
            f.seconds AS final_seconds,
@@ -240,7 +289,7 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
         "INSERT INTO message_status_events
            (received_at, persisted_at, request_id, error_code, status_rank, json_body, dedup_key,
             message_sid, status, source, idempotency_token, raw_payload, foreign_account)
-         SELECT received_at, $18, request_id, error_code, status_rank, json_body, dedup_key,
+         SELECT received_at, $19, request_id, error_code, status_rank, json_body, dedup_key,
                 message_sid, status, source, idempotency_token, raw_payload, foreign_account
          FROM batch b
          WHERE NOT (b.near_midnight AND EXISTS (
@@ -256,7 +305,8 @@ pub static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// One message's row with no event behind it (a message we sent), by the
-/// same rules; no event is counted.
+/// same rules; no event is counted. Its change goes to the feed too
+/// (`$10`: the feed is on; `$11`: the trace of the request that sent it).
 pub static RECORD_MESSAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH deltas AS (
@@ -265,9 +315,13 @@ pub static RECORD_MESSAGE: LazyLock<String> = LazyLock::new(|| {
                   $6::text AS account_sid, $7::text AS from_address, $8::text AS to_address,
                   $9::timestamptz AS first_seen_at, $9::timestamptz AS last_seen_at,
                   0 AS event_count, $5::smallint AS terminal_outcomes,
-                  CASE WHEN $3::smallint >= {FINAL_RANK} THEN $9::timestamptz END AS final_at
-         )
-         {upsert}",
+                  CASE WHEN $3::smallint >= {FINAL_RANK} THEN $9::timestamptz END AS final_at,
+                  $9::timestamptz AS occurred_at, $11::text AS traceparent
+         ), upserted AS (
+           {upsert}
+         ), {feed}
+         SELECT count(*) AS changes FROM feed",
         upsert = *UPSERT_MESSAGES_FROM_DELTAS,
+        feed = change_feed("$10", "now()"),
     )
 });

@@ -10,6 +10,7 @@ use queue_wire::envelope::CallbackEnvelope;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 use testkit::{callback_envelope, message_sid, status_params};
 use worker::test_support::entity::message_status_event;
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::store::partitions;
 
 #[tokio::test]
@@ -54,7 +55,7 @@ async fn commit_without_ack_then_redelivery_is_still_one_row() {
     let properties = envelope.to_properties();
     // A worker committed this callback and died before its ack...
     let decoded = worker::test_support::decode::decode(&properties, &envelope.body).unwrap();
-    worker::test_support::store::persist_batch(&pipeline.db, &decoded.callbacks)
+    worker::test_support::store::persist_batch(&pipeline.db, &decoded.callbacks, ChangeFeed::On)
         .await
         .unwrap();
     assert_eq!(event_rows(&pipeline.db).await, 1);
@@ -132,9 +133,10 @@ async fn the_migration_keeps_every_row_and_its_duplicates_stay_duplicates() {
     assert_eq!(first.request_id, None, "a request id that is not a UUID");
     // The same callbacks delivered again after the upgrade add nothing.
     for envelope in &envelopes {
-        let outcome = worker::test_support::store::persist_batch(&db, &decoded(envelope))
-            .await
-            .unwrap();
+        let outcome =
+            worker::test_support::store::persist_batch(&db, &decoded(envelope), ChangeFeed::On)
+                .await
+                .unwrap();
         assert_eq!(outcome.inserted, 0);
     }
     assert_eq!(event_rows(&db).await, 3);

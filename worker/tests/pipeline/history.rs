@@ -13,6 +13,7 @@ use sea_orm::{
 use testkit::{callback_envelope, message_sid, status_params};
 use worker::config::HistoryConfig;
 use worker::test_support::entity::message_status_event;
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::store::partitions;
 
 /// The callbacks of one envelope, as the worker decodes them.
@@ -83,6 +84,7 @@ async fn a_retry_just_after_midnight_is_the_same_event_in_either_order() {
             let outcome = worker::test_support::store::persist_batch(
                 &pipeline.db,
                 &decoded(&callback_envelope(&params, received_at)),
+                ChangeFeed::On,
             )
             .await
             .unwrap();
@@ -130,12 +132,12 @@ async fn copies_written_at_once_on_both_sides_of_midnight_are_one_event() {
         let late = decoded(&callback_envelope(&params, midnight + Age::milliseconds(5)));
         let (db_a, db_b) = (pipeline.db.clone(), pipeline.db.clone());
         let (a, b) = tokio::join!(
-            tokio::spawn(
-                async move { worker::test_support::store::persist_batch(&db_a, &early).await }
-            ),
-            tokio::spawn(
-                async move { worker::test_support::store::persist_batch(&db_b, &late).await }
-            ),
+            tokio::spawn(async move {
+                worker::test_support::store::persist_batch(&db_a, &early, ChangeFeed::On).await
+            }),
+            tokio::spawn(async move {
+                worker::test_support::store::persist_batch(&db_b, &late, ChangeFeed::On).await
+            }),
         );
         let inserted = a.unwrap().unwrap().inserted + b.unwrap().unwrap().inserted;
         assert_eq!(inserted, 1, "message {n}: one of the two copies is stored");
@@ -159,6 +161,7 @@ async fn copies_hours_apart_on_the_same_day_are_one_event_and_other_statuses_are
         worker::test_support::store::persist_batch(
             &pipeline.db,
             &decoded(&callback_envelope(params, received_at)),
+            ChangeFeed::On,
         )
         .await
         .unwrap();
@@ -212,9 +215,13 @@ async fn retention_drops_whole_days_past_the_horizon_while_callbacks_stream_in()
             &status_params(&message_sid(1_000 + back as u64), "delivered", None),
             now - Age::days(back),
         );
-        worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
-            .await
-            .unwrap();
+        worker::test_support::store::persist_batch(
+            &pipeline.db,
+            &decoded(&envelope),
+            ChangeFeed::On,
+        )
+        .await
+        .unwrap();
     }
     let config = retaining(30);
     let first_kept = partitions::horizon(now, 30);
@@ -280,7 +287,7 @@ async fn the_command_lists_then_drops_the_days_past_the_retention() {
     let pipeline = TestPipeline::start().await;
     let old = Utc::now() - Age::days(10);
     let envelope = callback_envelope(&status_params(&message_sid(1), "sent", None), old);
-    worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
+    worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope), ChangeFeed::On)
         .await
         .unwrap();
     let run = |args: &[&str], retention_days: &str| {
@@ -334,9 +341,13 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
     let (one, two) = (message_sid(1), message_sid(2));
     for sid in [&one, &two] {
         let envelope = callback_envelope(&status_params(sid, "sent", None), old);
-        worker::test_support::store::persist_batch(&pipeline.db, &decoded(&envelope))
-            .await
-            .unwrap();
+        worker::test_support::store::persist_batch(
+            &pipeline.db,
+            &decoded(&envelope),
+            ChangeFeed::On,
+        )
+        .await
+        .unwrap();
     }
     // A retention run stopped between its detach and its drop.
     let name = format!("message_status_events_{}", old.format("%Y%m%d"));
@@ -347,9 +358,10 @@ async fn a_day_left_detached_is_attached_again_for_a_write_and_dropped_by_retent
 
     // A write for that day attaches it again, rows and all.
     let late = callback_envelope(&status_params(&one, "delivered", None), old);
-    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &decoded(&late))
-        .await
-        .unwrap();
+    let outcome =
+        worker::test_support::store::persist_batch(&pipeline.db, &decoded(&late), ChangeFeed::On)
+            .await
+            .unwrap();
     assert_eq!(outcome.inserted, 1);
     assert_eq!(rows_of(&pipeline.db, &one).await, 2);
     assert_eq!(rows_of(&pipeline.db, &two).await, 1);

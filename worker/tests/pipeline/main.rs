@@ -11,6 +11,7 @@ mod dedup;
 mod durability;
 mod end_to_end;
 mod failures;
+mod feed;
 mod helpers;
 mod history;
 mod ordering;

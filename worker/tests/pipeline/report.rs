@@ -7,6 +7,7 @@ use chrono::{Duration as Age, Utc};
 use queue_wire::envelope::CallbackEnvelope;
 use testkit::{callback_envelope, message_sid, status_params};
 use twilio_protocol::status::MessageStatus;
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::store::outcomes::FinalOutcome;
 
 fn decoded(envelopes: &[CallbackEnvelope]) -> Vec<worker::test_support::decode::DecodedCallback> {
@@ -32,7 +33,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
         callback_envelope(&status_params(&one, "delivered", None), at(30)),
         callback_envelope(&status_params(&two, "queued", None), at(5)),
     ]);
-    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &first)
+    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &first, ChangeFeed::On)
         .await
         .unwrap();
     assert_eq!(
@@ -53,7 +54,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
         callback_envelope(&status_params(&one, "undelivered", Some(30003)), at(45)),
         callback_envelope(&status_params(&two, "failed", Some(30007)), at(65)),
     ]);
-    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &second)
+    let outcome = worker::test_support::store::persist_batch(&pipeline.db, &second, ChangeFeed::On)
         .await
         .unwrap();
     assert_eq!(
@@ -67,7 +68,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
     assert_eq!(outcome.report.newly_conflicting, 1);
 
     // The same callbacks again: duplicates change nothing.
-    let again = worker::test_support::store::persist_batch(&pipeline.db, &second)
+    let again = worker::test_support::store::persist_batch(&pipeline.db, &second, ChangeFeed::On)
         .await
         .unwrap();
     assert_eq!(again.inserted, 0);

@@ -11,6 +11,7 @@ use testkit::message_sid;
 use twilio_protocol::status::MessageStatus;
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::reconcile::{Action, RunSummary};
 use worker::test_support::store::projection::SentMessage;
 
@@ -83,7 +84,9 @@ async fn a_queued_message_we_sent_and_never_heard_of_gets_failed_with_30007() {
             from_address: Some("+15017122661".into()),
             to_address: Some("+15558675310".into()),
             seen_at: Utc::now() - Age::hours(5),
+            traceparent: None,
         },
+        ChangeFeed::On,
     )
     .await
     .unwrap();

@@ -10,6 +10,7 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 use worker::config::{Command, ReconcileConfig, ReconcileRunConfig, WorkerCli};
 use worker::test_support::entity::message_status_event;
+use worker::test_support::feed::ChangeFeed;
 use worker::test_support::reconcile::Reconciler;
 
 pub const MAIN: &str = "AC000000000000000000000000000000aa";
@@ -68,7 +69,12 @@ impl Rig {
         tune(&mut config.reconcile);
         let twilio =
             worker::test_support::twilio_api::TwilioClient::new(config.twilio_api, None).unwrap();
-        Reconciler::new(self.pipeline.db.clone(), twilio, config.reconcile)
+        Reconciler::new(
+            self.pipeline.db.clone(),
+            twilio,
+            config.reconcile,
+            ChangeFeed::On,
+        )
     }
 
     /// Stores one callback of `sid` from `account`, received `age` ago.
