@@ -31,6 +31,12 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
     let _telemetry = service_kit::telemetry::init_for_tests(provider);
 
     let pipeline = TestPipeline::start().await;
+    let mut changes = testkit::ChangeListener::bind(
+        &pipeline.broker.connection,
+        &pipeline.broker.topology,
+        &["#"],
+    )
+    .await;
     let address = start_ingest(&pipeline.broker).await;
     let client = reqwest::Client::new();
 
@@ -52,15 +58,28 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
     assert_eq!(response.status(), 200);
     wait_for_event_rows(&pipeline.db, 1).await;
 
+    // The change it made, published by the relay, carries the trace on.
+    let expected = [(sid.clone(), "delivered".to_owned())]
+        .into_iter()
+        .collect();
+    changes
+        .wait_for_last_statuses(&expected, Duration::from_secs(30))
+        .await;
+    let change_traceparent = changes.received[0].traceparent.clone().unwrap();
+
     let spans = wait_for(
         "the worker's spans to be exported",
         Duration::from_secs(30),
         || {
             let spans = exporter.get_finished_spans().unwrap();
-            let done = spans.iter().any(|s| {
-                s.name == "twilio.status process"
-                    && attribute(s, "twilio.message_sid").as_deref() == Some(sid.as_str())
-            });
+            let done = ["twilio.status process", "twilio.status.changes publish"]
+                .iter()
+                .all(|name| {
+                    spans.iter().any(|s| {
+                        s.name == *name
+                            && attribute(s, "twilio.message_sid").as_deref() == Some(sid.as_str())
+                    })
+                });
             async move { done.then_some(spans) }
         },
     )
@@ -83,9 +102,10 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
             s.name == "twilio.status persist" && s.parent_span_id == process.span_context.span_id()
         })
         .expect("a persist span under the process span");
+    let change = find("twilio.status.changes publish");
 
     let trace = TraceId::from_hex(caller_trace).unwrap();
-    for span in [request, publish, process, persist] {
+    for span in [request, publish, process, persist, change] {
         assert_eq!(
             span.span_context.trace_id(),
             trace,
@@ -95,6 +115,14 @@ async fn the_worker_spans_belong_to_the_trace_ingest_continued() {
     }
     assert_eq!(publish.parent_span_id, request.span_context.span_id());
     assert_eq!(process.parent_span_id, publish.span_context.span_id());
+    // The change continues the trace from the publish that carried its callback.
+    assert_eq!(change.parent_span_id, publish.span_context.span_id());
+    assert_eq!(change.span_kind, SpanKind::Producer);
+    assert!(
+        change_traceparent.contains(&change.span_context.span_id().to_string()),
+        "the change's traceparent {change_traceparent} names its publish span"
+    );
+    assert!(change_traceparent.contains(caller_trace));
     assert_eq!(request.span_kind, SpanKind::Server);
     assert_eq!(publish.span_kind, SpanKind::Producer);
     assert_eq!(process.span_kind, SpanKind::Consumer);

@@ -15,6 +15,7 @@ pub type CallbackId = (String, String);
 /// What the load got back.
 #[derive(Debug, Default)]
 pub struct LoadResult {
+    /// Distinct callbacks sent (copies count once).
     pub sent: usize,
     pub accepted: HashSet<CallbackId>,
     /// Answered with something other than 2xx, or no answer at all.
@@ -124,8 +125,10 @@ pub async fn drive(
             .buffer_unordered(concurrency)
             .collect()
             .await;
+    // Distinct callbacks: a copy sent twice (Twilio's retry) is one callback.
+    let distinct: HashSet<&CallbackId> = answers.iter().map(|(id, _, _)| id).collect();
     let mut result = LoadResult {
-        sent: answers.len(),
+        sent: distinct.len(),
         ..LoadResult::default()
     };
     let mut waits: Vec<Duration> = answers.iter().map(|(_, _, waited)| *waited).collect();

@@ -101,6 +101,9 @@ pub const MESSAGES: u64 = 1000; // 3,000 callbacks
 pub struct Traffic {
     all: Vec<CallbackId>,
     running: JoinHandle<LoadResult>,
+    progress: Arc<AtomicUsize>,
+    /// Callbacks it sends, duplicates included.
+    sending: usize,
 }
 
 impl Traffic {
@@ -131,16 +134,57 @@ impl Traffic {
         sent_before_return: impl FnOnce(usize) -> usize,
     ) -> Self {
         let all = callbacks(messages);
+        Self::sending(
+            all.clone(),
+            all,
+            ingest,
+            connections,
+            per_second,
+            sent_before_return,
+        )
+        .await
+    }
+
+    /// The same as `start_for`, with every fourth callback sent twice (as
+    /// Twilio's retries do), the copies spread through the rest.
+    pub async fn with_duplicates(messages: u64, ingest: &Service, connections: usize) -> Self {
+        let all = callbacks(messages);
+        let mut sent = all.clone();
+        for (index, copy) in all.iter().step_by(4).enumerate() {
+            sent.insert((index * 5 + 3).min(sent.len()), copy.clone());
+        }
+        Self::sending(all, sent, ingest, connections, None, |total| total / 3).await
+    }
+
+    async fn sending(
+        all: Vec<CallbackId>,
+        sent: Vec<CallbackId>,
+        ingest: &Service,
+        connections: usize,
+        per_second: Option<u32>,
+        sent_before_return: impl FnOnce(usize) -> usize,
+    ) -> Self {
         let progress = Arc::new(AtomicUsize::new(0));
+        let sending = sent.len();
         let running = tokio::spawn(drive(
             ingest.url(),
-            all.clone(),
+            sent,
             connections,
             per_second,
             progress.clone(),
         ));
-        reached(&progress, sent_before_return(all.len())).await;
-        Self { all, running }
+        reached(&progress, sent_before_return(sending)).await;
+        Self {
+            all,
+            running,
+            progress,
+            sending,
+        }
+    }
+
+    /// Waits until `fraction` of the callbacks have been answered.
+    pub async fn wait_until_answered(&self, fraction: f64) {
+        reached(&self.progress, (self.sending as f64 * fraction) as usize).await;
     }
 
     /// A third of the way in, at 32 connections, unpaced: where most scenarios strike.

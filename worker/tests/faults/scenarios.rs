@@ -76,3 +76,55 @@ async fn ingest_stopped_under_load() {
     rig.assert_exact(&load, &all, "ingest SIGTERM under load")
         .await;
 }
+
+/// The change feed through two worker SIGKILLs under load, with duplicates
+/// and out-of-order arrival: every message's changes arrive, in sequence
+/// order, never backwards, copies only of the same change, and the last one
+/// is the status Postgres holds.
+#[tokio::test]
+async fn change_feed_through_two_worker_kills() {
+    let rig = Rig::new().await;
+    let mut listener =
+        testkit::ChangeListener::bind(&rig.broker.connection, &rig.broker.topology, &["#"]).await;
+    let ingest = rig.ingest().await;
+    let first = rig.worker().await;
+    let traffic = Traffic::with_duplicates(600, &ingest, 32).await;
+    first.kill();
+    let second = rig.worker().await;
+    traffic.wait_until_answered(0.66).await;
+    second.kill();
+    let _third = rig.worker().await;
+    let (load, all) = traffic.finished().await;
+    rig.assert_exact(&load, &all, "change feed, worker SIGKILLed twice")
+        .await;
+    let stored = stored_statuses(&rig.db).await;
+    assert_eq!(stored.len(), 600);
+    listener
+        .wait_for_last_statuses(&stored, Duration::from_secs(120))
+        .await;
+    let copies = testkit::check_feed_order(&listener.received);
+    println!(
+        "feed through two kills: {} changes received, {copies} copies",
+        listener.received.len()
+    );
+}
+
+async fn stored_statuses(
+    db: &sea_orm::DatabaseConnection,
+) -> std::collections::BTreeMap<String, String> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT message_sid, status FROM messages",
+    ))
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|row| {
+        (
+            row.try_get::<String>("", "message_sid").unwrap(),
+            row.try_get::<String>("", "status").unwrap(),
+        )
+    })
+    .collect()
+}
