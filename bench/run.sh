@@ -6,8 +6,11 @@
 # starts ingest and worker on a scratch database and a topology of their own;
 # then drives them: a backlog with the worker stopped (ingest alone, then the
 # worker's drain rate), 64 connections closed loop for the peak, open loop at
-# half the peak for the end-to-end lag, and a diagnostic rerun of the worker
-# phases over Postgres's Unix socket. Samples each process's CPU time and the
+# half the peak for the end-to-end lag, a diagnostic rerun of the worker
+# phases over Postgres's Unix socket, and backlogs drained with the change
+# feed off and on, alternately, for its cost. The change feed is on (as by
+# default) with a consumer bound to it throughout (`loadgen watch-changes`,
+# its CPU not counted as the pipeline's). Samples each process's CPU time and the
 # services' peak RSS, stops everything with SIGTERM, removes the database and
 # the queues, and writes the report.
 #
@@ -135,6 +138,8 @@ per_1k() { awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "
 # --- the services ---------------------------------------------------------------
 INGEST_PID=""
 WORKER_PID=""
+WATCH_PID=""
+CHANGES_QUEUE=$PREFIX.changes.bench
 WORKER_RSS=0
 STOPPED_CLEANLY=yes
 
@@ -182,6 +187,8 @@ cleanup() {
   set +e
   [ -n "$WORKER_PID" ] && stop_service worker "$WORKER_PID"
   [ -n "$INGEST_PID" ] && stop_service ingest "$INGEST_PID"
+  [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
+  rabbitmqctl -q delete_queue "$CHANGES_QUEUE" >/dev/null 2>&1 || true
   if [ -x "$BIN/loadgen" ]; then
     "$BIN/loadgen" delete-topology --prefix "$PREFIX" >/dev/null 2>&1 ||
       say "could not delete the queues of $PREFIX"
@@ -220,6 +227,28 @@ hist_dist() {
       d1 = b[2, "1"] - b[1, "1"]; d4 = b[2, "4"] - b[1, "4"]; d16 = b[2, "16"] - b[1, "16"]; d64 = b[2, "64"] - b[1, "64"]
       printf "%.1f (1: %.0f%%, 2-4: %.0f%%, 5-16: %.0f%%, 17-64: %.0f%%, more: %.0f%%)", (s[2] - s[1]) / n,
         d1 / n * 100, (d4 - d1) / n * 100, (d16 - d4) / n * 100, (d64 - d16) / n * 100, (n - d64) / n * 100
+    }' "$1" "$2" 2>/dev/null || printf "n/a"
+}
+# hist_quantile FILE_BEFORE FILE_AFTER NAME Q: the Q quantile (ms) of a seconds histogram's
+# observations between the two files, interpolated linearly within its bucket.
+hist_quantile() {
+  awk -v name="$3" -v q="$4" '
+    { file = (FILENAME == ARGV[1]) ? 1 : 2 }
+    index($1, name "_bucket{") == 1 { match($1, /le="[^"]+"/); le = substr($1, RSTART + 4, RLENGTH - 5); b[file, le] = $NF; if (file == 2) les[le] = 1 }
+    END {
+      n = 0; for (le in les) { bound[++n] = (le == "+Inf") ? 1e99 : le + 0; key[n] = le }
+      for (i = 1; i <= n; i++) for (k = i + 1; k <= n; k++) if (bound[k] < bound[i]) { t = bound[i]; bound[i] = bound[k]; bound[k] = t; t = key[i]; key[i] = key[k]; key[k] = t }
+      total = b[2, "+Inf"] - b[1, "+Inf"]; if (total <= 0) { printf "n/a"; exit }
+      want = q * total; below = 0; lower = 0
+      for (i = 1; i <= n; i++) {
+        c = b[2, key[i]] - b[1, key[i]]
+        if (c >= want) {
+          if (bound[i] >= 1e99) { printf "> %.0f", lower * 1000; exit }
+          printf "%.1f", (lower + (bound[i] - lower) * (c > below ? (want - below) / (c - below) : 1)) * 1000; exit
+        }
+        below = c; lower = bound[i]
+      }
+      printf "n/a"
     }' "$1" "$2" 2>/dev/null || printf "n/a"
 }
 # counter_delta FILE_BEFORE FILE_AFTER NAME: how much a counter grew.
@@ -308,6 +337,10 @@ psql_admin -c "CREATE DATABASE $DB_NAME" >/dev/null
 DATABASE_URL=$DATABASE_URL AMQP_TOPOLOGY_PREFIX=$PREFIX LOG_FORMAT=json RUST_LOG=warn \
   "$BIN/worker" migrate >"$WORK/migrate.log" 2>&1
 start_ingest
+# A consumer of the change feed, as an application would run one: every change, counted.
+"$LOADGEN" watch-changes --amqp-url "$AMQP_URL" --topology-prefix "$PREFIX" --queue "$CHANGES_QUEUE" \
+  --binding '#' 2>"$WORK/watch-changes.log" > >(wc -l >"$WORK/changes-received.count") &
+WATCH_PID=$!
 RUN=("$LOADGEN" run --url "$INGEST_URL/twilio/status" --token "$TOKEN" "${MIX[@]}" --json)
 check_run() { # RUN_JSON OUT_NAME DATABASE_URL: wait for a run's rows and check them
   "$LOADGEN" check --database-url "$3" --run-id "$(j "$1" .run_id)" \
@@ -348,11 +381,13 @@ OPEN_RATE=$(awk -v p="$(j peak .accepted_per_s)" -v cap="$OPEN_RATE_CAP" \
   'BEGIN { r = int(p / 2); if (r > cap) r = cap; if (r < 1) r = 1; print r }')
 say "open loop: $OPEN_RATE/s for ${OPEN_SECS}s"
 metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o0.txt"
+metrics_snap "$WORKER_URL" "$WORK/worker-metrics-o0.txt"
 snap o0
 "${RUN[@]}" --rate "$OPEN_RATE" --duration "$OPEN_SECS" --database-url "$DATABASE_URL" \
   >"$WORK/open.json" || fail "open loop: unexpected answers or stored rows mismatch"
 snap o1
 metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o1.txt"
+metrics_snap "$WORKER_URL" "$WORK/worker-metrics-o1.txt"
 cores_row "open loop at half the peak (incl. the wait for the rows)" o0 o1 "$(j open .client_cpu_s)"
 
 # Half the peak can be more than the worker keeps up with; then its lag is queueing.
@@ -384,10 +419,74 @@ if [ "$DIAGNOSE" = 1 ]; then
     >"$WORK/open-socket.json" || fail "open loop (socket): unexpected answers or stored rows mismatch"
 fi
 
+# outbox_drained: waits (up to 10 s) until the relay published every change committed.
+outbox_drained() {
+  local i
+  for i in $(seq 1 100); do
+    OUTBOX_LEFT=$(psql "$DATABASE_URL" -X -tAc 'SELECT count(*) FROM message_changes' 2>/dev/null || echo "?")
+    [ "$OUTBOX_LEFT" = 0 ] && return 0
+    sleep 0.1
+  done
+}
+# The change feed's cost: equal backlogs sent and drained with the feed off and on, twice
+# each, alternately; CPU of every pipeline process per stored callback.
+FEED_BACKLOG=$((BACKLOG / 2))
+for round in 1 2; do
+  for feed in false true; do
+    say "change feed cost: WORKER_CHANGE_FEED=$feed, $FEED_BACKLOG callbacks sent and drained (round $round)"
+    stop_worker
+    snap "feed_${feed}_${round}_0"
+    "${RUN[@]}" --concurrency "$CONCURRENCY" --requests "$FEED_BACKLOG" >"$WORK/feed-$feed-$round.json" ||
+      fail "feed cost backlog: unexpected answers"
+    start_worker "$DATABASE_URL" WORKER_CHANGE_FEED="$feed"
+    check_run "feed-$feed-$round" "feed-$feed-$round-stored" "$DATABASE_URL" ||
+      fail "feed cost drain: stored rows do not match the accepted callbacks"
+    outbox_drained
+    snap "feed_${feed}_${round}_1"
+  done
+done
+# feed_cpu FEED: total pipeline CPU ms per 1,000 stored callbacks over both rounds.
+feed_cpu() {
+  local ticks=0 rows=0 round f
+  for round in 1 2; do
+    for f in 4 5 6 7; do ticks=$(awk -v t="$ticks" -v d="$(delta "feed_$1_${round}_0" "feed_$1_${round}_1" "$f")" 'BEGIN { print t + d }'); done
+    rows=$((rows + $(j "feed-$1-$round-stored" .rows)))
+  done
+  per_1k "$ticks" "$rows" | awk '{ printf "%.0f", $1 * 1000 }'
+}
+# feed_part FEED FIELD: one process's CPU ms per 1,000 stored over both rounds.
+feed_part() {
+  local ticks=0 rows=0 round
+  for round in 1 2; do
+    ticks=$(awk -v t="$ticks" -v d="$(delta "feed_$1_${round}_0" "feed_$1_${round}_1" "$2")" 'BEGIN { print t + d }')
+    rows=$((rows + $(j "feed-$1-$round-stored" .rows)))
+  done
+  per_1k "$ticks" "$rows" | awk '{ printf "%.0f", $1 * 1000 }'
+}
+
 say "stopping (SIGTERM)"
 INGEST_RSS=$(peak_rss_mb "$INGEST_PID")
 stop_ingest
+# Every change committed is published before the worker stops: the outbox drains.
+outbox_drained
+[ "$OUTBOX_LEFT" = 0 ] || fail "the change outbox still holds $OUTBOX_LEFT changes after the runs"
+CHANGES_PUBLISHED=$(curl -fsS "$WORKER_URL/metrics" 2>/dev/null | awk '$1 ~ /^worker_changes_published_total/ { n += $NF } END { printf "%.0f", n }')
 stop_worker
+sleep 1
+[ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
+wait "$WATCH_PID" 2>/dev/null || true
+WATCH_PID=""
+sleep 0.2
+CHANGES_RECEIVED=$(cat "$WORK/changes-received.count" 2>/dev/null || echo "?")
+# The outbox at size: what 100,000 waiting changes (RabbitMQ away) take, per million.
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "INSERT INTO message_changes
+  (message_sid, sequence, status, previous_status, error_code, final, account_sid, from_address,
+   to_address, occurred_at, recorded_at, traceparent)
+  SELECT 'SM' || md5(i::text), 2, 'undelivered', 'sent', 30003, true, 'AC' || md5('account'),
+    '+15017122661', '+15558675310', now(), now(),
+    '00-' || md5(i::text) || '-' || substr(md5(i::text || 's'), 1, 16) || '-01'
+  FROM generate_series(1, 100000) i" >/dev/null
+OUTBOX_MB_PER_MILLION=$(psql "$DATABASE_URL" -X -tAc "SELECT round(pg_total_relation_size('message_changes') * 10 / 1048576.0)")
 RUN_ERRORS=$(($(error_lines) - STOP_ERRORS))
 [ "$RUN_ERRORS" = 0 ] || fail "$RUN_ERRORS ERROR lines in the service logs while they worked (see $WORK/*.log)"
 if [ "$STOP_ERRORS" -gt 0 ]; then
@@ -464,6 +563,23 @@ GROWTH_SECTION=$(awk '/^<!-- (growth|retention|readers|structure):/,/^<!-- \/(gr
   echo "## Inside the services at peak"
   echo
   echo "From their /metrics over the peak run: ingest answered an accepted callback in $(mean_ms "$REQ_DELTA") ms on average, $(mean_ms "$CONFIRM_DELTA") ms of it waiting for RabbitMQ's confirm. The worker stored $(awk -v d="$BATCH_DELTA" 'BEGIN { split(d, x, " "); if (x[2] > 0) printf "%.0f", x[1] / x[2]; else printf "n/a" }') callbacks per batch on average, each batch's transaction taking $(mean_ms "$DBTIME_DELTA") ms; it spent $(awk -v d="$DBTIME_DELTA" -v w="$PEAK_WORKER_WALL" 'BEGIN { split(d, x, " "); if (w > 0) printf "%.0f%%", x[1] / w * 100; else printf "n/a" }') of the ${PEAK_WORKER_WALL} s (sending and catching up) inside a transaction."
+  echo
+  echo "## Change feed"
+  echo
+  echo "On throughout, as by default, with one consumer (\`loadgen watch-changes\`, every routing key) bound to it. Changes published (confirmed by RabbitMQ) over the whole run: $CHANGES_PUBLISHED; received by the consumer: $CHANGES_RECEIVED (copies included); left in the outbox at the end: $OUTBOX_LEFT."
+  echo
+  echo "| figure | measured |"
+  echo "|---|---|"
+  echo "| commit-to-publish lag ms p50 / p99 (\`worker_change_publish_lag_seconds\`: persist time to RabbitMQ's confirm, interpolated within its buckets), open loop at $OPEN_RATE/s = half the peak | $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.5) / $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.99) |"
+  echo "| pipeline CPU ms per 1,000 stored callbacks (ingest + worker + RabbitMQ + Postgres; $FEED_BACKLOG-callback backlogs sent and drained, twice each, alternately), feed off / on | $(feed_cpu false) / $(feed_cpu true) |"
+  echo "| feed on ÷ feed off (target: at most 1.15) | $(ratio "$(feed_cpu true)" "$(feed_cpu false)") |"
+  echo "| of which, feed off / on: ingest | $(feed_part false 4) / $(feed_part true 4) |"
+  echo "| worker | $(feed_part false 5) / $(feed_part true 5) |"
+  echo "| RabbitMQ | $(feed_part false 6) / $(feed_part true 6) |"
+  echo "| Postgres | $(feed_part false 7) / $(feed_part true 7) |"
+  echo "| outbox size while changes wait (RabbitMQ away): MB per million changes (100,000 realistic rows, table and index) | $OUTBOX_MB_PER_MILLION |"
+  echo
+  echo "The outbox holds only changes not yet confirmed: in steady state it is empty, so its size is a function of how long RabbitMQ is away, not of the message count."
   echo
   echo "## Where the cores went"
   echo

@@ -25,12 +25,12 @@ start_ingest() {
   wait_ready ingest "http://127.0.0.1:$INGEST_PORT"
 }
 
-# start_worker DATABASE_URL
+# start_worker DATABASE_URL [NAME=VALUE...]: further settings after the URL.
 start_worker() {
   env -u OTEL_EXPORTER_OTLP_ENDPOINT \
     DATABASE_URL="$1" AMQP_URL="$AMQP_URL" AMQP_TOPOLOGY_PREFIX="$PREFIX" \
     WORKER_ADDR="127.0.0.1:$WORKER_PORT" WORKER_AUTO_MIGRATE=false LOG_FORMAT=json RUST_LOG=warn \
-    "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
+    "${@:2}" "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
   WORKER_PID=$!
   wait_ready worker "http://127.0.0.1:$WORKER_PORT"
 }

@@ -55,6 +55,16 @@ impl ChangeListener {
     /// Binds a new queue to `topology`'s change feed with `binding_keys`
     /// (`#` for all), declaring the exchange if no worker has yet.
     pub async fn bind(connection: &Connection, topology: &Topology, binding_keys: &[&str]) -> Self {
+        Self::bind_with(connection, topology, binding_keys, FieldTable::default()).await
+    }
+
+    /// The same with queue arguments (a length limit, say).
+    pub async fn bind_with(
+        connection: &Connection,
+        topology: &Topology,
+        binding_keys: &[&str],
+        arguments: FieldTable,
+    ) -> Self {
         let channel = connection.create_channel().await.unwrap();
         topology.declare_changes_exchange(&channel).await.unwrap();
         let queue = unique_name("changes").replace('_', ".");
@@ -62,7 +72,7 @@ impl ChangeListener {
             .queue_declare(
                 queue.as_str().into(),
                 QueueDeclareOptions::default(),
-                FieldTable::default(),
+                arguments,
             )
             .await
             .unwrap();

@@ -210,6 +210,9 @@ async fn publish_until_lost(
     stop: &CancellationToken,
 ) -> Lost {
     let exchange = topology.changes_exchange();
+    // After a round RabbitMQ refused whole (every publish nacked: a full
+    // queue that rejects publishes, say), the next waits a growing pause.
+    let mut refused = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         if stop.is_cancelled() {
             return Lost::Stop;
@@ -237,6 +240,14 @@ async fn publish_until_lost(
         }
         if let Some(error) = broker_lost {
             return Lost::Broker(error);
+        }
+        if published.is_empty() {
+            tokio::select! {
+                () = tokio::time::sleep(refused.next_delay()) => {}
+                () = stop.cancelled() => return Lost::Stop,
+            }
+        } else {
+            refused.reset();
         }
     }
 }

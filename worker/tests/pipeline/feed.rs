@@ -321,3 +321,62 @@ async fn two_workers_relay_one_at_a_time_and_hand_over_in_order() {
     assert_eq!(relaying(&follower).await, Some(true));
     follower.stop().await;
 }
+
+/// A consumer's queue that is full and rejects publishes makes RabbitMQ
+/// nack them: each refused change stays in the outbox and goes again, and
+/// no later change of its message overtakes it.
+#[tokio::test]
+async fn a_change_refused_by_a_full_queue_is_published_again_and_never_overtaken() {
+    let pipeline = TestPipeline::start().await;
+    let mut arguments = lapin::types::FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        lapin::types::AMQPValue::LongLongInt(3),
+    );
+    arguments.insert(
+        "x-overflow".into(),
+        lapin::types::AMQPValue::LongString("reject-publish".into()),
+    );
+    let mut listener = ChangeListener::bind_with(
+        &pipeline.broker.connection,
+        &pipeline.broker.topology,
+        &["#"],
+        arguments,
+    )
+    .await;
+    // Each step of ten lifecycles stored before the next is sent: three
+    // changes a message, thirty in all, into a queue that holds three.
+    let sids: Vec<String> = (700..710).map(message_sid).collect();
+    let mut stored = 0;
+    for (step, status) in ["queued", "sent", "delivered"].iter().enumerate() {
+        for sid in &sids {
+            pipeline
+                .broker
+                .publish_callback(&status_params(sid, status, None), at(step as i64))
+                .await;
+        }
+        stored += sids.len() as u64;
+        wait_for_event_rows(&pipeline.db, stored).await;
+    }
+    let expected: BTreeMap<String, String> = sids
+        .iter()
+        .map(|sid| (sid.clone(), "delivered".to_owned()))
+        .collect();
+    // Refusals happened, and the outbox kept what was refused.
+    wait_for("a nack", FEED_WAIT, || async {
+        let metrics = scrape_metrics(&pipeline.worker.address).await;
+        metric_value(
+            &metrics,
+            "worker_change_publish_failures_total{reason=\"nack\"}",
+        )
+        .filter(|nacks| *nacks > 0.0)
+    })
+    .await;
+    assert!(outbox_rows(&pipeline.db).await > 0);
+    // The consumer takes what it can; the refused changes follow.
+    listener.wait_for_last_statuses(&expected, FEED_WAIT).await;
+    wait_until_outbox_empty(&pipeline.db).await;
+    listener.take_available().await;
+    assert_eq!(check_feed_order(&listener.received), 0);
+    assert_eq!(listener.received.len(), 30);
+}
