@@ -9,7 +9,8 @@
         array_agg(false)::text AS c13,
         array_agg('AC8f4b1e2c3d4a5b6c7d8e9f0a1b2c3d4e'::text)::text AS c14,
         array_agg('+15017122661'::text)::text AS c15, array_agg('+15558675310'::text)::text AS c16,
-        array_agg('callback'::text)::text AS c17
+        array_agg('callback'::text)::text AS c17,
+        array_agg('00-' || md5(random()::text) || '-' || substr(md5(random()::text), 1, 16) || '-01')::text AS c18
  FROM generate_series(1, 256) g
  CROSS JOIN LATERAL (SELECT * FROM (VALUES ('queued', 1, 10, 0), ('sent', 3, 30, 0), ('delivered', 4, 45, 1)) v(status, rank, prec, bit)
                      WHERE g > 0 ORDER BY random() LIMIT 1) s)

@@ -39,7 +39,7 @@ DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB" target/debug/worker migrat
 declare -A total=([base]=0 [current]=0)
 for round in $(seq 1 "$ROUNDS"); do
   for which in base current; do
-    psql $PG -d "$DB" -qc "TRUNCATE message_status_events, messages"
+    psql $PG -d "$DB" -qc "TRUNCATE message_status_events, messages, message_changes"
     tps=$(pgbench $PG -n -c 2 -j 2 -T 30 -f "$WORK/$which.sql" "$DB" 2>/dev/null | grep -oP 'tps = \K[0-9.]+' | head -1)
     echo "round $round $which: $tps batches/s"
     total[$which]=$(awk -v a="${total[$which]}" -v b="$tps" 'BEGIN { print a + b }')
