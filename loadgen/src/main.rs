@@ -1,7 +1,8 @@
 //! `loadgen`: signed Twilio status callbacks for the pipeline, one at a time
 //! (`send`) or as realistic load (`run`), the end-to-end check of what the
 //! worker stored (`check`), and the ceilings each stage is compared with
-//! (`ceiling-http`, `ceiling-broker`, `ceiling-db`). Everything it talks to
+//! (`ceiling-http`, `ceiling-broker`, `ceiling-db`), and an example consumer
+//! of the worker's change feed (`watch-changes`). Everything it talks to
 //! must be on this machine.
 //!
 //! This file is the command line and its exit codes; each subcommand's
@@ -33,6 +34,7 @@ use crate::commands::delete_topology::DeleteTopologyArgs;
 use crate::commands::read::ReadArgs;
 use crate::commands::run::RunArgs;
 use crate::commands::send::SendArgs;
+use crate::commands::watch_changes::WatchChangesArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +86,17 @@ equal exactly the unique accepted callbacks (duplicates and bad signatures exclu
     CeilingDb(CeilingDbArgs),
     /// Delete the exchange and queues of a topology prefix (benchmark clean-up).
     DeleteTopology(DeleteTopologyArgs),
+    /// Example consumer of the change feed: binds a queue of its own, prints each change once.
+    #[command(
+        long_about = "Example consumer of the worker's change feed (README, Change feed).\n\n\
+Declares the exchange <prefix>.changes, a durable queue of its own (--queue, default \
+<prefix>.changes.example, which keeps changes while the consumer is down) bound with each \
+--binding key (default message.failed and message.undelivered), consumes with manual acks, \
+drops the copies of a change_id it has seen, and prints each change as one line (--format \
+json, the body as published, or text). Stops with exit code 1 on an x-change-version other \
+than 1, leaving that change in the queue."
+    )]
+    WatchChanges(WatchChangesArgs),
 }
 
 #[tokio::main]
@@ -104,6 +117,7 @@ async fn main() -> ExitCode {
         Command::CeilingBroker(args) => commands::ceiling_broker::run(args).await,
         Command::CeilingDb(args) => commands::ceiling_db::run(args).await,
         Command::DeleteTopology(args) => commands::delete_topology::run(args).await,
+        Command::WatchChanges(args) => commands::watch_changes::run(args).await,
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -10,6 +10,7 @@ pub mod delete_topology;
 pub mod read;
 pub mod run;
 pub mod send;
+pub mod watch_changes;
 
 mod common;
 mod report;
