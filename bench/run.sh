@@ -8,9 +8,11 @@
 # worker's drain rate), 64 connections closed loop for the peak, open loop at
 # half the peak for the end-to-end lag, a diagnostic rerun of the worker
 # phases over Postgres's Unix socket, and backlogs drained with the change
-# feed off and on, alternately, for its cost. The change feed is on (as by
-# default) with a consumer bound to it throughout (`loadgen watch-changes`,
-# its CPU not counted as the pipeline's). Samples each process's CPU time and the
+# feed off, on, and on with a consumer of every change, alternately, for its
+# cost. The change feed is on throughout (as by default); a consumer of every
+# change (`loadgen watch-changes`, its own CPU not counted) is bound during
+# the open loop, so the feed's lag is measured with a queue behind it.
+# Samples each process's CPU time and the
 # services' peak RSS, stops everything with SIGTERM, removes the database and
 # the queues, and writes the report.
 #
@@ -337,10 +339,33 @@ psql_admin -c "CREATE DATABASE $DB_NAME" >/dev/null
 DATABASE_URL=$DATABASE_URL AMQP_TOPOLOGY_PREFIX=$PREFIX LOG_FORMAT=json RUST_LOG=warn \
   "$BIN/worker" migrate >"$WORK/migrate.log" 2>&1
 start_ingest
-# A consumer of the change feed, as an application would run one: every change, counted.
-"$LOADGEN" watch-changes --amqp-url "$AMQP_URL" --topology-prefix "$PREFIX" --queue "$CHANGES_QUEUE" \
-  --binding '#' 2>"$WORK/watch-changes.log" > >(wc -l >"$WORK/changes-received.count") &
-WATCH_PID=$!
+# outbox_drained: waits (up to 10 s) until the relay published every change committed.
+outbox_drained() {
+  local i
+  for i in $(seq 1 100); do
+    OUTBOX_LEFT=$(psql "$DATABASE_URL" -X -tAc 'SELECT count(*) FROM message_changes' 2>/dev/null || echo "?")
+    [ "$OUTBOX_LEFT" = 0 ] && return 0
+    sleep 0.1
+  done
+}
+# watch_start / watch_stop: a consumer of every change of the feed, as an application
+# would run one (a durable queue of its own), counting what it receives.
+CHANGES_RECEIVED=0
+watch_start() {
+  "$LOADGEN" watch-changes --amqp-url "$AMQP_URL" --topology-prefix "$PREFIX" --queue "$CHANGES_QUEUE" \
+    --binding '#' 2>>"$WORK/watch-changes.log" > >(wc -l >"$WORK/changes-received.count") &
+  WATCH_PID=$!
+  sleep 0.5
+}
+watch_stop() {
+  sleep 0.5
+  kill "$WATCH_PID" 2>/dev/null || true
+  wait "$WATCH_PID" 2>/dev/null || true
+  WATCH_PID=""
+  sleep 0.2
+  CHANGES_RECEIVED=$((CHANGES_RECEIVED + $(cat "$WORK/changes-received.count" 2>/dev/null || echo 0)))
+  rabbitmqctl -q delete_queue "$CHANGES_QUEUE" >/dev/null 2>&1 || true
+}
 RUN=("$LOADGEN" run --url "$INGEST_URL/twilio/status" --token "$TOKEN" "${MIX[@]}" --json)
 check_run() { # RUN_JSON OUT_NAME DATABASE_URL: wait for a run's rows and check them
   "$LOADGEN" check --database-url "$3" --run-id "$(j "$1" .run_id)" \
@@ -379,7 +404,8 @@ cores_row "peak, worker catching up" p1 p2 0
 
 OPEN_RATE=$(awk -v p="$(j peak .accepted_per_s)" -v cap="$OPEN_RATE_CAP" \
   'BEGIN { r = int(p / 2); if (r > cap) r = cap; if (r < 1) r = 1; print r }')
-say "open loop: $OPEN_RATE/s for ${OPEN_SECS}s"
+say "open loop: $OPEN_RATE/s for ${OPEN_SECS}s, a consumer of every change bound"
+watch_start
 metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o0.txt"
 metrics_snap "$WORKER_URL" "$WORK/worker-metrics-o0.txt"
 snap o0
@@ -389,6 +415,8 @@ snap o1
 metrics_snap "$INGEST_URL" "$WORK/ingest-metrics-o1.txt"
 metrics_snap "$WORKER_URL" "$WORK/worker-metrics-o1.txt"
 cores_row "open loop at half the peak (incl. the wait for the rows)" o0 o1 "$(j open .client_cpu_s)"
+outbox_drained
+watch_stop
 
 # Half the peak can be more than the worker keeps up with; then its lag is queueing.
 # The lag at a rate the worker sustains: 70% of its drain rate.
@@ -419,30 +447,24 @@ if [ "$DIAGNOSE" = 1 ]; then
     >"$WORK/open-socket.json" || fail "open loop (socket): unexpected answers or stored rows mismatch"
 fi
 
-# outbox_drained: waits (up to 10 s) until the relay published every change committed.
-outbox_drained() {
-  local i
-  for i in $(seq 1 100); do
-    OUTBOX_LEFT=$(psql "$DATABASE_URL" -X -tAc 'SELECT count(*) FROM message_changes' 2>/dev/null || echo "?")
-    [ "$OUTBOX_LEFT" = 0 ] && return 0
-    sleep 0.1
-  done
-}
-# The change feed's cost: equal backlogs sent and drained with the feed off and on, twice
-# each, alternately; CPU of every pipeline process per stored callback.
+# The change feed's cost: equal backlogs sent and drained with the feed off, on, and on with
+# a consumer of every change bound, twice each, alternately; CPU of every pipeline process
+# per stored callback.
 FEED_BACKLOG=$((BACKLOG / 2))
 for round in 1 2; do
-  for feed in false true; do
-    say "change feed cost: WORKER_CHANGE_FEED=$feed, $FEED_BACKLOG callbacks sent and drained (round $round)"
+  for feed in false true consumed; do
+    say "change feed cost: $feed, $FEED_BACKLOG callbacks sent and drained (round $round)"
     stop_worker
+    [ "$feed" = consumed ] && watch_start
     snap "feed_${feed}_${round}_0"
     "${RUN[@]}" --concurrency "$CONCURRENCY" --requests "$FEED_BACKLOG" >"$WORK/feed-$feed-$round.json" ||
       fail "feed cost backlog: unexpected answers"
-    start_worker "$DATABASE_URL" WORKER_CHANGE_FEED="$feed"
+    start_worker "$DATABASE_URL" WORKER_CHANGE_FEED="$([ "$feed" = false ] && echo false || echo true)"
     check_run "feed-$feed-$round" "feed-$feed-$round-stored" "$DATABASE_URL" ||
       fail "feed cost drain: stored rows do not match the accepted callbacks"
     outbox_drained
     snap "feed_${feed}_${round}_1"
+    [ "$feed" = consumed ] && watch_stop
   done
 done
 # feed_cpu FEED: total pipeline CPU ms per 1,000 stored callbacks over both rounds.
@@ -470,16 +492,10 @@ stop_ingest
 # Every change committed is published before the worker stops: the outbox drains.
 outbox_drained
 [ "$OUTBOX_LEFT" = 0 ] || fail "the change outbox still holds $OUTBOX_LEFT changes after the runs"
-CHANGES_PUBLISHED=$(curl -fsS "$WORKER_URL/metrics" 2>/dev/null | awk '$1 ~ /^worker_changes_published_total/ { n += $NF } END { printf "%.0f", n }')
 stop_worker
-sleep 1
-[ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
-wait "$WATCH_PID" 2>/dev/null || true
-WATCH_PID=""
-sleep 0.2
-CHANGES_RECEIVED=$(cat "$WORK/changes-received.count" 2>/dev/null || echo "?")
-# The outbox at size: what 100,000 waiting changes (RabbitMQ away) take, per million.
-psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "INSERT INTO message_changes
+# The outbox at size: what 100,000 waiting changes (RabbitMQ away) take, per million (on a
+# table emptied first: the run's churn leaves dead space behind until vacuum reuses it).
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "TRUNCATE message_changes" -c "INSERT INTO message_changes
   (message_sid, sequence, status, previous_status, error_code, final, account_sid, from_address,
    to_address, occurred_at, recorded_at, traceparent)
   SELECT 'SM' || md5(i::text), 2, 'undelivered', 'sent', 30003, true, 'AC' || md5('account'),
@@ -566,17 +582,17 @@ GROWTH_SECTION=$(awk '/^<!-- (growth|retention|readers|structure):/,/^<!-- \/(gr
   echo
   echo "## Change feed"
   echo
-  echo "On throughout, as by default, with one consumer (\`loadgen watch-changes\`, every routing key) bound to it. Changes published (confirmed by RabbitMQ) over the whole run: $CHANGES_PUBLISHED; received by the consumer: $CHANGES_RECEIVED (copies included); left in the outbox at the end: $OUTBOX_LEFT."
+  echo "On throughout, as by default. A consumer of every change (\`loadgen watch-changes --binding '#'\`, a durable queue of its own) was bound during the open loop and the *consumed* rounds below, and received $CHANGES_RECEIVED changes; left in the outbox at the end: $OUTBOX_LEFT."
   echo
   echo "| figure | measured |"
   echo "|---|---|"
-  echo "| commit-to-publish lag ms p50 / p99 (\`worker_change_publish_lag_seconds\`: persist time to RabbitMQ's confirm, interpolated within its buckets), open loop at $OPEN_RATE/s = half the peak | $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.5) / $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.99) |"
-  echo "| pipeline CPU ms per 1,000 stored callbacks (ingest + worker + RabbitMQ + Postgres; $FEED_BACKLOG-callback backlogs sent and drained, twice each, alternately), feed off / on | $(feed_cpu false) / $(feed_cpu true) |"
-  echo "| feed on ÷ feed off (target: at most 1.15) | $(ratio "$(feed_cpu true)" "$(feed_cpu false)") |"
-  echo "| of which, feed off / on: ingest | $(feed_part false 4) / $(feed_part true 4) |"
-  echo "| worker | $(feed_part false 5) / $(feed_part true 5) |"
-  echo "| RabbitMQ | $(feed_part false 6) / $(feed_part true 6) |"
-  echo "| Postgres | $(feed_part false 7) / $(feed_part true 7) |"
+  echo "| commit-to-publish lag ms p50 / p99 (\`worker_change_publish_lag_seconds\`: persist time to RabbitMQ's confirm, interpolated within its buckets), open loop at $OPEN_RATE/s = half the peak, a consumer's durable queue bound to every change | $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.5) / $(hist_quantile "$WORK/worker-metrics-o0.txt" "$WORK/worker-metrics-o1.txt" worker_change_publish_lag_seconds 0.99) |"
+  echo "| pipeline CPU ms per 1,000 stored callbacks (ingest + worker + RabbitMQ + Postgres; $FEED_BACKLOG-callback backlogs sent and drained, twice each, alternately), feed off / on / on and every change consumed | $(feed_cpu false) / $(feed_cpu true) / $(feed_cpu consumed) |"
+  echo "| feed on ÷ feed off (target: at most 1.15); with every change consumed ÷ off | $(ratio "$(feed_cpu true)" "$(feed_cpu false)"); $(ratio "$(feed_cpu consumed)" "$(feed_cpu false)") |"
+  echo "| of which, off / on / consumed: ingest | $(feed_part false 4) / $(feed_part true 4) / $(feed_part consumed 4) |"
+  echo "| worker | $(feed_part false 5) / $(feed_part true 5) / $(feed_part consumed 5) |"
+  echo "| RabbitMQ | $(feed_part false 6) / $(feed_part true 6) / $(feed_part consumed 6) |"
+  echo "| Postgres | $(feed_part false 7) / $(feed_part true 7) / $(feed_part consumed 7) |"
   echo "| outbox size while changes wait (RabbitMQ away): MB per million changes (100,000 realistic rows, table and index) | $OUTBOX_MB_PER_MILLION |"
   echo
   echo "The outbox holds only changes not yet confirmed: in steady state it is empty, so its size is a function of how long RabbitMQ is away, not of the message count."

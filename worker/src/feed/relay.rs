@@ -19,6 +19,7 @@
 //! every change and the relay reconnects; while Postgres is away, it tries
 //! for the lock again. Nothing is dropped.
 
+use futures_util::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{Channel, Confirmation, Connection};
 use queue_wire::reconnect::Reconnector;
@@ -268,26 +269,43 @@ async fn publish_round(
     exchange: &str,
     round: &[OutboxRow],
 ) -> (Vec<i64>, Option<String>) {
+    // Every publish of the round handed to lapin at once: awaited one by
+    // one, each would wait for lapin's I/O thread to write it (two thread
+    // switches a change). Their order within the round does not matter:
+    // a round holds at most one change per message.
+    let bodies: Vec<(String, Vec<u8>, lapin::BasicProperties)> = round
+        .iter()
+        .map(|row| {
+            let span = publish_span(row, exchange);
+            (
+                row.routing_key(),
+                row.body().to_json(),
+                row.properties(trace_headers(&span)),
+            )
+        })
+        .collect();
+    let published = join_all(bodies.into_iter().map(
+        |(routing_key, body, properties)| async move {
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    properties,
+                )
+                .await
+        },
+    ))
+    .await;
     let mut in_flight = Vec::with_capacity(round.len());
     let mut lost = None;
-    for row in round {
-        let span = publish_span(row, exchange);
-        let properties = row.properties(trace_headers(&span));
-        let published = channel
-            .basic_publish(
-                exchange.into(),
-                row.routing_key().as_str().into(),
-                BasicPublishOptions::default(),
-                &row.body().to_json(),
-                properties,
-            )
-            .await;
+    for (row, published) in round.iter().zip(published) {
         match published {
             Ok(confirm) => in_flight.push((row, confirm)),
             Err(error) => {
                 failed("broker");
-                lost = Some(error.to_string());
-                break;
+                lost.get_or_insert_with(|| error.to_string());
             }
         }
     }
