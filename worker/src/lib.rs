@@ -48,7 +48,7 @@ pub mod test_support {
         pub use crate::dlq::{list, purge, replay, DeadLetterSummary};
     }
     pub mod feed {
-        pub use crate::feed::{ChangeBody, ChangeFeed};
+        pub use crate::feed::ChangeFeed;
     }
     pub mod entity {
         pub use crate::entity::{message, message_status_event, StoredStatus};

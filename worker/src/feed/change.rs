@@ -9,6 +9,7 @@ use lapin::BasicProperties;
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::Row;
 use serde::Serialize;
+use twilio_protocol::status::MessageStatus;
 use uuid::Uuid;
 
 /// The body's format. A consumer that reads a version it does not know
@@ -37,19 +38,20 @@ pub struct OutboxRow {
     pub traceparent: Option<String>,
 }
 
-/// The published body of one change (see the README's "Change feed").
-#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
-pub struct ChangeBody {
+/// The published body of one change (see the README's "Change feed"),
+/// borrowed from its outbox row: serialised straight from it.
+#[derive(Debug, Serialize)]
+pub struct ChangeBody<'a> {
     /// The same on every copy of one change: drop the ones seen.
     pub change_id: Uuid,
-    pub message_sid: String,
-    pub account_sid: Option<String>,
-    pub status: String,
+    pub message_sid: &'a str,
+    pub account_sid: Option<&'a str>,
+    pub status: &'a str,
     /// `None` for a message's first change.
-    pub previous_status: Option<String>,
+    pub previous_status: Option<&'a str>,
     pub error_code: Option<i32>,
     /// Twilio's title of `error_code`.
-    pub error_title: Option<String>,
+    pub error_title: Option<&'static str>,
     /// The status is final (delivered, undelivered, failed, read, ...).
     #[serde(rename = "final")]
     pub is_final: bool,
@@ -59,8 +61,8 @@ pub struct ChangeBody {
     pub occurred_at: DateTime<Utc>,
     /// When it was committed.
     pub recorded_at: DateTime<Utc>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
 }
 
 impl OutboxRow {
@@ -84,26 +86,32 @@ impl OutboxRow {
         })
     }
 
-    pub fn body(&self) -> ChangeBody {
+    pub fn body(&self) -> ChangeBody<'_> {
         ChangeBody {
             change_id: self.change_id,
-            message_sid: self.message_sid.clone(),
-            account_sid: self.account_sid.clone(),
-            status: self.status.clone(),
-            previous_status: self.previous_status.clone(),
+            message_sid: &self.message_sid,
+            account_sid: self.account_sid.as_deref(),
+            status: &self.status,
+            previous_status: self.previous_status.as_deref(),
             error_code: self.error_code,
-            error_title: self.error_code.map(|code| {
-                twilio_protocol::error_codes::describe(code)
-                    .title
-                    .to_owned()
-            }),
+            error_title: self
+                .error_code
+                .map(|code| twilio_protocol::error_codes::describe(code).title),
             is_final: self.is_final,
             sequence: self.sequence,
             occurred_at: self.occurred_at,
             recorded_at: self.recorded_at,
-            from: self.from_address.clone(),
-            to: self.to_address.clone(),
+            from: self.from_address.as_deref(),
+            to: self.to_address.as_deref(),
         }
+    }
+
+    /// The status as a metric label: one of the statuses this release
+    /// knows (only those change a message), else `unrecognised`.
+    pub fn status_label(&self) -> &'static str {
+        self.status
+            .parse::<MessageStatus>()
+            .map_or("unrecognised", MessageStatus::as_str)
     }
 
     /// `message.<status>`: a consumer binds `message.failed`, `message.*`, `#`.
@@ -134,7 +142,7 @@ impl OutboxRow {
     }
 }
 
-impl ChangeBody {
+impl ChangeBody<'_> {
     /// Times in RFC 3339, UTC.
     pub fn to_json(&self) -> Vec<u8> {
         // Plain strings, numbers and times: serialising cannot fail.

@@ -17,8 +17,6 @@ mod outbox;
 mod relay;
 mod status;
 
-#[cfg(feature = "test-support")]
-pub use change::ChangeBody;
 pub use relay::{run, RelaySettings};
 pub use status::{measure_periodically, FeedStatus};
 

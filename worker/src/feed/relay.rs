@@ -257,8 +257,13 @@ async fn publish_until_lost(
 /// others wait until it is confirmed.
 fn first_of_each_message(rows: Vec<OutboxRow>) -> Vec<OutboxRow> {
     let mut seen = HashSet::with_capacity(rows.len());
+    let first: Vec<bool> = rows
+        .iter()
+        .map(|row| seen.insert(row.message_sid.as_str()))
+        .collect();
     rows.into_iter()
-        .filter(|row| seen.insert(row.message_sid.clone()))
+        .zip(first)
+        .filter_map(|(row, first)| first.then_some(row))
         .collect()
 }
 
@@ -315,7 +320,7 @@ async fn publish_round(
         match tokio::time::timeout_at(deadline, confirm).await {
             Ok(Ok(Confirmation::Ack(_))) => {
                 confirmed.push(row.id);
-                metrics::counter!(CHANGES_PUBLISHED.name, "status" => row.status.clone())
+                metrics::counter!(CHANGES_PUBLISHED.name, "status" => row.status_label())
                     .increment(1);
                 let lag = chrono::Utc::now().signed_duration_since(row.recorded_at);
                 metrics::histogram!(CHANGE_PUBLISH_LAG.name)
