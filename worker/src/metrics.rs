@@ -123,6 +123,10 @@ pub const CHANGE_PUBLISH_LAG: MetricDef = MetricDef::histogram(
     "worker_change_publish_lag_seconds",
     "From a change's commit to RabbitMQ's confirm of its publish",
 );
+pub const CHANGE_ROUND_SIZE: MetricDef = MetricDef::histogram(
+    "worker_change_round_size",
+    "Changes the relay published together in one round (at most one per message)",
+);
 pub const CHANGE_RELAY_LEADER: MetricDef = MetricDef::gauge(
     "worker_change_relay_leader",
     "1 while this worker is the one that publishes the change feed",
@@ -157,5 +161,6 @@ pub const ALL: &[MetricDef] = &[
     CHANGE_OUTBOX_DEPTH,
     CHANGE_OUTBOX_OLDEST,
     CHANGE_PUBLISH_LAG,
+    CHANGE_ROUND_SIZE,
     CHANGE_RELAY_LEADER,
 ];

@@ -40,7 +40,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use super::change::OutboxRow;
 use super::outbox;
 use super::status::FeedStatus;
-use crate::metrics::{CHANGES_PUBLISHED, CHANGE_PUBLISH_FAILURES, CHANGE_PUBLISH_LAG};
+use crate::metrics::{
+    CHANGES_PUBLISHED, CHANGE_PUBLISH_FAILURES, CHANGE_PUBLISH_LAG, CHANGE_ROUND_SIZE,
+};
 
 /// The relay's advisory lock (the two-key form: a lock space apart from the
 /// store's one-key locks). 0x74776368 is "twch".
@@ -145,7 +147,12 @@ async fn connect(database_url: &str) -> Result<PgConnection, String> {
     let options = PgConnectOptions::from_str(database_url)
         .map_err(|error| error.to_string())?
         .application_name("worker-change-relay")
-        .options([("statement_timeout", "10000")]);
+        // A delete lost in a crash only publishes its changes again (same
+        // `change_id`): the relay's commits need not wait for the WAL flush.
+        .options([
+            ("statement_timeout", "10000"),
+            ("synchronous_commit", "off"),
+        ]);
     on_database(PgConnection::connect_with(&options)).await
 }
 
@@ -233,6 +240,7 @@ async fn publish_until_lost(
             }
             continue;
         }
+        metrics::histogram!(CHANGE_ROUND_SIZE.name).record(round.len() as f64);
         let (published, broker_lost) = publish_round(channel, &exchange, &round).await;
         if !published.is_empty() {
             if let Err(error) = on_database(outbox::remove(lock, &published)).await {
