@@ -1,6 +1,7 @@
 //! A RabbitMQ topology of its own for each test, and what tests do with
 //! it: publish as ingest does, count, take, wait until drained.
 
+use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use queue_wire::envelope::CallbackEnvelope;
@@ -124,23 +125,31 @@ impl TestBroker {
 
     /// Takes (and acknowledges) every message in `queue`.
     pub async fn take_all(&self, queue: &str) -> Vec<(BasicProperties, Vec<u8>)> {
-        let mut taken = Vec::new();
-        while let Some(message) = self
-            .channel
-            .basic_get(queue.into(), BasicGetOptions::default())
+        get_all(&self.channel, queue)
             .await
-            .unwrap()
-        {
-            let delivery = message.delivery;
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
-            taken.push((delivery.properties, delivery.data));
-        }
-        taken
+            .into_iter()
+            .map(|delivery| (delivery.properties, delivery.data))
+            .collect()
     }
+}
+
+/// Takes (and acknowledges) every message ready in `queue` on `channel`.
+pub(crate) async fn get_all(channel: &Channel, queue: &str) -> Vec<Delivery> {
+    let mut taken = Vec::new();
+    while let Some(message) = channel
+        .basic_get(queue.into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+    {
+        let delivery = message.delivery;
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .unwrap();
+        taken.push(delivery);
+    }
+    taken
 }
 
 /// A plain channel and a publisher in confirm mode.

@@ -2,15 +2,14 @@
 //! to `<prefix>.changes`, and the checks every feed test makes of what
 //! arrived (the contract's guarantee, message by message).
 
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use queue_wire::topology::Topology;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::broker::get_all;
 use crate::cleanup::run_to_completion;
 use crate::services::{amqp_url, unique_name};
 use twilio_protocol::status::MessageStatus;
@@ -98,18 +97,7 @@ impl ChangeListener {
     /// Takes what is in the queue now.
     pub async fn take_available(&mut self) -> usize {
         let before = self.received.len();
-        while let Some(message) = self
-            .channel
-            .basic_get(self.queue.as_str().into(), BasicGetOptions::default())
-            .await
-            .unwrap()
-        {
-            let delivery = message.delivery;
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .unwrap();
+        for delivery in get_all(&self.channel, &self.queue).await {
             let headers = delivery.properties.headers().clone().unwrap_or_default();
             let headers = headers.inner();
             self.received.push(ReceivedChange {

@@ -74,6 +74,53 @@ async fn wait_until_outbox_empty(db: &DatabaseConnection) {
     .await;
 }
 
+/// A topology, a database and a consumer's queue bound to every change,
+/// for tests that start their own workers.
+struct FeedRig {
+    broker: TestBroker,
+    database: TestDatabase,
+    db: DatabaseConnection,
+    listener: ChangeListener,
+}
+
+impl FeedRig {
+    async fn new() -> Self {
+        let broker = TestBroker::new().await;
+        let database = TestDatabase::new().await;
+        let db = database.connect().await;
+        let listener = ChangeListener::bind(&broker.connection, &broker.topology, &["#"]).await;
+        Self {
+            broker,
+            database,
+            db,
+            listener,
+        }
+    }
+
+    /// A worker on this rig that stores but never relays.
+    async fn silent_worker(&self) -> RunningWorker {
+        let worker = RunningWorker::start_tuned(&self.broker, &self.database.url, &[], |config| {
+            config.relay_changes = false;
+        })
+        .await;
+        worker.wait_ready().await;
+        worker
+    }
+
+    /// Waits until every message's last change is `expected`, the outbox
+    /// is empty and everything published is taken; then checks the feed's
+    /// order and that each last change is the stored status.
+    async fn assert_feed_complete(&mut self, expected: &BTreeMap<String, String>) {
+        self.listener
+            .wait_for_last_statuses(expected, FEED_WAIT)
+            .await;
+        wait_until_outbox_empty(&self.db).await;
+        self.listener.take_available().await;
+        check_feed_order(&self.listener.received);
+        assert_last_changes_are_stored(&self.db, &self.listener).await;
+    }
+}
+
 /// The last change of each message is its stored status.
 async fn assert_last_changes_are_stored(db: &DatabaseConnection, listener: &ChangeListener) {
     for (sid, status) in testkit::last_statuses(&listener.received) {
@@ -203,32 +250,21 @@ async fn with_the_feed_off_nothing_is_recorded_or_published() {
 /// every one, in order.
 #[tokio::test]
 async fn changes_committed_but_not_published_are_published_by_the_next_worker() {
-    let broker = TestBroker::new().await;
-    let database = TestDatabase::new().await;
-    let db = database.connect().await;
-    let mut listener = ChangeListener::bind(&broker.connection, &broker.topology, &["#"]).await;
-    let silent = RunningWorker::start_tuned(&broker, &database.url, &[], |config| {
-        config.relay_changes = false;
-    })
-    .await;
-    silent.wait_ready().await;
-    let (expected, distinct) = send_shuffled_lifecycles(&broker, 300, 20).await;
-    wait_for_event_rows(&db, distinct).await;
-    let waiting = outbox_rows(&db).await;
+    let mut rig = FeedRig::new().await;
+    let silent = rig.silent_worker().await;
+    let (expected, distinct) = send_shuffled_lifecycles(&rig.broker, 300, 20).await;
+    wait_for_event_rows(&rig.db, distinct).await;
+    let waiting = outbox_rows(&rig.db).await;
     assert!(
         waiting >= 20,
         "every message changed at least once: {waiting}"
     );
     silent.stop().await;
-    assert_eq!(listener.take_available().await, 0, "nobody relayed yet");
+    assert_eq!(rig.listener.take_available().await, 0, "nobody relayed yet");
 
-    let relaying = RunningWorker::start(&broker, &database.url).await;
-    listener.wait_for_last_statuses(&expected, FEED_WAIT).await;
-    wait_until_outbox_empty(&db).await;
-    listener.take_available().await;
-    assert_eq!(listener.received.len() as i64, waiting);
-    check_feed_order(&listener.received);
-    assert_last_changes_are_stored(&db, &listener).await;
+    let relaying = RunningWorker::start(&rig.broker, &rig.database.url).await;
+    rig.assert_feed_complete(&expected).await;
+    assert_eq!(rig.listener.received.len() as i64, waiting);
     relaying.stop().await;
 }
 
@@ -236,29 +272,22 @@ async fn changes_committed_but_not_published_are_published_by_the_next_worker() 
 /// (and says so on /readyz); once it can, the relay catches up, in order.
 #[tokio::test]
 async fn while_rabbitmq_is_away_the_outbox_holds_and_the_relay_catches_up() {
-    let broker = TestBroker::new().await;
-    let database = TestDatabase::new().await;
-    let db = database.connect().await;
-    let mut listener = ChangeListener::bind(&broker.connection, &broker.topology, &["#"]).await;
+    let mut rig = FeedRig::new().await;
     // The relay reaches RabbitMQ through a proxy; a second worker, direct,
     // stores callbacks meanwhile but never relays.
     let proxy = ToggleProxy::start("127.0.0.1:5672").await;
     let via_proxy =
         testkit::amqp_url().replace("127.0.0.1:5672", &format!("127.0.0.1:{}", proxy.port));
-    let relaying = RunningWorker::start_tuned(&broker, &database.url, &[], |config| {
+    let relaying = RunningWorker::start_tuned(&rig.broker, &rig.database.url, &[], |config| {
         config.common.amqp_url = via_proxy;
     })
     .await;
     relaying.wait_ready().await;
-    let storing = RunningWorker::start_tuned(&broker, &database.url, &[], |config| {
-        config.relay_changes = false;
-    })
-    .await;
-    storing.wait_ready().await;
+    let storing = rig.silent_worker().await;
     proxy.cut();
 
-    let (expected, distinct) = send_shuffled_lifecycles(&broker, 400, 20).await;
-    wait_for_event_rows(&db, distinct).await;
+    let (expected, distinct) = send_shuffled_lifecycles(&rig.broker, 400, 20).await;
+    wait_for_event_rows(&rig.db, distinct).await;
     let ready = wait_for("/readyz to show the outbox", FEED_WAIT, || async {
         let ready = testkit::json(
             reqwest::get(format!("{}/readyz", relaying.address))
@@ -270,14 +299,10 @@ async fn while_rabbitmq_is_away_the_outbox_holds_and_the_relay_catches_up() {
     })
     .await;
     assert_eq!(ready["change_feed"]["enabled"], true);
-    assert!(outbox_rows(&db).await > 0);
+    assert!(outbox_rows(&rig.db).await > 0);
 
     proxy.restore();
-    listener.wait_for_last_statuses(&expected, FEED_WAIT).await;
-    wait_until_outbox_empty(&db).await;
-    listener.take_available().await;
-    check_feed_order(&listener.received);
-    assert_last_changes_are_stored(&db, &listener).await;
+    rig.assert_feed_complete(&expected).await;
     storing.stop().await;
     relaying.stop().await;
 }
@@ -287,13 +312,10 @@ async fn while_rabbitmq_is_away_the_outbox_holds_and_the_relay_catches_up() {
 /// out of order or missing.
 #[tokio::test]
 async fn two_workers_relay_one_at_a_time_and_hand_over_in_order() {
-    let broker = TestBroker::new().await;
-    let database = TestDatabase::new().await;
-    let db = database.connect().await;
-    let mut listener = ChangeListener::bind(&broker.connection, &broker.topology, &["#"]).await;
-    let first = RunningWorker::start(&broker, &database.url).await;
+    let mut rig = FeedRig::new().await;
+    let first = RunningWorker::start(&rig.broker, &rig.database.url).await;
     first.wait_ready().await;
-    let second = RunningWorker::start(&broker, &database.url).await;
+    let second = RunningWorker::start(&rig.broker, &rig.database.url).await;
     second.wait_ready().await;
     let first_is_leader = wait_for("one leader", FEED_WAIT, || async {
         match (relaying(&first).await, relaying(&second).await) {
@@ -304,20 +326,16 @@ async fn two_workers_relay_one_at_a_time_and_hand_over_in_order() {
         }
     })
     .await;
-    let (mut expected, _) = send_shuffled_lifecycles(&broker, 500, 30).await;
+    let (mut expected, _) = send_shuffled_lifecycles(&rig.broker, 500, 30).await;
     let (leader, follower) = if first_is_leader {
         (first, second)
     } else {
         (second, first)
     };
     leader.stop().await;
-    let (more, _) = send_shuffled_lifecycles(&broker, 600, 30).await;
+    let (more, _) = send_shuffled_lifecycles(&rig.broker, 600, 30).await;
     expected.extend(more);
-    listener.wait_for_last_statuses(&expected, FEED_WAIT).await;
-    wait_until_outbox_empty(&db).await;
-    listener.take_available().await;
-    check_feed_order(&listener.received);
-    assert_last_changes_are_stored(&db, &listener).await;
+    rig.assert_feed_complete(&expected).await;
     assert_eq!(relaying(&follower).await, Some(true));
     follower.stop().await;
 }
