@@ -6,14 +6,20 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use super::change::OutboxRow;
 
-/// The oldest `limit` changes waiting, in the order they were recorded
-/// (per message, `sequence` order).
-pub async fn oldest(connection: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
+/// A round: among the oldest `limit` changes waiting, the first of each
+/// message (the others wait until it is confirmed), oldest first. Ids
+/// follow the order changes were recorded, so per message they follow
+/// `sequence`: a message's next change cannot be inserted before its
+/// previous one committed.
+pub async fn next_round(connection: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<OutboxRow>> {
     let rows = sqlx::query(
         "SELECT id, change_id, message_sid, sequence, status, previous_status, error_code,
                 final, account_sid, from_address, to_address, occurred_at, recorded_at,
                 traceparent
-         FROM message_changes ORDER BY id LIMIT $1",
+         FROM (SELECT DISTINCT ON (message_sid) *
+               FROM (SELECT * FROM message_changes ORDER BY id LIMIT $1) oldest
+               ORDER BY message_sid, id) firsts
+         ORDER BY id",
     )
     .bind(limit)
     .fetch_all(connection)

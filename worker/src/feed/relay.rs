@@ -28,7 +28,6 @@ use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection};
 use sea_orm::sqlx::{self, Connection as _};
 use service_kit::backoff::Backoff;
 use service_kit::telemetry::{parent_from_headers, trace_headers};
-use std::collections::HashSet;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -227,11 +226,10 @@ async fn publish_until_lost(
         }
         // Registered before the read, so a commit during it is not missed.
         let recorded = super::next_recorded();
-        let rows = match on_database(outbox::oldest(lock, ROUND)).await {
+        let round = match on_database(outbox::next_round(lock, ROUND)).await {
             Ok(rows) => rows,
             Err(error) => return Lost::Database(error),
         };
-        let round = first_of_each_message(rows);
         if round.is_empty() {
             tokio::select! {
                 () = recorded => {}
@@ -259,20 +257,6 @@ async fn publish_until_lost(
             refused.reset();
         }
     }
-}
-
-/// The first change of each message among `rows` (oldest first): the
-/// others wait until it is confirmed.
-fn first_of_each_message(rows: Vec<OutboxRow>) -> Vec<OutboxRow> {
-    let mut seen = HashSet::with_capacity(rows.len());
-    let first: Vec<bool> = rows
-        .iter()
-        .map(|row| seen.insert(row.message_sid.as_str()))
-        .collect();
-    rows.into_iter()
-        .zip(first)
-        .filter_map(|(row, first)| first.then_some(row))
-        .collect()
 }
 
 /// Publishes `round` and waits for the confirms: the ids RabbitMQ
