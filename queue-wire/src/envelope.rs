@@ -75,13 +75,26 @@ pub struct CallbackEnvelope {
     pub trace_context: Vec<(String, String)>,
 }
 
+/// `00-<trace id: 32 hex>-<parent id: 16 hex>-<flags: 2 hex>`.
+fn is_w3c_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    matches!(parts.as_slice(), [version, trace, parent, flags]
+        if [(version, 2), (trace, 32), (parent, 16), (flags, 2)]
+            .iter()
+            .all(|(part, len)| part.len() == *len && part.bytes().all(|b| b.is_ascii_hexdigit())))
+}
+
 impl CallbackEnvelope {
-    /// The W3C `traceparent` of the publish span, if it came with one.
+    /// The W3C `traceparent` of the publish span, if it came with a
+    /// well-formed one (`00-<32 hex>-<16 hex>-<2 hex>`). Anything else (a
+    /// message made by hand, a header with a NUL Postgres cannot store) is
+    /// none: a callback is never held up by its trace header.
     pub fn traceparent(&self) -> Option<&str> {
         self.trace_context
             .iter()
             .find(|(name, _)| name == "traceparent")
             .map(|(_, value)| value.as_str())
+            .filter(|value| is_w3c_traceparent(value))
     }
 
     /// AMQP properties for a persistent message carrying this envelope.
@@ -213,6 +226,31 @@ pub fn header_time(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_well_formed_traceparent_is_kept() {
+        let mut envelope = CallbackEnvelope {
+            body: Vec::new(),
+            body_kind: BodyKind::Form,
+            received_at: Utc::now(),
+            request_id: None,
+            idempotency_token: None,
+            trace_context: Vec::new(),
+        };
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        for (value, kept) in [
+            (good, true),
+            ("00-x", false),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\u{0}",
+                false,
+            ),
+            ("", false),
+        ] {
+            envelope.trace_context = vec![("traceparent".into(), value.into())];
+            assert_eq!(envelope.traceparent().is_some(), kept, "{value:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

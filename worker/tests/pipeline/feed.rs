@@ -398,3 +398,36 @@ async fn a_change_refused_by_a_full_queue_is_published_again_and_never_overtaken
     assert_eq!(check_feed_order(&listener.received), 0);
     assert_eq!(listener.received.len(), 30);
 }
+
+/// A trace header Postgres could not store (a NUL) or that is not W3C's
+/// never holds up a callback: it is stored, and its change published
+/// without that trace.
+#[tokio::test]
+async fn a_malformed_trace_header_is_dropped_not_stored() {
+    let pipeline = TestPipeline::start().await;
+    let mut listener = ChangeListener::bind(
+        &pipeline.broker.connection,
+        &pipeline.broker.topology,
+        &["#"],
+    )
+    .await;
+    let mut expected = BTreeMap::new();
+    for (n, traceparent) in [(800, "00-\u{0}-bad"), (801, "not a traceparent")] {
+        let sid = message_sid(n);
+        let mut envelope = testkit::callback_envelope(&status_params(&sid, "sent", None), at(1));
+        envelope.trace_context = vec![("traceparent".into(), traceparent.into())];
+        pipeline
+            .broker
+            .publish(envelope.to_properties(), &envelope.body)
+            .await;
+        expected.insert(sid, "sent".to_owned());
+    }
+    wait_for_event_rows(&pipeline.db, 2).await;
+    listener.wait_for_last_statuses(&expected, FEED_WAIT).await;
+    assert_eq!(check_feed_order(&listener.received), 0);
+    let dead = pipeline
+        .broker
+        .ready_count(&pipeline.broker.topology.dead_letter_queue())
+        .await;
+    assert_eq!(dead, 0, "nothing dead-lettered");
+}
