@@ -9,6 +9,7 @@ mod m20261203_000001_reconciliation;
 mod m20261204_000001_partitioned_history;
 mod m20261206_000001_account_ownership;
 mod m20261207_000001_change_feed;
+mod m20261208_000001_message_search;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_partitioned_history::Migration),
             Box::new(m20261206_000001_account_ownership::Migration),
             Box::new(m20261207_000001_change_feed::Migration),
+            Box::new(m20261208_000001_message_search::Migration),
         ]
     }
 }

@@ -2,7 +2,6 @@
 //! history, from the readers' pool.
 
 use actix_web::{web, HttpResponse};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use twilio_protocol::callback::MessageSid;
 use twilio_protocol::error_codes::{describe, ErrorCodeInfo};
@@ -10,7 +9,8 @@ use twilio_protocol::error_codes::{describe, ErrorCodeInfo};
 use super::deadline::within_deadline;
 use super::error::ApiError;
 use super::state::HttpState;
-use crate::entity::{message, message_status_event, StoredStatus};
+use crate::entity::StoredStatus;
+use crate::search::{message_history, MessageHistory};
 
 #[derive(Serialize)]
 struct MessageView {
@@ -68,25 +68,10 @@ pub(super) async fn get_message(
 }
 
 async fn message_view(sid: MessageSid, state: &HttpState) -> Result<HttpResponse, ApiError> {
-    let message = message::Entity::find_by_id(sid.as_str().to_owned())
-        .one(&state.reads)
+    let MessageHistory { message, events } = message_history(&state.reads, &sid)
         .await
         .map_err(ApiError::from_read)?
         .ok_or(ApiError::NotFound)?;
-    // Its events were received between its first and last sighting: the
-    // bounds leave out the history's other days (partitions) before any is read.
-    let events = message_status_event::Entity::find()
-        .filter(message_status_event::Column::MessageSid.eq(sid.as_str()))
-        .filter(
-            message_status_event::Column::ReceivedAt
-                .between(message.first_seen_at, message.last_seen_at),
-        )
-        .order_by_asc(message_status_event::Column::ReceivedAt)
-        .order_by_asc(message_status_event::Column::PersistedAt)
-        .order_by_asc(message_status_event::Column::DedupKey)
-        .all(&state.reads)
-        .await
-        .map_err(ApiError::from_read)?;
     Ok(HttpResponse::Ok().json(MessageView {
         message_sid: message.message_sid,
         status: message.status,

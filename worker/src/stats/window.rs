@@ -24,24 +24,9 @@ impl Window {
     ) -> Result<Self, String> {
         let until = match until {
             None => now,
-            Some(raw) => DateTime::parse_from_rfc3339(raw)
-                .map_err(|_| format!("until={raw:?} is not an RFC 3339 time"))?
-                .with_timezone(&Utc),
+            Some(raw) => instant("until", raw)?,
         };
-        let raw = since.unwrap_or("24h");
-        let since = match DateTime::parse_from_rfc3339(raw) {
-            Ok(at) => at.with_timezone(&Utc),
-            Err(_) => {
-                let back = humantime::parse_duration(raw).map_err(|_| {
-                    format!("since={raw:?} is neither an RFC 3339 time nor a duration like 24h")
-                })?;
-                let back = chrono::Duration::from_std(back)
-                    .map_err(|_| format!("since={raw:?} is too long ago"))?;
-                until
-                    .checked_sub_signed(back)
-                    .ok_or_else(|| format!("since={raw:?} is too long ago"))?
-            }
-        };
+        let since = instant_or_ago("since", since.unwrap_or("24h"), until)?;
         if since >= until {
             return Err("since must be before until".into());
         }
@@ -57,6 +42,28 @@ impl Window {
     pub(super) fn values(&self) -> [Value; 2] {
         [self.since.into(), self.until.into()]
     }
+}
+
+/// A time given as RFC 3339, or as a duration back from `now` (`24h`,
+/// `90m`, `7d`); the error names the parameter.
+pub fn instant_or_ago(name: &str, raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let back = humantime::parse_duration(raw).map_err(|_| {
+        format!("{name}={raw:?} is neither an RFC 3339 time nor a duration like 24h")
+    })?;
+    chrono::Duration::from_std(back)
+        .ok()
+        .and_then(|back| now.checked_sub_signed(back))
+        .ok_or_else(|| format!("{name}={raw:?} is too long ago"))
+}
+
+/// A time given as RFC 3339; the error names the parameter.
+pub fn instant(name: &str, raw: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| format!("{name}={raw:?} is not an RFC 3339 time"))
 }
 
 #[cfg(test)]
