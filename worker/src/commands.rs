@@ -103,15 +103,27 @@ async fn migrate(common: &CommonConfig) -> ExitCode {
 
 async fn dead_letters(common: &CommonConfig, command: DlqCommand) -> ExitCode {
     let result = match command {
-        DlqCommand::List => dlq::list(&common.amqp_url, &common.topology)
-            .await
-            .map(|letters| {
-                eprintln!("{} dead letter(s)", letters.len());
-                print_json_lines(&letters);
-            }),
-        DlqCommand::Replay { limit } => dlq::replay(&common.amqp_url, &common.topology, limit)
-            .await
-            .map(|n| eprintln!("replayed {n} dead letter(s)")),
+        DlqCommand::List { filter } => {
+            let filter = match filter.into_filter() {
+                Ok(filter) => filter,
+                Err(message) => return bad_config(&message),
+            };
+            dlq::list(&common.amqp_url, &common.topology, &filter)
+                .await
+                .map(|letters| {
+                    eprintln!("{} dead letter(s)", letters.len());
+                    print_json_lines(&letters);
+                })
+        }
+        DlqCommand::Replay { filter, limit } => {
+            let filter = match filter.into_filter() {
+                Ok(filter) => filter,
+                Err(message) => return bad_config(&message),
+            };
+            dlq::replay(&common.amqp_url, &common.topology, &filter, limit)
+                .await
+                .map(|n| eprintln!("replayed {n} dead letter(s)"))
+        }
         DlqCommand::Purge { yes } => {
             if !yes && !confirm("Delete every message in the dead-letter queue? [y/N] ") {
                 eprintln!("not purged");

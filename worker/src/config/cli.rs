@@ -2,9 +2,14 @@
 //! they share. Every flag has an environment variable; only secrets hide
 //! their values from `--help`.
 
+use chrono::{DateTime, Utc};
+use clap::builder::NonEmptyStringValueParser;
 use clap::{Args, Parser, Subcommand};
 use service_kit::cli::SharedArgs;
 use std::net::SocketAddr;
+
+use crate::dlq::LetterFilter;
+use crate::stats::{instant, instant_or_ago};
 
 use super::history::HistoryArgs;
 use super::reconcile::ReconcileArgs;
@@ -74,13 +79,26 @@ pub struct ReconcileCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqCommand {
-    /// Print each dead letter as one JSON line: reason, attempts, MessageSid, first failure time.
-    List,
-    /// Move dead letters back to the main queue to be processed again.
+    /// Print the dead letters, one JSON line each: letter_id, reason,
+    /// attempts, MessageSid, first failure time. Leaves the queue as it was.
+    ///
+    /// Every letter, or with the flags below only those matching all of them.
+    List {
+        #[command(flatten)]
+        filter: LetterFilterArgs,
+    },
+    /// Move dead letters back to the main queue to be processed again,
+    /// their failure history cleared; those not chosen stay, in order.
+    ///
+    /// Every letter, or with the flags below only those matching all of
+    /// them. Fix the cause first: a letter that fails again is dead-lettered
+    /// again, under the same letter_id.
     Replay {
-        /// Replay at most this many.
+        /// Replay at most this many (the first ones chosen).
         #[arg(long)]
         limit: Option<usize>,
+        #[command(flatten)]
+        filter: LetterFilterArgs,
     },
     /// Delete every dead letter.
     Purge {
@@ -88,6 +106,65 @@ pub enum DlqCommand {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// Which dead letters `dlq list` shows and `dlq replay` moves: every one
+/// unless a flag narrows it down; with several flags, those matching all.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Choosing letters")]
+pub struct LetterFilterArgs {
+    /// Only letters whose failure reason contains TEXT, in any case
+    /// (e.g. "MessageStatus", "retries exhausted").
+    #[arg(long, value_name = "TEXT", value_parser = NonEmptyStringValueParser::new())]
+    pub reason: Option<String>,
+
+    /// Only letters that first failed at or after WHEN: an RFC 3339 time
+    /// (2026-12-01T09:00:00Z) or a duration back from now (30m, 24h, 7d).
+    #[arg(long, value_name = "WHEN", value_parser = since)]
+    pub since: Option<DateTime<Utc>>,
+
+    /// Only letters that first failed before WHEN, an RFC 3339 time.
+    #[arg(long, value_name = "WHEN", value_parser = until)]
+    pub until: Option<DateTime<Utc>>,
+
+    /// Only letters of this MessageSid (exactly).
+    #[arg(long = "sid", value_name = "MessageSid", value_parser = NonEmptyStringValueParser::new())]
+    pub message_sid: Option<String>,
+
+    /// Only the letter with this letter_id (as `dlq list` prints it).
+    #[arg(long = "letter", value_name = "LETTER_ID", value_parser = NonEmptyStringValueParser::new())]
+    pub letter_id: Option<String>,
+}
+
+/// Read as `GET /stats` reads its window, so a time typed for one works for the other.
+fn since(raw: &str) -> Result<DateTime<Utc>, String> {
+    instant_or_ago("--since", raw, Utc::now())
+}
+
+fn until(raw: &str) -> Result<DateTime<Utc>, String> {
+    instant("--until", raw)
+}
+
+impl LetterFilterArgs {
+    /// The filter the flags say; refused when `--since` is not before `--until`.
+    pub fn into_filter(self) -> Result<LetterFilter, String> {
+        if let (Some(since), Some(until)) = (self.since, self.until) {
+            if since >= until {
+                return Err(format!(
+                    "--since ({}) must be before --until ({})",
+                    since.to_rfc3339(),
+                    until.to_rfc3339()
+                ));
+            }
+        }
+        Ok(LetterFilter {
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+            message_sid: self.message_sid,
+            letter_id: self.letter_id,
+        })
+    }
 }
 
 /// What every subcommand takes: the broker, topology and logging shared
@@ -178,4 +255,133 @@ pub struct ConsumeArgs {
 
     #[command(flatten)]
     pub history: HistoryArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn dlq(args: &[&str]) -> Result<DlqCommand, clap::Error> {
+        let argv = ["worker", "dlq"].iter().chain(args);
+        match WorkerCli::try_parse_from(argv)?.command {
+            Some(Command::Dlq(command)) => Ok(command),
+            other => panic!("not a dlq command: {other:?}"),
+        }
+    }
+
+    fn at(raw: &str) -> DateTime<Utc> {
+        instant("test", raw).unwrap()
+    }
+
+    #[test]
+    fn dlq_list_and_replay_take_every_filter_flag() {
+        let flags = [
+            "--reason",
+            "timeout",
+            "--since",
+            "2026-12-01T00:00:00Z",
+            "--until",
+            "2026-12-02T00:00:00+01:00",
+            "--sid",
+            "SM1",
+            "--letter",
+            "0123abcd",
+        ];
+        let expected = LetterFilter {
+            reason: Some("timeout".into()),
+            since: Some(at("2026-12-01T00:00:00Z")),
+            until: Some(at("2026-12-01T23:00:00Z")),
+            message_sid: Some("SM1".into()),
+            letter_id: Some("0123abcd".into()),
+        };
+        let DlqCommand::List { filter } = dlq(&[&["list"][..], &flags].concat()).unwrap() else {
+            panic!("not list");
+        };
+        assert_eq!(filter.into_filter(), Ok(expected.clone()));
+        let DlqCommand::Replay { filter, limit } =
+            dlq(&[&["replay"][..], &flags, &["--limit", "3"]].concat()).unwrap()
+        else {
+            panic!("not replay");
+        };
+        assert_eq!(limit, Some(3));
+        assert_eq!(filter.into_filter(), Ok(expected));
+    }
+
+    #[test]
+    fn dlq_without_flags_is_the_empty_filter() {
+        let DlqCommand::List { filter } = dlq(&["list"]).unwrap() else {
+            panic!("not list");
+        };
+        assert!(filter.into_filter().unwrap().is_empty());
+        let DlqCommand::Replay { filter, limit } = dlq(&["replay"]).unwrap() else {
+            panic!("not replay");
+        };
+        assert_eq!(limit, None);
+        assert!(filter.into_filter().unwrap().is_empty());
+    }
+
+    #[test]
+    fn dlq_since_takes_a_duration_back_from_now() {
+        let before = Utc::now();
+        let DlqCommand::List { filter } = dlq(&["list", "--since", "24h"]).unwrap() else {
+            panic!("not list");
+        };
+        let since = filter.since.unwrap();
+        let day = chrono::Duration::hours(24);
+        assert!(
+            before - day <= since && since <= Utc::now() - day,
+            "{since}"
+        );
+        let DlqCommand::Replay { filter, .. } = dlq(&["replay", "--since", "7d"]).unwrap() else {
+            panic!("not replay");
+        };
+        assert!(filter.since.unwrap() <= Utc::now() - chrono::Duration::days(7));
+    }
+
+    #[test]
+    fn dlq_malformed_filter_values_are_usage_errors_naming_the_flag() {
+        for (args, flag) in [
+            (&["list", "--since", "yesterday"][..], "--since"),
+            (&["replay", "--until", "24h"][..], "--until"),
+            (&["list", "--until", "2026-13-01T00:00:00Z"][..], "--until"),
+            (&["replay", "--reason", ""][..], "--reason"),
+            (&["list", "--sid", ""][..], "--sid"),
+            (&["replay", "--letter", ""][..], "--letter"),
+            (&["replay", "--limit", "many"][..], "--limit"),
+        ] {
+            let error = dlq(args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+            assert!(
+                matches!(
+                    error.kind(),
+                    ErrorKind::ValueValidation | ErrorKind::InvalidValue
+                ),
+                "{args:?}: {error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains(flag), "{args:?}: {message}");
+        }
+        // Purge chooses no letters.
+        assert_eq!(
+            dlq(&["purge", "--sid", "SM1"]).unwrap_err().kind(),
+            ErrorKind::UnknownArgument
+        );
+    }
+
+    #[test]
+    fn dlq_since_must_be_before_until() {
+        let DlqCommand::Replay { filter, .. } = dlq(&[
+            "replay",
+            "--since",
+            "2026-12-02T00:00:00Z",
+            "--until",
+            "2026-12-01T00:00:00Z",
+        ])
+        .unwrap() else {
+            panic!("not replay");
+        };
+        let refused = filter.into_filter().unwrap_err();
+        assert!(refused.contains("--since"), "{refused}");
+    }
 }

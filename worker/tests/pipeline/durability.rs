@@ -37,9 +37,13 @@ async fn listing_the_dead_letter_queue_never_redelivers_or_drops_a_letter() {
     }
     // More listings than RabbitMQ 4.x's default delivery limit (20).
     for _ in 0..25 {
-        let letters = dlq::list(&testkit::amqp_url(), &broker.topology)
-            .await
-            .unwrap();
+        let letters = dlq::list(
+            &testkit::amqp_url(),
+            &broker.topology,
+            &dlq::LetterFilter::default(),
+        )
+        .await
+        .unwrap();
         let sids: Vec<_> = letters.iter().map(|l| l.message_sid.clone()).collect();
         let expected: Vec<_> = (0..3u64).map(|n| Some(message_sid(n))).collect();
         assert_eq!(sids, expected, "same letters, same order");
