@@ -102,6 +102,8 @@ impl Application {
             stats: StatsCache::default(),
             feed: config.common.change_feed,
             feed_status: feed_status.clone(),
+            amqp_url: config.common.amqp_url.clone(),
+            topology: config.common.topology.clone(),
         });
         let access = ApiAccess::new(
             config.api_token.clone(),

@@ -17,6 +17,7 @@
 pub mod app;
 mod commands;
 pub mod config;
+mod console;
 mod consume;
 mod decode;
 mod dlq;
@@ -30,6 +31,7 @@ mod periodic;
 mod queue_depth;
 mod reconcile;
 mod retention;
+mod search;
 mod stats;
 mod store;
 mod twilio_api;
@@ -45,7 +47,7 @@ pub mod test_support {
         pub use crate::decode::{decode, dedup, DecodedCallback};
     }
     pub mod dlq {
-        pub use crate::dlq::{list, purge, replay, DeadLetterSummary};
+        pub use crate::dlq::{list, purge, replay, DeadLetterSummary, LetterFilter};
     }
     pub mod feed {
         pub use crate::feed::ChangeFeed;

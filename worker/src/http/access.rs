@@ -64,31 +64,51 @@ impl ApiAccess {
         }
     }
 
+    /// The scope a presented token opens, if any (constant-time compares).
+    pub fn scope_of(&self, presented: &str) -> Option<Scope> {
+        let Self::Tokens { full, read } = self else {
+            return None;
+        };
+        if full.as_ref().is_some_and(|token| same(token, presented)) {
+            Some(Scope::Write)
+        } else if read.iter().any(|token| same(token, presented)) {
+            Some(Scope::Read)
+        } else {
+            None
+        }
+    }
+
+    /// The scope `request`'s bearer token opens, if any.
+    pub fn scope_of_request(&self, request: &HttpRequest) -> Option<Scope> {
+        self.scope_of(bearer_token(request)?)
+    }
+
+    /// The configured tokens that open `scope` exactly (the console keys
+    /// its sessions with them).
+    pub fn tokens_of(&self, scope: Scope) -> impl Iterator<Item = &SecretString> {
+        let tokens: Vec<&SecretString> = match (self, scope) {
+            (Self::Tokens { full, .. }, Scope::Write) => full.iter().collect(),
+            (Self::Tokens { read, .. }, Scope::Read) => read.iter().collect(),
+            _ => Vec::new(),
+        };
+        tokens.into_iter()
+    }
+
     /// Whether `request` may use a route of `scope`.
     pub fn check(&self, request: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
         match self {
             Self::LocalOnly => Ok(()),
             Self::Refused => Err(ApiError::NoTokenConfigured),
-            Self::Tokens { full, read } => {
-                let Some(presented) = bearer_token(request) else {
-                    return Err(ApiError::Unauthorized);
-                };
-                if full.as_ref().is_some_and(|token| same(token, presented)) {
-                    return Ok(());
-                }
-                if read.iter().any(|token| same(token, presented)) {
-                    return match scope {
-                        Scope::Read => Ok(()),
-                        Scope::Write => Err(ApiError::ReadOnlyToken),
-                    };
-                }
-                Err(ApiError::Unauthorized)
-            }
+            Self::Tokens { .. } => match (self.scope_of_request(request), scope) {
+                (None, _) => Err(ApiError::Unauthorized),
+                (Some(Scope::Read), Scope::Write) => Err(ApiError::ReadOnlyToken),
+                (Some(_), _) => Ok(()),
+            },
         }
     }
 }
 
-fn bearer_token(request: &HttpRequest) -> Option<&str> {
+pub fn bearer_token(request: &HttpRequest) -> Option<&str> {
     let value = request.headers().get("Authorization")?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

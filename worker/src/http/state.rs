@@ -26,4 +26,7 @@ pub struct HttpState {
     /// Whether changes go to the feed, and what `/readyz` shows of it.
     pub feed: ChangeFeed,
     pub feed_status: Arc<FeedStatus>,
+    /// Where the console lists and replays dead letters.
+    pub amqp_url: String,
+    pub topology: queue_wire::topology::Topology,
 }

@@ -11,4 +11,5 @@ mod window;
 pub use cache::StatsCache;
 #[cfg(feature = "test-support")]
 pub use cache::REUSE_FOR;
-pub use window::Window;
+pub use figures::{Percentiles, Stats};
+pub use window::{instant, instant_or_ago, Window};

@@ -27,7 +27,11 @@ async fn reads_need_a_token_and_a_read_token_cannot_write() {
     wait_for_event_rows(&pipeline.db, 1).await;
     let base = &pipeline.worker.address;
 
-    for path in [format!("/messages/{sid}"), "/stats".to_owned()] {
+    for path in [
+        format!("/messages/{sid}"),
+        "/messages?to=%2B15558675310".to_owned(),
+        "/stats".to_owned(),
+    ] {
         let url = format!("{base}{path}");
         let bare = get(&url, None).await;
         assert_eq!(bare.status(), 401, "{path} without a token");

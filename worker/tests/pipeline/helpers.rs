@@ -216,9 +216,13 @@ pub fn event_statuses(view: &serde_json::Value) -> Vec<&str> {
 pub async fn dead_letters(
     broker: &TestBroker,
 ) -> Vec<worker::test_support::dlq::DeadLetterSummary> {
-    worker::test_support::dlq::list(&testkit::amqp_url(), &broker.topology)
-        .await
-        .unwrap()
+    worker::test_support::dlq::list(
+        &testkit::amqp_url(),
+        &broker.topology,
+        &worker::test_support::dlq::LetterFilter::default(),
+    )
+    .await
+    .unwrap()
 }
 
 pub async fn wait_for_dead_letters(broker: &TestBroker, expected: u32) {
@@ -267,10 +271,14 @@ pub async fn accept_inserts_and_replay(pipeline: &TestPipeline) {
         "DROP TRIGGER reject_doomed ON message_status_events",
     )
     .await;
-    let replayed =
-        worker::test_support::dlq::replay(&testkit::amqp_url(), &pipeline.broker.topology, None)
-            .await
-            .unwrap();
+    let replayed = worker::test_support::dlq::replay(
+        &testkit::amqp_url(),
+        &pipeline.broker.topology,
+        &worker::test_support::dlq::LetterFilter::default(),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(replayed, 1);
 }
 
