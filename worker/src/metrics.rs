@@ -74,7 +74,9 @@ pub const STALE_MESSAGES: MetricDef = MetricDef::gauge(
 );
 pub const FINAL_OUTCOMES: MetricDef = MetricDef::counter(
     "worker_final_outcomes_total",
-    "Messages reaching their first final status, by that status and error code (empty: none)",
+    "Messages reaching their first final status (counted once each), by their account, that \
+     status and its error code (empty: none; other: a code not in Twilio's table, or a \
+     malformed AccountSid)",
 );
 pub const TIME_TO_FINAL: MetricDef = MetricDef::histogram(
     "worker_time_to_final_seconds",
@@ -91,7 +93,6 @@ pub const FOREIGN_ACCOUNT_EVENTS: MetricDef = MetricDef::counter(
      the history, never applied to the message's state",
 );
 
-/// All of the above.
 pub const HISTORY_PARTITIONS_DROPPED: MetricDef = MetricDef::counter(
     "worker_history_partitions_dropped_total",
     "Day partitions of the event history dropped past the retention horizon (WORKER_RETENTION_DAYS)",
@@ -132,6 +133,7 @@ pub const CHANGE_RELAY_LEADER: MetricDef = MetricDef::gauge(
     "1 while this worker is the one that publishes the change feed",
 );
 
+/// All of the above.
 pub const ALL: &[MetricDef] = &[
     EVENTS_PERSISTED,
     DUPLICATES_SKIPPED,

@@ -2,10 +2,17 @@
 //! first final status (with the time since it was first seen), and a
 //! message whose outcomes start to conflict. `STORE_BATCH` reports both per
 //! batch; here they become metrics.
+//!
+//! A message counts once, for its first final status: a read receipt after
+//! `delivered`, or an `undelivered` contradicting it, does not count it
+//! again (the contradiction is `worker_conflicting_outcomes_total`). So the
+//! final outcomes of an account are its messages, and a share of them
+//! (undelivered or failed with one code, say) is a share of messages.
 
 use sea_orm::sqlx::postgres::PgRow;
 use sea_orm::sqlx::{self, Postgres, Row};
 use sea_orm::DbErr;
+use twilio_protocol::callback::is_account_sid;
 use twilio_protocol::status::{MessageStatus, UnknownStatus};
 
 use super::outage::from_sqlx;
@@ -17,6 +24,8 @@ pub struct FinalOutcome {
     /// A final status (`MessageStatus::is_final`).
     pub status: MessageStatus,
     pub error_code: Option<i32>,
+    /// The account the message belongs to (`messages.account_sid`), if known.
+    pub account_sid: Option<String>,
     /// From the message's first event to its first final one.
     pub seconds: f64,
 }
@@ -37,17 +46,20 @@ impl OutcomeReport {
         let statuses: Option<Vec<String>> = column(row, "final_statuses")?;
         let error_codes: Option<Vec<Option<i32>>> = column(row, "final_error_codes")?;
         let seconds: Option<Vec<f64>> = column(row, "final_seconds")?;
+        let account_sids: Option<Vec<Option<String>>> = column(row, "final_account_sids")?;
         let finals = statuses
             .unwrap_or_default()
             .iter()
             .zip(error_codes.unwrap_or_default())
             .zip(seconds.unwrap_or_default())
-            .map(|((status, error_code), seconds)| {
+            .zip(account_sids.unwrap_or_default())
+            .map(|(((status, error_code), seconds), account_sid)| {
                 Ok(FinalOutcome {
                     status: status
                         .parse()
                         .map_err(|e: UnknownStatus| DbErr::Type(e.to_string()))?,
                     error_code,
+                    account_sid,
                     seconds,
                 })
             })
@@ -66,6 +78,7 @@ impl OutcomeReport {
             let error_code = error_code_label(outcome.error_code);
             metrics::counter!(
                 FINAL_OUTCOMES.name,
+                "account_sid" => account_label(outcome.account_sid.as_deref()),
                 "status" => outcome.status.as_str(),
                 "error_code" => error_code
             )
@@ -93,6 +106,18 @@ where
     row.try_get(name).map_err(from_sqlx)
 }
 
+/// The `account_sid` label: the SID when it has the shape of one (`AC` and
+/// 32 hex digits), `other` otherwise, empty for none. The accounts are the
+/// few that sign callbacks (ingest's tokens) or that we send from; the
+/// shape keeps a malformed `AccountSid` from minting series.
+fn account_label(account_sid: Option<&str>) -> String {
+    match account_sid {
+        None => String::new(),
+        Some(sid) if is_account_sid(sid) => sid.to_owned(),
+        Some(_) => "other".to_owned(),
+    }
+}
+
 /// The `error_code` label: the code when Twilio's table knows it, `other`
 /// otherwise, empty for none. A label takes a bounded set of values
 /// whatever codes arrive.
@@ -101,5 +126,27 @@ fn error_code_label(code: Option<i32>) -> String {
         None => String::new(),
         Some(code) if twilio_protocol::error_codes::is_known(code) => code.to_string(),
         Some(_) => "other".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_take_a_bounded_set_of_values() {
+        let sid = "AC0123456789abcdef0123456789ABCDEF";
+        assert_eq!(account_label(Some(sid)), sid);
+        assert_eq!(account_label(None), "");
+        for junk in [
+            "AC123",
+            "SM0123456789abcdef0123456789abcdef",
+            "AC0123456789abcdef0123456789abcdeg",
+        ] {
+            assert_eq!(account_label(Some(junk)), "other", "{junk}");
+        }
+        assert_eq!(error_code_label(Some(30007)), "30007");
+        assert_eq!(error_code_label(Some(99_999)), "other");
+        assert_eq!(error_code_label(None), "");
     }
 }

@@ -195,7 +195,8 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            FROM batch b JOIN inserted USING (message_sid, dedup_key)
            GROUP BY b.message_sid
          ), prior AS (
-           SELECT m.message_sid, m.status_rank, m.final_at, m.first_seen_at, m.terminal_outcomes
+           SELECT m.message_sid, m.status_rank, m.final_at, m.first_seen_at, m.terminal_outcomes,
+             m.account_sid
            FROM messages m
            WHERE m.message_sid IN (SELECT message_sid FROM deltas WHERE final_at IS NOT NULL)
          ), upserted AS (
@@ -204,7 +205,8 @@ pub static STORE_BATCH: LazyLock<String> = LazyLock::new(|| {
            SELECT d.*, p.message_sid IS NOT NULL AS known,
              p.status_rank AS prior_rank, p.final_at AS prior_final_at,
              LEAST(d.first_seen_at, p.first_seen_at) AS message_first_seen_at,
-             COALESCE(p.terminal_outcomes, 0) AS prior_outcomes
+             COALESCE(p.terminal_outcomes, 0) AS prior_outcomes,
+             COALESCE(p.account_sid, d.account_sid) AS owner_account_sid
            FROM deltas d LEFT JOIN prior p USING (message_sid)
            WHERE d.final_at IS NOT NULL
          )
@@ -245,19 +247,21 @@ const OWNED_BATCH: &str = "owners AS (
 /// What `STORE_BATCH` returns: how many events it inserted, how many of
 /// them another account signed, and what the batch did to the delivery
 /// report (see `outcomes`): the messages it brought to their first final
-/// status (one array per column, in message order; NULL for none), and how
-/// many it made conflicting. Only messages with a final event in the batch can change
-/// either, so only their prior state is read. Read from the state before the batch (`prior`, the
-/// statement's snapshot), so a message counts once however its callbacks
-/// arrive; two batches finalising the same message at the same instant in
-/// two transactions could both count it.
+/// status, with that status's error code and the message's owner account
+/// (as the upsert keeps it: the stored one, else the batch's; one array per
+/// column, in message order; NULL for none), and how many it made
+/// conflicting. Only messages with a final event in the batch can change
+/// either, so only their prior state is read. Read from the state before
+/// the batch (`prior`, the statement's snapshot), so a message counts once
+/// however its callbacks arrive; two batches finalising the same message at
+/// the same instant in two transactions could both count it.
 static OUTCOME_REPORT: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT (SELECT count(*) FROM inserted) AS inserted,
            (SELECT count(*) FROM feed) AS changes,
            (SELECT COALESCE(sum(foreign_events), 0)::bigint FROM deltas) AS foreign_events,
            f.statuses AS final_statuses, f.error_codes AS final_error_codes,
-           f.seconds AS final_seconds,
+           f.seconds AS final_seconds, f.account_sids AS final_account_sids,
            (SELECT count(*) FROM changes c
             WHERE ((c.terminal_outcomes | c.prior_outcomes)
                    & ((c.terminal_outcomes | c.prior_outcomes) - 1)) <> 0
@@ -265,6 +269,7 @@ static OUTCOME_REPORT: LazyLock<String> = LazyLock::new(|| {
          FROM (
            SELECT array_agg(c.status ORDER BY c.message_sid) AS statuses,
              array_agg(c.error_code ORDER BY c.message_sid) AS error_codes,
+             array_agg(c.owner_account_sid ORDER BY c.message_sid) AS account_sids,
              array_agg(extract(epoch FROM c.final_at - c.message_first_seen_at)::float8
                        ORDER BY c.message_sid) AS seconds
            FROM changes c

@@ -10,6 +10,9 @@ use twilio_protocol::status::MessageStatus;
 use worker::test_support::feed::ChangeFeed;
 use worker::test_support::store::outcomes::FinalOutcome;
 
+/// The account `status_params` sends as.
+const ACCOUNT: &str = "AC00000000000000000000000000000000";
+
 fn decoded(envelopes: &[CallbackEnvelope]) -> Vec<worker::test_support::decode::DecodedCallback> {
     envelopes
         .iter()
@@ -41,6 +44,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
         [FinalOutcome {
             status: MessageStatus::Delivered,
             error_code: None,
+            account_sid: Some(ACCOUNT.to_owned()),
             seconds: 30.0
         }]
     );
@@ -62,6 +66,7 @@ async fn a_message_counts_once_when_it_first_reaches_a_final_status() {
         [FinalOutcome {
             status: MessageStatus::Failed,
             error_code: Some(30007),
+            account_sid: Some(ACCOUNT.to_owned()),
             seconds: 60.0
         }]
     );
