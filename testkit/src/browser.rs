@@ -340,7 +340,11 @@ impl Browser {
         let started = Instant::now();
         loop {
             match root.tag_name().await {
-                Err(gone) if gone.is_stale_element_reference() || gone.is_no_such_element() => {
+                Err(gone)
+                    if gone.is_stale_element_reference()
+                        || gone.is_no_such_element()
+                        || left_mid_swap(&gone) =>
+                {
                     return Ok(());
                 }
                 Err(source) => {
@@ -366,6 +370,17 @@ impl Browser {
             .await
             .map_err(command(|| format!("find `{css}`")))
     }
+}
+
+/// Caught in the middle of the swap, chromedriver (156) answers a question
+/// about the old page's root not "stale" but "unknown error: unhandled
+/// inspector error: Node with given id does not belong to the document":
+/// the old page is gone all the same, and the next command waits for the
+/// new one to load.
+fn left_mid_swap(error: &fantoccini::error::CmdError) -> bool {
+    error
+        .to_string()
+        .contains("does not belong to the document")
 }
 
 /// chromedriver, leader of the process group Chromium runs in. Dropping it

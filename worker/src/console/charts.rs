@@ -33,7 +33,7 @@ pub fn bars(title: &str, rows: &[Bar]) -> Markup {
             @for (index, row) in rows.iter().enumerate() {
                 @let y = index as f64 * ROW;
                 @let length = if largest > 0.0 { (row.value / largest * room).max(1.0) } else { 1.0 };
-                text x="0" y=(y + 14.0) { (truncate(&row.label, 30)) }
+                text x="0" y=(y + 14.0) { (truncate(&row.label, 34)) }
                 rect.track x=(LABEL) y=(y + 2.0) width=(room) height=(BAR) rx="3" {}
                 rect class=(row.tone) x=(LABEL) y=(y + 2.0) width=(format!("{length:.1}")) height=(BAR) rx="3" {}
                 text x=(LABEL + length + 6.0) y=(y + 15.0) { (row.shown) }

@@ -125,6 +125,13 @@ pub fn status_badge(status: &str) -> Markup {
 
 pub fn time(at: DateTime<Utc>) -> Markup {
     html! {
+        time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S UTC")) }
+    }
+}
+
+/// To the millisecond: events of one message are often that close.
+pub fn precise_time(at: DateTime<Utc>) -> Markup {
+    html! {
         time datetime=(at.to_rfc3339()) { (at.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
     }
 }

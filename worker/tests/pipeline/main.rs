@@ -7,6 +7,7 @@ mod accounts;
 mod api;
 mod batches;
 mod console;
+mod console_browser;
 mod database;
 mod dead_letters;
 mod dedup;

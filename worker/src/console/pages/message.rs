@@ -83,7 +83,8 @@ fn timeline(events: &[message_status_event::Model]) -> Markup {
         ol.timeline #timeline {
             @for event in events {
                 li class=(layout::tone(event.status.as_str())) {
-                    span.when { (layout::time(event.received_at)) }
+                    span.when { (layout::precise_time(event.received_at)) }
+                    " "
                     (layout::status_badge(event.status.as_str()))
                     " "
                     @if event.error_code.is_some() {

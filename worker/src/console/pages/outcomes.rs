@@ -142,12 +142,13 @@ fn figures(stats: &Stats) -> Markup {
             }
         }
         div.card #error-codes { h2 { "Top error codes" } (bars("Messages by error code", &errors)) }
-        @if !stats.stale.is_empty() {
+        @let stale: Vec<_> = stats.stale.iter().filter(|(_, count)| **count > 0).collect();
+        @if !stale.is_empty() {
             div.card #stale {
                 h2 { "Without news for too long" }
                 table {
                     thead { tr { th { "Status" } th { "Messages" } } }
-                    tbody { @for (status, count) in &stats.stale { tr { td { (layout::status_badge(status)) } td { (count) } } } }
+                    tbody { @for (status, count) in stale { tr { td { (layout::status_badge(status)) } td { (count) } } } }
                 }
             }
         }
