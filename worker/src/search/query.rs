@@ -45,7 +45,11 @@ pub async fn search(db: &impl ConnectionTrait, filter: &SearchFilter) -> Result<
         select = select.filter(Column::FromAddress.eq(from.as_str()));
     }
     if let Some(status) = filter.status {
-        select = select.filter(Column::Status.eq(status.as_str()));
+        // Always true for a known status; said so that the planner may also
+        // read `messages_status_idx` (partial on it) for a rare status.
+        select = select
+            .filter(Column::Status.eq(status.as_str()))
+            .filter(Column::StatusPrecedence.gte(0));
     }
     if let Some(code) = filter.error_code {
         select = select.filter(Column::ErrorCode.eq(code));
