@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
+use hyper::header::HeaderValue;
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
@@ -77,6 +78,8 @@ pub struct Connection {
     sender: Option<SendRequest<Full<Bytes>>>,
     timeout: Duration,
     last_used: Instant,
+    /// `Authorization` of every GET (the worker's API token), if any.
+    authorization: Option<HeaderValue>,
 }
 
 /// A connection idle longer than this is not reused: servers close idle
@@ -91,7 +94,17 @@ impl Connection {
             sender: None,
             timeout,
             last_used: Instant::now(),
+            authorization: None,
         }
+    }
+
+    /// Every GET on this connection carries `Authorization: Bearer <token>`.
+    pub fn with_bearer(mut self, token: &str) -> anyhow::Result<Self> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the token cannot be sent in a header")?;
+        value.set_sensitive(true);
+        self.authorization = Some(value);
+        Ok(self)
     }
 
     /// Posts one signed callback as Twilio does.
@@ -100,33 +113,44 @@ impl Connection {
         let exchange = async { status_after_body(self.exchange(callback).await?).await };
         let outcome = tokio::time::timeout(timeout, exchange).await;
         self.settle(outcome)
+            .map_or(Answer::TransportError, Answer::Status)
     }
 
-    /// GETs `path_and_query` on the target's host (`loadgen read`), reading
-    /// the whole body.
-    pub async fn get(&mut self, path_and_query: &str) -> Answer {
+    /// GETs `path_and_query` on the target's host (`loadgen read`,
+    /// `loadgen search`): the answer and its whole body (empty without an
+    /// answer).
+    pub async fn get(&mut self, path_and_query: &str) -> (Answer, Bytes) {
         let timeout = self.timeout;
+        let authorization = self.authorization.clone();
         let exchange = async {
-            let request = Request::get(path_and_query)
-                .header(hyper::header::HOST, self.target.host_header.as_str())
-                .body(Full::new(Bytes::new()))?;
-            status_after_body(self.send(request).await?).await
+            let mut request = Request::get(path_and_query)
+                .header(hyper::header::HOST, self.target.host_header.as_str());
+            if let Some(authorization) = authorization {
+                request = request.header(hyper::header::AUTHORIZATION, authorization);
+            }
+            let response = self.send(request.body(Full::new(Bytes::new()))?).await?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
         };
         let outcome = tokio::time::timeout(timeout, exchange).await;
-        self.settle(outcome)
+        match self.settle(outcome) {
+            Some((status, body)) => (Answer::Status(status), body),
+            None => (Answer::TransportError, Bytes::new()),
+        }
     }
 
-    /// An exchange's answer; after a failure or no answer in time the
+    /// An exchange's outcome; after a failure or no answer in time the
     /// connection's state is unknown, so the next request starts afresh.
-    fn settle(
+    fn settle<T>(
         &mut self,
-        outcome: Result<anyhow::Result<u16>, tokio::time::error::Elapsed>,
-    ) -> Answer {
+        outcome: Result<anyhow::Result<T>, tokio::time::error::Elapsed>,
+    ) -> Option<T> {
         match outcome {
-            Ok(Ok(status)) => Answer::Status(status),
+            Ok(Ok(answer)) => Some(answer),
             Ok(Err(_)) | Err(_) => {
                 self.sender = None;
-                Answer::TransportError
+                None
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `loadgen`: signed Twilio status callbacks for the pipeline, one at a time
 //! (`send`) or as realistic load (`run`), the end-to-end check of what the
-//! worker stored (`check`), and the ceilings each stage is compared with
+//! worker stored (`check`), the worker's read and search APIs under load
+//! (`read`, `search`), and the ceilings each stage is compared with
 //! (`ceiling-http`, `ceiling-broker`, `ceiling-db`), and an example consumer
 //! of the worker's change feed (`watch-changes`). Everything it talks to
 //! must be on this machine.
@@ -20,6 +21,8 @@ mod lifecycle;
 mod load;
 mod local;
 mod persistence;
+mod read_loop;
+mod search_query;
 mod tally;
 mod workload;
 
@@ -33,6 +36,7 @@ use crate::commands::check::CheckArgs;
 use crate::commands::delete_topology::DeleteTopologyArgs;
 use crate::commands::read::ReadArgs;
 use crate::commands::run::RunArgs;
+use crate::commands::search::SearchArgs;
 use crate::commands::send::SendArgs;
 use crate::commands::watch_changes::WatchChangesArgs;
 
@@ -78,6 +82,8 @@ equal exactly the unique accepted callbacks (duplicates and bad signatures exclu
     Check(CheckArgs),
     /// Read API latency: GET /messages/{sid} for messages sampled from the database, closed loop.
     Read(ReadArgs),
+    /// Search API latency: GET /messages?... for each --query, its placeholders sampled from the database, closed loop.
+    Search(SearchArgs),
     /// HTTP ceiling: a bare in-process actix-web server answering 200, driven by the same client.
     CeilingHttp(CeilingHttpArgs),
     /// Broker ceiling: persistent publishes with confirms into a fresh copy of the pipeline's topology (deleted after).
@@ -113,6 +119,7 @@ async fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args).await,
         Command::Check(args) => commands::check::run(args).await,
         Command::Read(args) => commands::read::run(args).await,
+        Command::Search(args) => commands::search::run(args).await,
         Command::CeilingHttp(args) => commands::ceiling_http::run(args).await,
         Command::CeilingBroker(args) => commands::ceiling_broker::run(args).await,
         Command::CeilingDb(args) => commands::ceiling_db::run(args).await,

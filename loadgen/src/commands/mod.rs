@@ -9,6 +9,7 @@ pub mod check;
 pub mod delete_topology;
 pub mod read;
 pub mod run;
+pub mod search;
 pub mod send;
 pub mod watch_changes;
 

@@ -2,18 +2,18 @@
 //! for messages sampled from the database, with its latency percentiles
 //! (bench/growth measures them at each size of the history).
 
-use anyhow::Context;
 use clap::Args;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::common::DEFAULT_DATABASE_URL;
 use super::report::{format_percentiles, print_json};
-use crate::client::{Answer, Connection, Target};
-use crate::latency::{new_histogram, Percentiles};
+use crate::client::Target;
+use crate::latency::Percentiles;
 use crate::local;
+use crate::read_loop::{self, ReadPlan};
 
 #[derive(Debug, Args)]
 pub struct ReadArgs {
@@ -58,49 +58,26 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<bool> {
             [(args.sample.max(1) as i64).into()],
         ))
         .await?;
-    let sids: Arc<Vec<String>> = Arc::new(
-        rows.iter()
-            .map(|row| row.try_get::<String>("", "message_sid"))
-            .collect::<Result<_, _>>()?,
-    );
+    let sids: Vec<String> = rows
+        .iter()
+        .map(|row| row.try_get::<String>("", "message_sid"))
+        .collect::<Result<_, _>>()?;
     anyhow::ensure!(!sids.is_empty(), "no messages in the database to read");
-    let deadline = Instant::now() + Duration::from_secs(args.time_limit_secs.max(1));
-    let concurrency = args.concurrency.max(1);
-    let per_slot = args.requests.div_ceil(concurrency);
-    let mut slots = Vec::with_capacity(concurrency);
-    for slot in 0..concurrency {
-        let (target, sids) = (target.clone(), sids.clone());
-        slots.push(tokio::spawn(async move {
-            let mut connection = Connection::new(target, Duration::from_secs(10));
-            let mut histogram = new_histogram();
-            let mut not_ok = 0usize;
-            for n in 0..per_slot {
-                if Instant::now() > deadline {
-                    break;
-                }
-                let sid = &sids[(slot + n * concurrency) % sids.len()];
-                let started = Instant::now();
-                let answer = connection.get(&format!("/messages/{sid}")).await;
-                let _ = histogram.record(started.elapsed().as_micros() as u64);
-                if answer != Answer::Status(200) {
-                    not_ok += 1;
-                }
-            }
-            (histogram, not_ok)
-        }));
-    }
-    let mut histogram = new_histogram();
-    let mut not_ok = 0;
-    for slot in slots {
-        let (slot_histogram, slot_not_ok) = slot.await.context("a reader task failed")?;
-        histogram.add(&slot_histogram)?;
-        not_ok += slot_not_ok;
-    }
+    let paths: Vec<String> = sids.iter().map(|sid| format!("/messages/{sid}")).collect();
+    let plan = ReadPlan {
+        target,
+        bearer: None,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        warmup_per_connection: 0,
+        time_limit: Duration::from_secs(args.time_limit_secs),
+    };
+    let outcome = read_loop::drive(&plan, Arc::new(paths), |_| 0).await?;
     let report = ReadReport {
-        requests: histogram.len() as usize,
+        requests: outcome.latency.len() as usize,
         sampled_messages: sids.len(),
-        not_ok,
-        latency_ms: Percentiles::from_micros(&histogram),
+        not_ok: outcome.not_ok,
+        latency_ms: Percentiles::from_micros(&outcome.latency),
     };
     if args.json {
         print_json(&report)?;
