@@ -538,7 +538,7 @@ TITLE="Benchmarks"
 
 # The sections bench/growth/run.sh, bench/growth/retention.sh and bench/readers.sh write (the
 # history at size, retention under load, heavy readers) are kept as they are.
-GROWTH_SECTION=$(awk '/^<!-- (growth|retention|readers|structure):/,/^<!-- \/(growth|retention|readers|structure) -->/' "$OUT" 2>/dev/null || true)
+GROWTH_SECTION=$(awk '/^<!-- (growth|search|retention|readers|structure):/,/^<!-- \/(growth|search|retention|readers|structure) -->/' "$OUT" 2>/dev/null || true)
 {
   echo "# $TITLE"
   echo
