@@ -73,7 +73,8 @@ mod tests {
             &URL_SAFE_NO_PAD.encode("v1:1:"),
             &URL_SAFE_NO_PAD.encode("v1:1:SM\u{0}"),
             &URL_SAFE_NO_PAD.encode(b"v1:1:\xff"),
-            &URL_SAFE_NO_PAD.encode("v1:99999999999999999:SM1"),
+            &URL_SAFE_NO_PAD.encode("v1:99999999999999999999:SM1"),
+            &URL_SAFE_NO_PAD.encode("v1:9223372036854775807:SM1"),
             &"A".repeat(MAX_ENCODED + 1),
         ] {
             assert_eq!(Cursor::decode(raw), None, "{raw:?}");
