@@ -1,8 +1,10 @@
 # Starting the pipeline's two services for a benchmark, sourced by
 # bench/run.sh and bench/growth/run.sh. The caller sets BIN (the release
 # binaries), WORK (logs and the spool), TOKEN, PREFIX, INGEST_PORT,
-# WORKER_PORT and AMQP_URL, and defines `say`. Each service logs to
-# $WORK/<name>.log, at WARN: a benchmark measures the services, not their logs.
+# WORKER_PORT and AMQP_URL, and defines `say`; RUNNER, when set, wraps the
+# binary (bench/instructions.sh runs one under valgrind). Each service logs to
+# $WORK/<name>.log at the level they ship with (info), or BENCH_RUST_LOG: the
+# benchmark measures what runs in production.
 
 # wait_ready NAME URL: until URL/readyz answers 200 (60 s), else show the log.
 wait_ready() {
@@ -19,8 +21,8 @@ wait_ready() {
 start_ingest() {
   env -u OTEL_EXPORTER_OTLP_ENDPOINT -u PUBLIC_BASE_URL \
     TWILIO_AUTH_TOKEN="$TOKEN" INGEST_ADDR="127.0.0.1:$INGEST_PORT" AMQP_URL="$AMQP_URL" \
-    AMQP_TOPOLOGY_PREFIX="$PREFIX" INGEST_SPOOL_DIR="$WORK/spool" LOG_FORMAT=json RUST_LOG=warn \
-    "$BIN/ingest" >>"$WORK/ingest.log" 2>&1 &
+    AMQP_TOPOLOGY_PREFIX="$PREFIX" INGEST_SPOOL_DIR="$WORK/spool" LOG_FORMAT=json RUST_LOG="${BENCH_RUST_LOG:-info}" \
+    ${RUNNER:-} "$BIN/ingest" >>"$WORK/ingest.log" 2>&1 &
   INGEST_PID=$!
   wait_ready ingest "http://127.0.0.1:$INGEST_PORT"
 }
@@ -29,8 +31,8 @@ start_ingest() {
 start_worker() {
   env -u OTEL_EXPORTER_OTLP_ENDPOINT \
     DATABASE_URL="$1" AMQP_URL="$AMQP_URL" AMQP_TOPOLOGY_PREFIX="$PREFIX" \
-    WORKER_ADDR="127.0.0.1:$WORKER_PORT" WORKER_AUTO_MIGRATE=false LOG_FORMAT=json RUST_LOG=warn \
-    "${@:2}" "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
+    WORKER_ADDR="127.0.0.1:$WORKER_PORT" WORKER_AUTO_MIGRATE=false LOG_FORMAT=json RUST_LOG="${BENCH_RUST_LOG:-info}" \
+    "${@:2}" ${RUNNER:-} "$BIN/worker" >>"$WORK/worker.log" 2>&1 &
   WORKER_PID=$!
   wait_ready worker "http://127.0.0.1:$WORKER_PORT"
 }

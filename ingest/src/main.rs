@@ -2,6 +2,12 @@ use ingest::app::{Application, StartError};
 use ingest::config::{IngestArgs, IngestConfig};
 use std::process::ExitCode;
 
+/// mimalloc: a callback's handling is many small, short-lived allocations
+/// across threads, which glibc's malloc serves at several times the cost
+/// (measured in BENCHMARKS.md, *CPU per callback*).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: IngestArgs = match service_kit::cli::parse() {

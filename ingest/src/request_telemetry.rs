@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
-use service_kit::telemetry::{parent_from_headers, record_trace_ids};
+use service_kit::telemetry::parent_from_headers;
 use std::time::Instant;
 use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -45,8 +45,6 @@ pub(crate) async fn callback_telemetry(
         message_sid = tracing::field::Empty,
         twilio.message_sid = tracing::field::Empty,
         twilio.message_status = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
     let parent = parent_from_headers(|name| {
         request
@@ -56,7 +54,6 @@ pub(crate) async fn callback_telemetry(
             .map(str::to_owned)
     });
     let _ = span.set_parent(parent);
-    record_trace_ids(&span);
     request.extensions_mut().insert(RequestId(request_id));
 
     let started = Instant::now();

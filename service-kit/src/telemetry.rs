@@ -17,12 +17,15 @@ use opentelemetry_sdk::Resource;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
+use tracing::dispatcher::WeakDispatch;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{fmt as subscriber_fmt, prelude::*, EnvFilter};
 
@@ -108,14 +111,19 @@ fn install(provider: SdkTracerProvider, format: Option<LogFormat>, target: LogTa
         LogTarget::Stderr => BoxMakeWriter::new(std::io::stderr),
     };
     let result = match format {
-        Some(LogFormat::Json) => registry
-            .with(
-                subscriber_fmt::layer()
-                    .json()
-                    .event_format(JsonLines)
-                    .with_writer(writer),
-            )
-            .try_init(),
+        Some(LogFormat::Json) => {
+            let lines = JsonLines::default();
+            let dispatch = tracing::Dispatch::new(
+                registry.with(
+                    subscriber_fmt::layer()
+                        .fmt_fields(JsonFragments)
+                        .event_format(lines.clone())
+                        .with_writer(writer),
+                ),
+            );
+            lines.bind(&dispatch);
+            dispatch.try_init()
+        }
         Some(LogFormat::Pretty) => registry
             .with(subscriber_fmt::layer().pretty().with_writer(writer))
             .try_init(),
@@ -161,18 +169,6 @@ fn otlp_exporter() -> Result<Option<opentelemetry_otlp::SpanExporter>, Telemetry
     Ok(Some(exporter))
 }
 
-/// Records the span's W3C ids as its `trace_id` and `span_id` fields, so log
-/// lines inside it carry them. The span must declare both fields (as
-/// `tracing::field::Empty`) and have its parent set before this is called.
-pub fn record_trace_ids(span: &tracing::Span) {
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span.record("trace_id", span_context.trace_id().to_string());
-        span.record("span_id", span_context.span_id().to_string());
-    }
-}
-
 /// The W3C headers (`traceparent`, `tracestate`) for the given span.
 pub fn trace_headers(span: &tracing::Span) -> Vec<(String, String)> {
     let mut headers = HeaderPairs(Vec::new());
@@ -213,17 +209,35 @@ impl Extractor for HeaderMap {
     }
 }
 
-/// One JSON object a line: time, level, target, the event's fields, and the
-/// fields of every span it happened in (innermost wins), flattened.
-struct JsonLines;
+/// One JSON object a line: time, level, target, the event's fields, the
+/// fields of every span it happened in (innermost wins), flattened, and the
+/// W3C `trace_id` and `span_id` of the innermost span.
+///
+/// The ids are read from the span's OpenTelemetry context only when a line
+/// is written, and span fields are kept as JSON fragments appended as they
+/// are recorded (`JsonFragments`): a span that never logs, as a callback's
+/// does not at INFO, costs no formatting beyond its fields' values.
+#[derive(Clone, Default)]
+struct JsonLines {
+    /// The dispatcher this formats for (`bind`): a subscriber's own
+    /// callbacks see no default dispatcher, and the OpenTelemetry context
+    /// is reached through it.
+    dispatch: Arc<OnceLock<WeakDispatch>>,
+}
 
-impl<S> FormatEvent<S, JsonFields> for JsonLines
+impl JsonLines {
+    fn bind(&self, dispatch: &tracing::Dispatch) {
+        let _ = self.dispatch.set(dispatch.downgrade());
+    }
+}
+
+impl<S> FormatEvent<S, JsonFragments> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, JsonFragments>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -240,19 +254,131 @@ where
             "target".into(),
             Value::String(event.metadata().target().to_owned()),
         );
+        let mut innermost = None;
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
+                innermost = Some(span.id());
                 let extensions = span.extensions();
-                let Some(fields) = extensions.get::<FormattedFields<JsonFields>>() else {
+                let Some(fields) = extensions.get::<FormattedFields<JsonFragments>>() else {
                     continue;
                 };
-                if let Ok(Value::Object(span_fields)) = serde_json::from_str::<Value>(fields) {
+                if let Ok(Value::Object(span_fields)) =
+                    serde_json::from_str::<Value>(&format!("{{{}}}", fields.fields))
+                {
                     line.extend(span_fields);
                 }
             }
         }
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        if let (Some(id), Some(dispatch)) = (innermost, dispatch) {
+            insert_trace_ids(&mut line, &id, &dispatch);
+        }
         event.record(&mut JsonVisitor(&mut line));
         writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// The span's W3C ids as `trace_id` and `span_id`, when it has a valid
+/// OpenTelemetry context.
+fn insert_trace_ids(
+    line: &mut Map<String, Value>,
+    id: &tracing::span::Id,
+    dispatch: &tracing::Dispatch,
+) {
+    let Some(context) = tracing_opentelemetry::get_otel_context(id, dispatch) else {
+        return;
+    };
+    let span = context.span();
+    let span_context = span.span_context();
+    if span_context.is_valid() {
+        line.insert(
+            "trace_id".into(),
+            Value::String(span_context.trace_id().to_string()),
+        );
+        line.insert(
+            "span_id".into(),
+            Value::String(span_context.span_id().to_string()),
+        );
+    }
+}
+
+/// Span fields as comma-separated JSON members (`"name":value`), appended
+/// as they are recorded: no parse and re-serialise per `record`, as
+/// `JsonFields` does. A field recorded twice appears twice; the later one
+/// wins when a line is written.
+struct JsonFragments;
+
+impl<'writer> FormatFields<'writer> for JsonFragments {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut visitor = FragmentVisitor {
+            writer: &mut writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        let first = current.fields.is_empty();
+        let mut writer = current.as_writer();
+        let mut visitor = FragmentVisitor {
+            writer: &mut writer,
+            first,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct FragmentVisitor<'a, 'writer> {
+    writer: &'a mut Writer<'writer>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl FragmentVisitor<'_, '_> {
+    fn member(&mut self, field: &Field, value: &Value) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "" } else { "," };
+        self.first = false;
+        self.result = write!(
+            self.writer,
+            "{separator}{}:{value}",
+            Value::String(field.name().to_owned())
+        );
+    }
+}
+
+impl Visit for FragmentVisitor<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.member(field, &Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.member(field, &Value::String(value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.member(field, &Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.member(field, &Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.member(field, &Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.member(field, &Value::from(value));
     }
 }
 
@@ -290,5 +416,95 @@ fn log_filter() -> EnvFilter {
     match "sqlx::postgres::notice=warn".parse() {
         Ok(quiet) if !names_sqlx => filter.add_directive(quiet),
         _ => filter,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Log lines written into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn lines_of(run: impl FnOnce()) -> Vec<Value> {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        let lines = JsonLines::default();
+        let dispatch = tracing::Dispatch::new(
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(tracer))
+                .with(
+                    subscriber_fmt::layer()
+                        .fmt_fields(JsonFragments)
+                        .event_format(lines.clone())
+                        .with_writer(move || writer.clone()),
+                ),
+        );
+        lines.bind(&dispatch);
+        tracing::dispatcher::with_default(&dispatch, run);
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_line_carries_its_spans_fields_as_last_recorded_and_the_trace_ids() {
+        let mut ids = None;
+        let lines = lines_of(|| {
+            let outer =
+                tracing::info_span!("outer", request_id = "r-1", note = "a \"quoted\"\nline");
+            let inner = tracing::info_span!(
+                parent: &outer,
+                "inner",
+                message_sid = tracing::field::Empty,
+                status = "queued",
+                count = 3_u64
+            );
+            inner.record("message_sid", "SM1");
+            inner.record("status", "sent");
+            let context = inner.context();
+            let span = context.span();
+            ids = Some((
+                span.span_context().trace_id().to_string(),
+                span.span_context().span_id().to_string(),
+            ));
+            inner.in_scope(|| tracing::warn!(outcome = "kept", "something happened"));
+        });
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["message"], "something happened");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["outcome"], "kept");
+        assert_eq!(line["request_id"], "r-1");
+        assert_eq!(line["note"], "a \"quoted\"\nline");
+        assert_eq!(line["message_sid"], "SM1");
+        assert_eq!(line["status"], "sent", "the later record wins: {line}");
+        assert_eq!(line["count"], 3);
+        let (trace_id, span_id) = ids.unwrap();
+        assert_eq!(line["trace_id"], trace_id.as_str());
+        assert_eq!(line["span_id"], span_id.as_str(), "the innermost span's id");
+        assert_eq!(trace_id.len(), 32);
+    }
+
+    #[test]
+    fn a_line_outside_any_span_has_no_trace_ids() {
+        let lines = lines_of(|| tracing::error!(code = 7, "alone"));
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["code"], 7);
+        assert!(lines[0].get("trace_id").is_none(), "{}", lines[0]);
     }
 }

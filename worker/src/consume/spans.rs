@@ -3,7 +3,7 @@
 //! and a persist span under it for the statement that stores its batch.
 
 use lapin::message::Delivery;
-use service_kit::telemetry::{parent_from_headers, record_trace_ids};
+use service_kit::telemetry::parent_from_headers;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::decode::DecodedCallback;
@@ -22,8 +22,6 @@ pub fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -
         message_sid = %event.callback.message_sid,
         twilio.message_sid = %event.callback.message_sid,
         twilio.message_status = %event.callback.status,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
     );
     let context = &event.envelope.trace_context;
     if !context.is_empty() {
@@ -34,7 +32,6 @@ pub fn process_span(delivery: &Delivery, event: &DecodedCallback, queue: &str) -
                 .map(|(_, value)| value.clone())
         }));
     }
-    record_trace_ids(&span);
     span
 }
 
