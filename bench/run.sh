@@ -12,6 +12,9 @@
 # cost. The change feed is on throughout (as by default); a consumer of every
 # change (`loadgen watch-changes`, its own CPU not counted) is bound during
 # the open loop, so the feed's lag is measured with a queue behind it.
+# Then the CPU per callback of every process, this checkout against a
+# baseline revision (BENCH_BASELINE) under the same load (bench/cpu.sh), and
+# instructions per callback (bench/instructions.sh).
 # Samples each process's CPU time and the
 # services' peak RSS, stops everything with SIGTERM, removes the database and
 # the queues, and writes the report.
@@ -26,7 +29,10 @@
 #   (/var/run/postgresql; the diagnostic phase is skipped without a socket there),
 #   AMQP_URL, BENCH_INGEST_PORT (18080), BENCH_WORKER_PORT (18081),
 #   BENCH_WAIT_IDLE_SECS (300; 0 with --smoke): how long to wait for the machine to be quiet;
-#   WORKER_CONCURRENCY reaches the worker and sizes the DB ceiling alike.
+#   WORKER_CONCURRENCY reaches the worker and sizes the DB ceiling alike;
+#   BENCH_BASELINE: a git revision whose ingest and worker run beside this checkout's
+#   in *CPU per callback* (built once into $CARGO_TARGET_DIR/baseline-<rev>/);
+#   BENCH_RUST_LOG: the services' log level (default: info, as they ship).
 # Everything runs on this machine; every phase is bounded in requests and time.
 set -euo pipefail
 
@@ -64,10 +70,10 @@ DB_CONCURRENCY=${WORKER_CONCURRENCY:-2} # the worker's transactions in flight (W
 
 if [ "$SMOKE" = 1 ]; then
   CONCURRENCY=8; HTTP_SECS=2; BROKER_MESSAGES=500; DB_ROWS=2000; BACKLOG=200
-  PEAK=(--requests 300); OPEN_SECS=4; OPEN_RATE_CAP=50; DIAGNOSE=0
+  PEAK=(--requests 300); OPEN_SECS=4; OPEN_RATE_CAP=50; DIAGNOSE=0; CPU_REQUESTS=300
 else
   CONCURRENCY=64; HTTP_SECS=10; BROKER_MESSAGES=30000; DB_ROWS=100000; BACKLOG=60000
-  PEAK=(--duration 15); OPEN_SECS=20; OPEN_RATE_CAP=1000000; DIAGNOSE=1
+  PEAK=(--duration 15); OPEN_SECS=20; OPEN_RATE_CAP=1000000; DIAGNOSE=1; CPU_REQUESTS=40000
 fi
 
 ID=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')
@@ -190,6 +196,7 @@ cleanup() {
   [ -n "$WORKER_PID" ] && stop_service worker "$WORKER_PID"
   [ -n "$INGEST_PID" ] && stop_service ingest "$INGEST_PID"
   [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null
+  declare -F cpu_cleanup >/dev/null && cpu_cleanup
   rabbitmqctl -q delete_queue "$CHANGES_QUEUE" >/dev/null 2>&1 || true
   if [ -x "$BIN/loadgen" ]; then
     "$BIN/loadgen" delete-topology --prefix "$PREFIX" >/dev/null 2>&1 ||
@@ -271,6 +278,10 @@ done
 say "building ($PROFILE) into $CARGO_TARGET_DIR"
 cargo build --quiet --profile "$PROFILE" -p ingest -p worker -p loadgen
 LOADGEN=$BIN/loadgen
+COMMIT_SHORT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# CPU per callback, this checkout against BENCH_BASELINE (cpu_phase, cpu_report).
+source "$ROOT/bench/cpu.sh"
+[ -n "${BENCH_BASELINE:-}" ] && cpu_baseline_build
 
 # Other work on the machine skews every figure: wait (bounded) for a quiet moment.
 machine_busy_cores() { # over one second
@@ -503,6 +514,7 @@ psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -c "TRUNCATE message_changes" -c "
     '00-' || md5(i::text) || '-' || substr(md5(i::text || 's'), 1, 16) || '-01'
   FROM generate_series(1, 100000) i" >/dev/null
 OUTBOX_MB_PER_MILLION=$(psql "$DATABASE_URL" -X -tAc "SELECT round(pg_total_relation_size('message_changes') * 10 / 1048576.0)")
+cpu_phase
 RUN_ERRORS=$(($(error_lines) - STOP_ERRORS))
 [ "$RUN_ERRORS" = 0 ] || fail "$RUN_ERRORS ERROR lines in the service logs while they worked (see $WORK/*.log)"
 if [ "$STOP_ERRORS" -gt 0 ]; then
@@ -596,6 +608,8 @@ GROWTH_SECTION=$(awk '/^<!-- (growth|search|retention|readers|structure):/,/^<!-
   echo "| outbox size while changes wait (RabbitMQ away): MB per million changes (100,000 realistic rows, table and index) | $OUTBOX_MB_PER_MILLION |"
   echo
   echo "The outbox holds only changes not yet confirmed: in steady state it is empty, so its size is a function of how long RabbitMQ is away, not of the message count."
+  echo
+  cpu_report
   echo
   echo "## Where the cores went"
   echo

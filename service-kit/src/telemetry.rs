@@ -305,7 +305,10 @@ fn insert_trace_ids(
 /// Span fields as comma-separated JSON members (`"name":value`), appended
 /// as they are recorded: no parse and re-serialise per `record`, as
 /// `JsonFields` does. A field recorded twice appears twice; the later one
-/// wins when a line is written.
+/// wins when a line is written. Dotted names (`http.route`,
+/// `messaging.system`, `twilio.message_sid`) are OpenTelemetry attributes
+/// for the trace and are left out of log lines; plain names (`message_sid`,
+/// `request_id`) are the log's.
 struct JsonFragments;
 
 impl<'writer> FormatFields<'writer> for JsonFragments {
@@ -347,38 +350,64 @@ struct FragmentVisitor<'a, 'writer> {
 }
 
 impl FragmentVisitor<'_, '_> {
-    fn member(&mut self, field: &Field, value: &Value) {
-        if self.result.is_err() {
-            return;
+    /// Writes the separator and the name; false when the field is skipped.
+    fn name(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        if self.result.is_err() || name.contains('.') {
+            return false;
         }
         let separator = if self.first { "" } else { "," };
         self.first = false;
-        self.result = write!(
-            self.writer,
-            "{separator}{}:{value}",
-            Value::String(field.name().to_owned())
-        );
+        self.result = write!(self.writer, "{separator}");
+        self.string(name);
+        self.result = self.result.and_then(|()| self.writer.write_char(':'));
+        self.result.is_ok()
+    }
+
+    /// A JSON string, written as is when nothing in it needs escaping (ids,
+    /// statuses), otherwise by serde_json.
+    fn string(&mut self, value: &str) {
+        let plain = !value
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f);
+        self.result = self.result.and_then(|()| {
+            if plain {
+                write!(self.writer, "\"{value}\"")
+            } else {
+                write!(self.writer, "{}", Value::String(value.to_owned()))
+            }
+        });
+    }
+
+    fn member(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.name(field) {
+            self.result = write!(self.writer, "{value}");
+        }
     }
 }
 
 impl Visit for FragmentVisitor<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.member(field, &Value::String(format!("{value:?}")));
+        if self.name(field) {
+            self.string(&format!("{value:?}"));
+        }
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.member(field, &Value::String(value.to_owned()));
+        if self.name(field) {
+            self.string(value);
+        }
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.member(field, &Value::from(value));
+        self.member(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.member(field, &Value::from(value));
+        self.member(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.member(field, &Value::from(value));
+        self.member(field, Value::from(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.member(field, &Value::from(value));
+        self.member(field, value);
     }
 }
 
@@ -471,7 +500,10 @@ mod tests {
                 parent: &outer,
                 "inner",
                 message_sid = tracing::field::Empty,
+                twilio.message_sid = "SM1",
                 status = "queued",
+                ratio = 0.5_f64,
+                control = "tab\there",
                 count = 3_u64
             );
             inner.record("message_sid", "SM1");
@@ -494,6 +526,12 @@ mod tests {
         assert_eq!(line["message_sid"], "SM1");
         assert_eq!(line["status"], "sent", "the later record wins: {line}");
         assert_eq!(line["count"], 3);
+        assert_eq!(line["ratio"], 0.5);
+        assert_eq!(line["control"], "tab\there");
+        assert!(
+            line.get("twilio.message_sid").is_none(),
+            "a dotted name is the trace's attribute: {line}"
+        );
         let (trace_id, span_id) = ids.unwrap();
         assert_eq!(line["trace_id"], trace_id.as_str());
         assert_eq!(line["span_id"], span_id.as_str(), "the innermost span's id");
