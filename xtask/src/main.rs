@@ -182,7 +182,7 @@ fn workspace_root() -> anyhow::Result<PathBuf> {
 /// One build of everything `up` runs; returns the directory of the binaries.
 fn build(root: &Path, release: bool) -> anyhow::Result<PathBuf> {
     say(if release {
-        "building (release; the first build takes about 5 minutes and 3 GB of target/)"
+        "building (release; the first build takes about 15 minutes and 3 GB of target/)"
     } else {
         "building (the first build takes 2 to 4 minutes and about 3 GB of target/)"
     });
