@@ -126,6 +126,6 @@ stop_services
 
 echo "$LABEL: instructions per callback: ingest $INGEST_INSTRUCTIONS, worker $WORKER_INSTRUCTIONS"
 if [ -n "$JSON_OUT" ]; then
-  jq -n --arg label "$LABEL" --argjson ingest "$INGEST_INSTRUCTIONS" --argjson worker "$WORKER_INSTRUCTIONS" \
-    '{"label": $label, "ingest": $ingest, "worker": $worker}' >"$JSON_OUT"
+  jq -n --arg build "$LABEL" --argjson ingest "$INGEST_INSTRUCTIONS" --argjson worker "$WORKER_INSTRUCTIONS" \
+    '{label: $build, ingest: $ingest, worker: $worker}' >"$JSON_OUT"
 fi
